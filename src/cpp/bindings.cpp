@@ -1,0 +1,312 @@
+// The one Python binding: checks arrays, takes their pointers, releases the GIL, calls the core.
+// Inputs are converted to C-contiguous arrays of the kernel's dtype (the Python layer has already
+// refused dtype mismatches); outputs written in place are checked, never converted.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "layer.h"
+#include "threads.h"
+
+namespace py = pybind11;
+using rnnfast::Cell;
+using rnnfast::index_t;
+
+namespace {
+
+template <typename T>
+using In = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+std::string shape_text(const std::vector<index_t>& shape) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << (shape.size() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+void expect_shape(const char* name, const py::array& a, const std::vector<index_t>& shape) {
+  std::vector<index_t> got(a.shape(), a.shape() + a.ndim());
+  if (got != shape) {
+    throw std::invalid_argument(std::string(name) + ": expected shape " + shape_text(shape) +
+                                ", got " + shape_text(got));
+  }
+}
+
+template <typename T>
+const T* in_ptr(const char* name, const In<T>& a, const std::vector<index_t>& shape) {
+  expect_shape(name, a, shape);
+  return a.data();
+}
+
+template <typename T>
+const T* in_ptr(const char* name, const std::optional<In<T>>& a, const std::vector<index_t>& shape) {
+  return a ? in_ptr(name, *a, shape) : nullptr;
+}
+
+// An array the kernel writes into: it must already be what the kernel needs.
+template <typename T>
+T* out_ptr(const char* name, py::array& a, const std::vector<index_t>& shape) {
+  if (!a.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string(name) + ": expected dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(a.dtype())));
+  }
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  if (!a.writeable()) throw std::invalid_argument(std::string(name) + ": must be writeable");
+  expect_shape(name, a, shape);
+  return static_cast<T*>(a.mutable_data());
+}
+
+template <typename T>
+py::array_t<T> new_array(const std::vector<index_t>& shape) {
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+Cell to_cell(int cell) {
+  if (cell < 0 || cell > static_cast<int>(Cell::GruResetBefore))
+    throw std::invalid_argument("cell: unknown cell code " + std::to_string(cell));
+  return static_cast<Cell>(cell);
+}
+
+struct Dims {
+  index_t steps, batch, input, hidden, gates;
+};
+
+template <typename T>
+Dims layer_dims(Cell cell, const In<T>& x, const In<T>& w_hh) {
+  if (x.ndim() != 3)
+    throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got " + std::to_string(x.ndim()));
+  if (w_hh.ndim() != 2)
+    throw std::invalid_argument("w_hh: expected 2 dimensions, got " + std::to_string(w_hh.ndim()));
+  const index_t hidden = w_hh.shape(1), g = rnnfast::gate_count(cell);
+  if (hidden < 1) throw std::invalid_argument("w_hh: hidden size must be at least 1");
+  return {x.shape(0), x.shape(1), x.shape(2), hidden, g * hidden};
+}
+
+const int64_t* lengths_ptr(const std::optional<In<int64_t>>& lengths, const Dims& d) {
+  if (!lengths) return nullptr;
+  const int64_t* p = in_ptr("lengths", *lengths, {d.batch});
+  for (index_t b = 0; b < d.batch; ++b) {
+    if (p[b] < 1 || p[b] > d.steps) {
+      throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(d.steps) +
+                                  "], got " + std::to_string(p[b]) + " at index " + std::to_string(b));
+    }
+  }
+  return p;
+}
+
+template <typename T>
+py::tuple forward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_ih, const In<T>& w_hh,
+                       const std::optional<In<T>>& b_ih, const std::optional<In<T>>& b_hh,
+                       const In<T>& h0, const std::optional<In<T>>& c0,
+                       const std::optional<In<int64_t>>& lengths, py::array y, index_t y_offset,
+                       bool training) {
+  const Dims d = layer_dims(cell, x, w_hh);
+  const bool lstm = cell == Cell::Lstm, gru = rnnfast::is_gru(cell);
+  if (y.ndim() != 3) throw std::invalid_argument("y: expected 3 dimensions");
+  const index_t ldy = y.shape(2);
+  if (y_offset < 0 || y_offset + d.hidden > ldy)
+    throw std::invalid_argument("y_offset: columns [offset, offset + H) must lie inside y");
+  if (b_ih.has_value() != b_hh.has_value())
+    throw std::invalid_argument("b_ih, b_hh: give both biases or neither");
+  if (lstm && !c0) throw std::invalid_argument("c0: required for LSTM");
+
+  rnnfast::LayerForward<T> a{};
+  a.cell = cell;
+  a.steps = d.steps;
+  a.batch = d.batch;
+  a.input = d.input;
+  a.hidden = d.hidden;
+  a.reverse = reverse;
+  a.x = x.data();
+  a.w_ih = in_ptr("w_ih", w_ih, {d.gates, d.input});
+  a.w_hh = in_ptr("w_hh", w_hh, {d.gates, d.hidden});
+  a.b_ih = in_ptr("b_ih", b_ih, {d.gates});
+  a.b_hh = in_ptr("b_hh", b_hh, {d.gates});
+  a.h0 = in_ptr("h0", h0, {d.batch, d.hidden});
+  a.c0 = lstm ? in_ptr("c0", c0, {d.batch, d.hidden}) : nullptr;
+  a.lengths = lengths_ptr(lengths, d);
+  a.y = out_ptr<T>("y", y, {d.steps, d.batch, ldy}) + y_offset;
+  a.ldy = ldy;
+
+  auto h_n = new_array<T>({d.batch, d.hidden});
+  a.h_n = h_n.mutable_data();
+  py::object c_n = py::none();
+  if (lstm) {
+    auto c = new_array<T>({d.batch, d.hidden});
+    a.c_n = c.mutable_data();
+    c_n = c;
+  }
+  py::object tape = py::none();
+  if (training) {
+    auto gates = new_array<T>({d.steps, d.batch, d.gates});
+    auto hs = new_array<T>({d.steps + 1, d.batch, d.hidden});
+    a.gates = gates.mutable_data();
+    a.hs = hs.mutable_data();
+    py::object cs = py::none(), extra = py::none();
+    if (lstm) {
+      auto c = new_array<T>({d.steps + 1, d.batch, d.hidden});
+      a.cs = c.mutable_data();
+      cs = c;
+    }
+    if (gru) {
+      auto e = new_array<T>({d.steps, d.batch, d.hidden});
+      a.extra = e.mutable_data();
+      extra = e;
+    }
+    tape = py::make_tuple(gates, hs, cs, extra);
+  }
+  {
+    py::gil_scoped_release release;
+    rnnfast::layer_forward(a);
+  }
+  return py::make_tuple(h_n, c_n, tape);
+}
+
+template <typename T>
+py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_ih,
+                        const In<T>& w_hh, const std::optional<In<int64_t>>& lengths,
+                        const py::tuple& tape, const std::optional<In<T>>& dy, index_t dy_offset,
+                        const std::optional<In<T>>& dh_n, const std::optional<In<T>>& dc_n,
+                        py::array dx, bool accumulate_dx, py::array dw_ih, py::array dw_hh,
+                        std::optional<py::array> db_ih, std::optional<py::array> db_hh) {
+  const Dims d = layer_dims(cell, x, w_hh);
+  const bool lstm = cell == Cell::Lstm, gru = rnnfast::is_gru(cell);
+  if (tape.size() != 4) throw std::invalid_argument("tape: expected 4 arrays");
+  const In<T> gates = tape[0].cast<In<T>>(), hs = tape[1].cast<In<T>>();
+  const std::optional<In<T>> cs = lstm ? std::optional<In<T>>(tape[2].cast<In<T>>()) : std::nullopt;
+  const std::optional<In<T>> extra = gru ? std::optional<In<T>>(tape[3].cast<In<T>>()) : std::nullopt;
+  if (db_ih.has_value() != db_hh.has_value())
+    throw std::invalid_argument("db_ih, db_hh: give both bias gradients or neither");
+
+  rnnfast::LayerBackward<T> a{};
+  a.cell = cell;
+  a.steps = d.steps;
+  a.batch = d.batch;
+  a.input = d.input;
+  a.hidden = d.hidden;
+  a.reverse = reverse;
+  a.x = x.data();
+  a.w_ih = in_ptr("w_ih", w_ih, {d.gates, d.input});
+  a.w_hh = in_ptr("w_hh", w_hh, {d.gates, d.hidden});
+  a.lengths = lengths_ptr(lengths, d);
+  a.gates = in_ptr("tape.gates", gates, {d.steps, d.batch, d.gates});
+  a.hs = in_ptr("tape.hs", hs, {d.steps + 1, d.batch, d.hidden});
+  a.cs = in_ptr("tape.cs", cs, {d.steps + 1, d.batch, d.hidden});
+  a.extra = in_ptr("tape.extra", extra, {d.steps, d.batch, d.hidden});
+  if (dy) {
+    if (dy->ndim() != 3) throw std::invalid_argument("dy: expected 3 dimensions");
+    a.ldy = dy->shape(2);
+    if (dy_offset < 0 || dy_offset + d.hidden > a.ldy)
+      throw std::invalid_argument("dy_offset: columns [offset, offset + H) must lie inside dy");
+    a.dy = in_ptr("dy", *dy, {d.steps, d.batch, a.ldy}) + dy_offset;
+  }
+  a.dh_n = in_ptr("dh_n", dh_n, {d.batch, d.hidden});
+  a.dc_n = lstm ? in_ptr("dc_n", dc_n, {d.batch, d.hidden}) : nullptr;
+  a.dx = out_ptr<T>("dx", dx, {d.steps, d.batch, d.input});
+  a.accumulate_dx = accumulate_dx;
+  a.dw_ih = out_ptr<T>("dw_ih", dw_ih, {d.gates, d.input});
+  a.dw_hh = out_ptr<T>("dw_hh", dw_hh, {d.gates, d.hidden});
+  if (db_ih) {
+    a.db_ih = out_ptr<T>("db_ih", *db_ih, {d.gates});
+    a.db_hh = out_ptr<T>("db_hh", *db_hh, {d.gates});
+  }
+  auto dh0 = new_array<T>({d.batch, d.hidden});
+  a.dh0 = dh0.mutable_data();
+  py::object dc0 = py::none();
+  if (lstm) {
+    auto c = new_array<T>({d.batch, d.hidden});
+    a.dc0 = c.mutable_data();
+    dc0 = c;
+  }
+  {
+    py::gil_scoped_release release;
+    rnnfast::layer_backward(a);
+  }
+  return py::make_tuple(dh0, dc0);
+}
+
+bool is_float32(const py::array& x) {
+  if (x.dtype().is(py::dtype::of<float>())) return true;
+  if (x.dtype().is(py::dtype::of<double>())) return false;
+  throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+// pybind11 picks the overload from the arguments; dispatching on x's dtype keeps one Python name.
+py::tuple layer_forward(int cell, bool reverse, py::array x, py::object w_ih, py::object w_hh,
+                        py::object b_ih, py::object b_hh, py::object h0, py::object c0,
+                        py::object lengths, py::array y, index_t y_offset, bool training) {
+  auto opt = [](const py::object& o, auto tag) {
+    using A = decltype(tag);
+    return o.is_none() ? std::optional<A>() : std::optional<A>(o.cast<A>());
+  };
+  const Cell c = to_cell(cell);
+  const auto lens = opt(lengths, In<int64_t>());
+  if (is_float32(x)) {
+    using A = In<float>;
+    return forward_impl<float>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), opt(b_ih, A()),
+                               opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y, y_offset, training);
+  }
+  using A = In<double>;
+  return forward_impl<double>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), opt(b_ih, A()),
+                              opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y, y_offset, training);
+}
+
+py::tuple layer_backward(int cell, bool reverse, py::array x, py::object w_ih, py::object w_hh,
+                         py::object lengths, py::tuple tape, py::object dy, index_t dy_offset,
+                         py::object dh_n, py::object dc_n, py::array dx, bool accumulate_dx,
+                         py::array dw_ih, py::array dw_hh, py::object db_ih, py::object db_hh) {
+  auto opt = [](const py::object& o, auto tag) {
+    using A = decltype(tag);
+    return o.is_none() ? std::optional<A>() : std::optional<A>(o.cast<A>());
+  };
+  const Cell c = to_cell(cell);
+  const auto lens = opt(lengths, In<int64_t>());
+  const auto dbi = opt(db_ih, py::array()), dbh = opt(db_hh, py::array());
+  if (is_float32(x)) {
+    using A = In<float>;
+    return backward_impl<float>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), lens, tape,
+                                opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx,
+                                accumulate_dx, dw_ih, dw_hh, dbi, dbh);
+  }
+  using A = In<double>;
+  return backward_impl<double>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), lens, tape,
+                               opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx,
+                               accumulate_dx, dw_ih, dw_hh, dbi, dbh);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "rnnfast's C++ core: one direction of one recurrent layer, forward and backward.";
+  m.attr("__version__") = RNNFAST_VERSION;
+  m.attr("CELL_RNN_TANH") = static_cast<int>(Cell::RnnTanh);
+  m.attr("CELL_RNN_RELU") = static_cast<int>(Cell::RnnRelu);
+  m.attr("CELL_LSTM") = static_cast<int>(Cell::Lstm);
+  m.attr("CELL_GRU") = static_cast<int>(Cell::Gru);
+  m.attr("CELL_GRU_RESET_BEFORE") = static_cast<int>(Cell::GruResetBefore);
+
+  m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("reverse"), py::arg("x"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih").none(true), py::arg("b_hh").none(true),
+        py::arg("h0"), py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("y"),
+        py::arg("y_offset"), py::arg("training"),
+        "Runs one direction of one layer; writes y[..., y_offset:y_offset+H]. "
+        "Returns (h_n, c_n or None, tape or None).");
+  m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("reverse"), py::arg("x"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths").none(true), py::arg("tape"),
+        py::arg("dy").none(true), py::arg("dy_offset"), py::arg("dh_n").none(true),
+        py::arg("dc_n").none(true), py::arg("dx"), py::arg("accumulate_dx"), py::arg("dw_ih"),
+        py::arg("dw_hh"), py::arg("db_ih").none(true), py::arg("db_hh").none(true),
+        "BPTT through one direction of one layer. Accumulates weight gradients in place, "
+        "writes (or adds to) dx. Returns (dh0, dc0 or None).");
+  m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &rnnfast::get_num_threads);
+  m.def("have_openmp", &rnnfast::have_openmp);
+}

@@ -1,0 +1,65 @@
+"""rnnfast: fast CPU forward and BPTT for Elman RNN, LSTM and GRU, PyTorch-compatible.
+
+`rnnfast.RNN`, `rnnfast.LSTM` and `rnnfast.GRU` run on the C++ core; `rnnfast.reference` holds
+the same classes in plain NumPy (the oracle the core is tested against).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core, reference
+from ._fast import FastEngine
+from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, Tape
+from ._validate import check_size
+
+__version__: str = _core.__version__
+
+_FAST = FastEngine()
+
+
+class RNN(RNNBase):
+    __doc__ = RNNBase.__doc__
+    _engine = _FAST
+
+
+class LSTM(LSTMBase):
+    __doc__ = LSTMBase.__doc__
+    _engine = _FAST
+
+
+class GRU(GRUBase):
+    __doc__ = GRUBase.__doc__
+    _engine = _FAST
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the C++ kernels may use (default: OMP_NUM_THREADS, else all cores)."""
+    _core.set_num_threads(check_size(n, "n"))
+
+
+def get_num_threads() -> int:
+    return int(_core.get_num_threads())
+
+
+def show_config() -> dict[str, Any]:
+    """What this build runs with: version, OpenMP, threads."""
+    return {
+        "version": __version__,
+        "openmp": bool(_core.have_openmp()),
+        "num_threads": get_num_threads(),
+    }
+
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "RecurrentBase",
+    "Tape",
+    "__version__",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+    "show_config",
+]

@@ -1,0 +1,325 @@
+"""Engine-independent layer classes: parameters, argument checks, the PyTorch-style API.
+
+A concrete class pairs one of these with an engine (the C++ core in `rnnfast`, NumPy in
+`rnnfast.reference`); engines see only checked, time-major, C-contiguous arrays of the module dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, Union
+
+import numpy as np
+
+from . import _validate as v
+
+State = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+
+
+class Engine(Protocol):
+    """What a concrete engine implements. Arrays are time-major: x (T, B, I), y (T, B, D*H),
+    states (L*D, B, H). `c0`/`c_n` are None except for LSTM."""
+
+    def forward(
+        self, module: RecurrentBase, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+        lengths: np.ndarray | None, training: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]: ...
+
+    def backward(
+        self, module: RecurrentBase, saved: Any, dy: np.ndarray | None, dh_n: np.ndarray | None,
+        dc_n: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+
+class Tape:
+    """What a training forward keeps for backward. Use it once, with the module that made it."""
+
+    __slots__ = ("_consumed", "_meta", "_module", "_saved")
+
+    def __init__(self, module: RecurrentBase, saved: Any, meta: dict[str, Any]) -> None:
+        self._module = module
+        self._saved = saved
+        self._meta = meta
+        self._consumed = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays of this tape."""
+        return _nbytes(self._saved)
+
+    def __repr__(self) -> str:
+        state = "consumed" if self._consumed else "ready"
+        return f"<rnnfast Tape of {type(self._module).__name__}, {self.nbytes} bytes, {state}>"
+
+
+def _nbytes(obj: Any) -> int:
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(o) for o in obj)
+    return 0
+
+
+class RecurrentBase:
+    """A stack of recurrent layers with PyTorch's parameter names, shapes and gate order."""
+
+    _gates: ClassVar[int]
+    _engine: ClassVar[Engine]
+    _has_cell_state: ClassVar[bool] = False
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
+        batch_first: bool = False, bidirectional: bool = False, dtype: Any = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        self.input_size = v.check_size(input_size, "input_size")
+        self.hidden_size = v.check_size(hidden_size, "hidden_size")
+        self.num_layers = v.check_size(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = v.check_dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.reset_parameters(seed)
+
+    # --- parameters -------------------------------------------------------------------------
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def cell(self) -> str:
+        """The cell kind the engines run: rnn_tanh, rnn_relu, lstm, gru, gru_reset_before."""
+        raise NotImplementedError
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        gh, hd, d = self._gates * self.hidden_size, self.hidden_size, self.num_directions
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            width = self.input_size if layer == 0 else d * hd
+            for suffix in ("", "_reverse")[:d]:
+                shapes[f"weight_ih_l{layer}{suffix}"] = (gh, width)
+                shapes[f"weight_hh_l{layer}{suffix}"] = (gh, hd)
+                if self.bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (gh,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (gh,)
+        return shapes
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """PyTorch's default: every parameter uniform in [-1/sqrt(H), 1/sqrt(H)], seeded."""
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        self.params = {
+            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            for name, shape in self._param_shapes().items()
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, keyed by PyTorch's names."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Loads parameters in place (e.g. `{k: t.numpy() for k, t in torch_rnn.state_dict().items()}`).
+
+        Keys must match exactly; values are converted to the module dtype. Nothing is loaded unless
+        everything checks out.
+        """
+        expected = self._param_shapes()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        loaded = {}
+        for name, shape in expected.items():
+            arr = v.as_float_array(state[name], f"state_dict[{name!r}]", self.dtype, convert_floats=True)
+            v.check_shape(arr, f"state_dict[{name!r}]", shape)
+            loaded[name] = arr
+        for name, arr in loaded.items():
+            self.params[name][...] = arr
+
+    def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
+        """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked; biases None without bias."""
+        suffix = "_reverse" if direction else ""
+        names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
+        if self.bias:
+            names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
+        shapes = self._param_shapes()
+        out = []
+        for name in names:
+            p = self.params.get(name)
+            if not isinstance(p, np.ndarray) or p.dtype != self.dtype or p.shape != shapes[name]:
+                got = (p.dtype, p.shape) if isinstance(p, np.ndarray) else type(p).__name__
+                raise ValueError(
+                    f"params[{name!r}]: expected an array of dtype {self.dtype} and shape "
+                    f"{shapes[name]}, got {got}"
+                )
+            out.append(p)
+        return tuple(out) + (None, None) * (not self.bias)
+
+    def tape_bytes(self, steps: int, batch: int) -> int:
+        """Bytes a training forward of T = steps, B = batch keeps for backward (fast engine)."""
+        t, b, hd, d = steps, batch, self.hidden_size, self.num_directions
+        per_dir = t * b * self._gates * hd + (t + 1) * b * hd
+        per_dir += (t + 1) * b * hd if self._has_cell_state else 0
+        per_dir += t * b * hd if self._gates == 3 else 0
+        inputs = t * b * (self.input_size + (self.num_layers - 1) * d * hd)
+        return (self.num_layers * d * per_dir + inputs) * self.dtype.itemsize
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _to_time_major(self, x: Any, name: str) -> np.ndarray:
+        arr = v.as_float_array(x, name, self.dtype)
+        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if arr.ndim != 3:
+            raise ValueError(
+                f"{name}: expected 3 dimensions {layout}, got {arr.ndim} (shape {arr.shape}); "
+                "for a single sequence add a batch axis"
+            )
+        if arr.shape[2] != self.input_size:
+            raise ValueError(
+                f"{name}: expected input size (last dimension) {self.input_size}, got {arr.shape[2]}"
+            )
+        return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
+
+    def _check_state(self, state: Any, batch: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if self._has_cell_state:
+            if state is None:
+                return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name}: expected a pair (h, c) for LSTM, got {type(state).__name__}")
+            arrays = []
+            for part, label in zip(state, ("h", "c")):
+                arr = v.as_float_array(part, f"{name}[{label}]", self.dtype)
+                v.check_shape(arr, f"{name}[{label}]", shape, "(num_layers*D, B, H)")
+                arrays.append(np.ascontiguousarray(arr))
+            return arrays[0], arrays[1]
+        if state is None:
+            return np.zeros(shape, self.dtype), None
+        arr = v.as_float_array(state, name, self.dtype)
+        v.check_shape(arr, name, shape, "(num_layers*D, B, H)")
+        return np.ascontiguousarray(arr), None
+
+    def _pack_state(self, h: np.ndarray, c: np.ndarray | None) -> State:
+        return (h, c) if self._has_cell_state else h
+
+    def forward(
+        self, x: Any, state: State | None = None, lengths: Sequence[int] | None = None,
+        training: bool = True,
+    ) -> tuple[np.ndarray, State, Tape | None]:
+        """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
+        `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length."""
+        x_tm = self._to_time_major(x, "x")
+        steps, batch = x_tm.shape[:2]
+        lens = v.as_lengths(lengths, batch, steps)
+        h0, c0 = self._check_state(state, batch, "state")
+        if training and isinstance(x, np.ndarray) and np.may_share_memory(x_tm, x):
+            # backward must see x as it was, whatever the caller does with its array next
+            x_tm = x_tm.copy()
+        y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, bool(training))
+        tape = None
+        if training:
+            meta = {"steps": steps, "batch": batch}
+            tape = Tape(self, saved, meta)
+        y_out = np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
+        return y_out, self._pack_state(h_n, c_n), tape
+
+    def __call__(
+        self, x: Any, state: State | None = None, lengths: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, State]:
+        """Inference, as PyTorch: `y, h_n = rnn(x, h0)`, `y, (h_n, c_n) = lstm(x, (h0, c0))`."""
+        y, state_n, _ = self.forward(x, state, lengths, training=False)
+        return y, state_n
+
+    def backward(
+        self, tape: Tape, dy: Any = None, dstate_n: State | None = None
+    ) -> tuple[np.ndarray, State]:
+        """BPTT: returns (dx, dstate0) and adds the parameter gradients to `self.grads`.
+
+        `dy` has y's shape; `dstate_n` the final state's. Either may be None (zeros). Gradients at
+        steps past a sequence's length are ignored (y is a constant zero there).
+        """
+        if not isinstance(tape, Tape):
+            raise TypeError(f"tape: expected the Tape returned by forward(training=True), got {type(tape).__name__}")
+        if tape._module is not self:
+            raise ValueError("tape: it was made by another module; use it with the module whose forward made it")
+        if tape._consumed:
+            raise ValueError("tape: already used by backward; run forward(training=True) again")
+        steps, batch = tape._meta["steps"], tape._meta["batch"]
+        width = self.num_directions * self.hidden_size
+        dy_tm = None
+        if dy is not None:
+            arr = v.as_float_array(dy, "dy", self.dtype)
+            expected = (batch, steps, width) if self.batch_first else (steps, batch, width)
+            v.check_shape(arr, "dy", expected, "(the shape of y)")
+            dy_tm = np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
+        dh_n = dc_n = None
+        if dstate_n is not None:
+            dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
+        tape._consumed = True
+        dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n)
+        tape._saved = None  # free the memory now
+        dx_out = np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
+        return dx_out, self._pack_state(dh0, dc0)
+
+    def __repr__(self) -> str:
+        extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""
+        return (
+            f"{type(self).__module__}.{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+            f"num_layers={self.num_layers}{extra}, bias={self.bias}, batch_first={self.batch_first}, "
+            f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
+        )
+
+
+class RNNBase(RecurrentBase):
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu."""
+
+    _gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 nonlinearity: str = "tanh", **kwargs: Any) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+    @property
+    def cell(self) -> str:
+        return f"rnn_{self.nonlinearity}"
+
+
+class LSTMBase(RecurrentBase):
+    """LSTM, gates i, f, g, o: c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
+
+    _gates = 4
+    _has_cell_state = True
+
+    @property
+    def cell(self) -> str:
+        return "lstm"
+
+
+class GRUBase(RecurrentBase):
+    """GRU, gates r, z, n; `linear_before_reset=True` is PyTorch/cuDNN's variant
+    n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), False the original (Cho et al. 2014)
+    n = tanh(W_in x + b_in + W_hn (r*h) + b_hn); then h_t = (1-z)*n + z*h_{t-1}."""
+
+    _gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 linear_before_reset: bool = True, **kwargs: Any) -> None:
+        self.linear_before_reset = bool(linear_before_reset)
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+    @property
+    def cell(self) -> str:
+        return "gru" if self.linear_before_reset else "gru_reset_before"

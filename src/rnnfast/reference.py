@@ -1,0 +1,261 @@
+r"""Plain NumPy forward and BPTT for RNN, LSTM and GRU: the oracle and the speed baseline.
+
+Same classes and signatures as `rnnfast.RNN`, `rnnfast.LSTM`, `rnnfast.GRU`, written to be read
+next to the equations (x_t input, h_{t-1} previous state, sigma the logistic function):
+
+Elman RNN::
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),          act = tanh or relu
+
+LSTM (gate rows i, f, g, o)::
+
+    i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o),  a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+GRU (gate rows r, z, n)::
+
+    r = sigma(W_ir x + b_ir + W_hr h + b_hr),  z = sigma(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))      linear before reset (PyTorch, default)
+    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)      reset before (Cho et al. 2014)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+BPTT runs the steps backwards, carrying dL/dh (and dL/dc) from step t to t-1; each step's
+parameter gradients are added as outer products. A sequence of length L_b has real steps
+t < L_b: its later outputs are zero, its state is carried unchanged and no gradient flows there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-a)), computed without overflow for any a."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype)
+
+
+def _direction_forward(
+    cell: str, x: np.ndarray, w: tuple, h0: np.ndarray, c0: np.ndarray | None,
+    mask: np.ndarray, reverse: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[dict]]:
+    """One direction over the sequence. mask[t, b] says whether step t is real for sequence b."""
+    w_ih, w_hh, b_ih, b_hh = w
+    steps, batch, _ = x.shape
+    hd = w_hh.shape[1]
+    y = np.zeros((steps, batch, hd), x.dtype)
+    h, c = h0, c0
+    cache = []
+    for t in reversed(range(steps)) if reverse else range(steps):
+        m = mask[t][:, None]
+        xw = x[t] @ w_ih.T + b_ih  # input side of every gate
+        hw = h @ w_hh.T + b_hh  # recurrent side of every gate
+        step: dict[str, Any] = {"t": t, "h_prev": h, "c_prev": c}
+        if cell in ("rnn_tanh", "rnn_relu"):
+            a = xw + hw
+            h_new = np.tanh(a) if cell == "rnn_tanh" else np.maximum(a, 0)
+            c_new = None
+        elif cell == "lstm":
+            a = xw + hw
+            i, f = sigmoid(a[:, :hd]), sigmoid(a[:, hd : 2 * hd])
+            g, o = np.tanh(a[:, 2 * hd : 3 * hd]), sigmoid(a[:, 3 * hd :])
+            c_new = f * c + i * g
+            h_new = o * np.tanh(c_new)
+            step.update(i=i, f=f, g=g, o=o, c=c_new)
+        else:  # GRU
+            r = sigmoid(xw[:, :hd] + hw[:, :hd])
+            z = sigmoid(xw[:, hd : 2 * hd] + hw[:, hd : 2 * hd])
+            if cell == "gru":
+                hn_lin = hw[:, 2 * hd :]  # W_hn h + b_hn
+                n = np.tanh(xw[:, 2 * hd :] + r * hn_lin)
+                step.update(hn_lin=hn_lin)
+            else:
+                rh = r * h
+                n = np.tanh(xw[:, 2 * hd :] + rh @ w_hh[2 * hd :].T + b_hh[2 * hd :])
+                step.update(rh=rh)
+            h_new = (1 - z) * n + z * h
+            c_new = None
+            step.update(r=r, z=z, n=n)
+        step["h"] = h_new
+        y[t] = np.where(m, h_new, 0)
+        h = np.where(m, h_new, h)
+        if c is not None:
+            c = np.where(m, c_new, c)
+        cache.append(step)
+    return y, h, c, cache
+
+
+def _direction_backward(
+    cell: str, x: np.ndarray, w: tuple, grads: list[np.ndarray | None], cache: list[dict],
+    dy: np.ndarray | None, dh: np.ndarray, dc: np.ndarray | None, mask: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh] in place."""
+    _, w_hh, _, _ = w
+    gw_ih, gw_hh, gb_ih, gb_hh = grads
+    hd = w_hh.shape[1]
+    dx = np.zeros_like(x)
+    w_ih = w[0]
+    for step in reversed(cache):
+        t = step["t"]
+        m = mask[t][:, None]
+        if dy is not None:
+            dh = dh + np.where(m, dy[t], 0)
+        h_prev = step["h_prev"]
+        if cell in ("rnn_tanh", "rnn_relu"):
+            slope = 1 - step["h"] ** 2 if cell == "rnn_tanh" else (step["h"] > 0).astype(x.dtype)
+            da_x = dh * slope
+            da_h = da_x
+            dh_prev = np.zeros_like(dh)
+            dc_prev = None
+        elif cell == "lstm":
+            i, f, g, o, c = step["i"], step["f"], step["g"], step["o"], step["c"]
+            tc = np.tanh(c)
+            dc_total = dc + dh * o * (1 - tc**2)
+            da_x = np.concatenate(
+                [
+                    dc_total * g * i * (1 - i),
+                    dc_total * step["c_prev"] * f * (1 - f),
+                    dc_total * i * (1 - g**2),
+                    dh * tc * o * (1 - o),
+                ],
+                axis=1,
+            )
+            da_h = da_x
+            dh_prev = np.zeros_like(dh)
+            dc_prev = dc_total * f
+        else:
+            r, z, n = step["r"], step["z"], step["n"]
+            dan = dh * (1 - z) * (1 - n**2)
+            daz = dh * (h_prev - n) * z * (1 - z)
+            dh_prev = dh * z
+            dc_prev = None
+            if cell == "gru":
+                dar = dan * step["hn_lin"] * r * (1 - r)
+                da_x = np.concatenate([dar, daz, dan], axis=1)
+                da_h = np.concatenate([dar, daz, dan * r], axis=1)
+            else:
+                d_rh = dan @ w_hh[2 * hd :]
+                dar = d_rh * h_prev * r * (1 - r)
+                dh_prev = dh_prev + d_rh * r
+                da_x = np.concatenate([dar, daz, dan], axis=1)
+                da_h = da_x
+        da_x = np.where(m, da_x, 0)
+        da_h = np.where(m, da_h, 0)
+        gw_ih += da_x.T @ x[t]
+        if cell == "gru_reset_before":
+            gw_hh[: 2 * hd] += da_h[:, : 2 * hd].T @ h_prev
+            gw_hh[2 * hd :] += da_h[:, 2 * hd :].T @ step["rh"]
+            dh_prev = dh_prev + da_h[:, : 2 * hd] @ w_hh[: 2 * hd]
+        else:
+            gw_hh += da_h.T @ h_prev
+            dh_prev = dh_prev + da_h @ w_hh
+        if gb_ih is not None:
+            gb_ih += da_x.sum(axis=0)
+            gb_hh += da_h.sum(axis=0)
+        dx[t] = da_x @ w_ih
+        dh = np.where(m, dh_prev, dh)  # an ended sequence passes dh through unchanged
+        if dc is not None:
+            dc = np.where(m, dc_prev, dc)
+    return dx, dh, dc
+
+
+class ReferenceEngine:
+    """Layers and directions in NumPy; lengths become a (T, B) mask."""
+
+    def forward(
+        self, module: RecurrentBase, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+        lengths: np.ndarray | None, training: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+        steps, batch, _ = x.shape
+        lens = np.full(batch, steps) if lengths is None else lengths
+        mask = np.arange(steps)[:, None] < lens[None, :]
+        dirs = module.num_directions
+        h_n, c_n = np.empty_like(h0), None if c0 is None else np.empty_like(c0)
+        layer_in, inputs, caches = x, [], []
+        for layer in range(module.num_layers):
+            outs = []
+            for d in range(dirs):
+                k = layer * dirs + d
+                w = self._weights(module, layer, d)
+                y, h, c, cache = _direction_forward(
+                    module.cell, layer_in, w, h0[k], None if c0 is None else c0[k], mask, d == 1
+                )
+                outs.append(y)
+                h_n[k] = h
+                if c_n is not None:
+                    c_n[k] = c
+                caches.append(cache)
+            inputs.append(layer_in)
+            layer_in = np.concatenate(outs, axis=2)
+        saved = {"inputs": inputs, "caches": caches, "mask": mask} if training else None
+        return layer_in, h_n, c_n, saved
+
+    def backward(
+        self, module: RecurrentBase, saved: Any, dy: np.ndarray | None, dh_n: np.ndarray | None,
+        dc_n: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
+        hd, dirs = module.hidden_size, module.num_directions
+        batch = inputs[0].shape[1]
+        lstm = module.cell == "lstm"
+        shape = (module.num_layers * dirs, batch, hd)
+        dh_n = np.zeros(shape, module.dtype) if dh_n is None else dh_n
+        dc_n = (np.zeros(shape, module.dtype) if dc_n is None else dc_n) if lstm else None
+        dh0 = np.empty(shape, module.dtype)
+        dc0 = np.empty(shape, module.dtype) if lstm else None
+        d_out = dy
+        for layer in reversed(range(module.num_layers)):
+            dx_total = np.zeros_like(inputs[layer])
+            for d in range(dirs):
+                k = layer * dirs + d
+                suffix = f"l{layer}{'_reverse' if d else ''}"
+                grads = [
+                    module.grads.get(f"{kind}_{suffix}")
+                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
+                dy_d = None if d_out is None else d_out[:, :, d * hd : (d + 1) * hd]
+                dx, dh, dc = _direction_backward(
+                    module.cell, inputs[layer], self._weights(module, layer, d), grads,
+                    caches[k], dy_d, dh_n[k], None if dc_n is None else dc_n[k], mask,
+                )
+                dx_total += dx
+                dh0[k] = dh
+                if dc0 is not None:
+                    dc0[k] = dc
+            d_out = dx_total
+        assert d_out is not None
+        return d_out, dh0, dc0
+
+    @staticmethod
+    def _weights(module: RecurrentBase, layer: int, d: int) -> tuple[np.ndarray, ...]:
+        w_ih, w_hh, b_ih, b_hh = module.layer_weights(layer, d)
+        if b_ih is None:  # no bias: zeros keep the equations as written
+            gh = w_hh.shape[0]
+            b_ih, b_hh = np.zeros(gh, module.dtype), np.zeros(gh, module.dtype)
+        return w_ih, w_hh, b_ih, b_hh
+
+
+_REFERENCE = ReferenceEngine()
+
+
+class RNN(RNNBase):
+    __doc__ = RNNBase.__doc__
+    _engine = _REFERENCE
+
+
+class LSTM(LSTMBase):
+    __doc__ = LSTMBase.__doc__
+    _engine = _REFERENCE
+
+
+class GRU(GRUBase):
+    __doc__ = GRUBase.__doc__
+    _engine = _REFERENCE
+
+
+__all__ = ["GRU", "LSTM", "RNN", "ReferenceEngine", "sigmoid"]
