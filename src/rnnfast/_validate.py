@@ -82,6 +82,8 @@ def as_lengths(lengths: Sequence[int] | np.ndarray | None, batch: int, steps: in
     if lengths is None:
         return None
     arr = np.asarray(lengths)
+    if arr.size == 0 and arr.ndim == 1:  # [] for an empty batch: NumPy makes it float64
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
     if arr.ndim != 1:
