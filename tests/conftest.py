@@ -1,4 +1,4 @@
-"""Shared helpers: module pairs (fast, reference) with equal weights, and a scale-aware comparison."""
+"""Shared helpers: fast/reference module pairs with equal weights, a scale-aware comparison."""
 
 from __future__ import annotations
 

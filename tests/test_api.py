@@ -18,7 +18,8 @@ def test_parameter_names_shapes_and_default_init():
     m = rnnfast.GRU(5, 4, num_layers=2, bidirectional=True, seed=0)
     assert list(m.params) == [
         f"{kind}_l{layer}{suffix}"
-        for layer in (0, 1) for suffix in ("", "_reverse")
+        for layer in (0, 1)
+        for suffix in ("", "_reverse")
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     ]
     assert m.params["weight_ih_l0"].shape == (12, 5)
@@ -79,12 +80,16 @@ def test_call_is_inference_and_batch_first_transposes():
     yt, (ht, ct) = mt(x.transpose(1, 0, 2))
     np.testing.assert_array_equal(y, yt.transpose(1, 0, 2))
     np.testing.assert_array_equal(h, ht)
+    np.testing.assert_array_equal(c, ct)
     assert y.flags.c_contiguous
 
 
 def test_tape_bytes_matches_what_the_tape_holds():
-    for m in (rnnfast.LSTM(3, 4, num_layers=2, bidirectional=True), rnnfast.GRU(5, 6),
-              rnnfast.RNN(2, 3, dtype=np.float64)):
+    for m in (
+        rnnfast.LSTM(3, 4, num_layers=2, bidirectional=True),
+        rnnfast.GRU(5, 6),
+        rnnfast.RNN(2, 3, dtype=np.float64),
+    ):
         x = np.zeros((7, 3, m.input_size), m.dtype)
         _, _, tape = m.forward(x)
         assert tape.nbytes == m.tape_bytes(7, 3)
@@ -118,6 +123,7 @@ def test_stub_matches_the_binding():
 
 def test_reference_has_the_same_signatures():
     from rnnfast import reference
+
     for name in ("RNN", "LSTM", "GRU"):
         fast, ref = getattr(rnnfast, name), getattr(reference, name)
         assert inspect.signature(fast.__init__) == inspect.signature(ref.__init__)

@@ -69,7 +69,9 @@ def test_lengths_out_of_range(lstm, lengths):
 
 
 def test_lengths_wrong_count(lstm):
-    with pytest.raises(ValueError, match=r"lengths: expected 2 values \(one per batch element\), got 3"):
+    with pytest.raises(
+        ValueError, match=r"lengths: expected 2 values \(one per batch element\), got 3"
+    ):
         lstm(x_ok(), lengths=[1, 2, 3])
 
 
@@ -78,10 +80,16 @@ def test_lengths_not_integers(lstm):
         lstm(x_ok(), lengths=[1.0, 2.0])
 
 
-@pytest.mark.parametrize(("arg", "value", "exc"), [
-    ("hidden_size", 0, ValueError), ("input_size", -1, ValueError), ("num_layers", 0, ValueError),
-    ("hidden_size", 2.5, TypeError), ("hidden_size", True, TypeError),
-])
+@pytest.mark.parametrize(
+    ("arg", "value", "exc"),
+    [
+        ("hidden_size", 0, ValueError),
+        ("input_size", -1, ValueError),
+        ("num_layers", 0, ValueError),
+        ("hidden_size", 2.5, TypeError),
+        ("hidden_size", True, TypeError),
+    ],
+)
 def test_bad_sizes(arg, value, exc):
     kwargs = {"input_size": 3, "hidden_size": 4, "num_layers": 1, arg: value}
     with pytest.raises(exc, match=rf"{arg}: expected an integer"):
@@ -118,7 +126,9 @@ def test_not_a_tape(lstm):
 
 def test_state_wrong_shape(lstm):
     h = np.zeros((2, 3, 3), np.float32)  # batch 3, input has 2
-    with pytest.raises(ValueError, match=r"state\[h\]: expected shape \(2, 2, 3\) .* got \(2, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"state\[h\]: expected shape \(2, 2, 3\) .* got \(2, 3, 3\)"
+    ):
         lstm(x_ok(), (h, h))
     with pytest.raises(TypeError, match=r"state: expected a pair \(h, c\) for LSTM"):
         lstm(x_ok(), np.zeros((2, 2, 3), np.float32))
@@ -129,7 +139,9 @@ def test_state_wrong_shape(lstm):
 
 def test_dy_and_dstate_wrong_shape(lstm):
     _, _, tape = lstm.forward(x_ok())
-    with pytest.raises(ValueError, match=r"dy: expected shape \(5, 2, 3\) \(the shape of y\), got \(5, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"dy: expected shape \(5, 2, 3\) \(the shape of y\), got \(5, 2, 4\)"
+    ):
         lstm.backward(tape, np.zeros((5, 2, 4), np.float32))
     bad = np.zeros((1, 2, 3), np.float32)
     with pytest.raises(ValueError, match=r"dstate_n\[h\]: expected shape \(2, 2, 3\)"):
@@ -139,7 +151,10 @@ def test_dy_and_dstate_wrong_shape(lstm):
 
 def test_replaced_parameter_with_wrong_shape(lstm):
     lstm.params["weight_hh_l1"] = np.zeros((12, 4), np.float32)
-    with pytest.raises(ValueError, match=r"params\['weight_hh_l1'\]: expected an array of dtype float32 and shape \(12, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"params\['weight_hh_l1'\]: expected an array of dtype float32 and shape \(12, 3\)",
+    ):
         lstm(x_ok())
 
 
@@ -206,8 +221,21 @@ def test_core_refuses_bad_arrays_itself():
     w_ih, w_hh = np.zeros((9, 4), np.float32), np.zeros((9, 3), np.float32)
     h0 = np.zeros((2, 3), np.float32)
     y = np.zeros((3, 2, 3), np.float32)
-    args = dict(cell=_core.CELL_GRU, reverse=False, x=x, w_ih=w_ih, w_hh=w_hh, b_ih=None,
-                b_hh=None, h0=h0, c0=None, lengths=None, y=y, y_offset=0, training=True)
+    args = dict(
+        cell=_core.CELL_GRU,
+        reverse=False,
+        x=x,
+        w_ih=w_ih,
+        w_hh=w_hh,
+        b_ih=None,
+        b_hh=None,
+        h0=h0,
+        c0=None,
+        lengths=None,
+        y=y,
+        y_offset=0,
+        training=True,
+    )
     _core.layer_forward(**args)
     with pytest.raises(ValueError, match=re.escape("w_ih: expected shape (9, 4), got (12, 4)")):
         _core.layer_forward(**{**args, "w_ih": np.zeros((12, 4), np.float32)})
@@ -248,10 +276,28 @@ def test_set_num_threads_checks_its_argument(threads):
 def test_random_shapes_and_lengths_match_reference(cell, steps, batch, isz, hsz, layers, bi, data):
     """Property: any valid shape and lengths run, and agree with the reference (float64)."""
     cls, kw = CELLS[cell]
-    fast = make(rnnfast, cls, kw, input_size=isz, hidden_size=hsz, num_layers=layers,
-                bidirectional=bi, dtype=np.float64, seed=0)
-    ref = make(reference, cls, kw, input_size=isz, hidden_size=hsz, num_layers=layers,
-               bidirectional=bi, dtype=np.float64, seed=0)
+    fast = make(
+        rnnfast,
+        cls,
+        kw,
+        input_size=isz,
+        hidden_size=hsz,
+        num_layers=layers,
+        bidirectional=bi,
+        dtype=np.float64,
+        seed=0,
+    )
+    ref = make(
+        reference,
+        cls,
+        kw,
+        input_size=isz,
+        hidden_size=hsz,
+        num_layers=layers,
+        bidirectional=bi,
+        dtype=np.float64,
+        seed=0,
+    )
     lengths = None
     if steps > 0 and data.draw(st.booleans()):
         lengths = data.draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch))

@@ -19,8 +19,9 @@ def _outputs(m, x, lengths, dy):
 @pytest.mark.parametrize(("cls", "kw"), CELLS, ids=CELL_IDS)
 def test_bitwise_identical_across_runs_and_thread_counts(cls, kw, threads):
     # Large enough that the GEMMs and packing really split across threads.
-    m = make(rnnfast, cls, kw, input_size=96, hidden_size=128, num_layers=2, bidirectional=True,
-             seed=4)
+    m = make(
+        rnnfast, cls, kw, input_size=96, hidden_size=128, num_layers=2, bidirectional=True, seed=4
+    )
     rng = np.random.default_rng(1)
     x = rng.standard_normal((12, 48, 96)).astype(np.float32)
     dy = rng.standard_normal((12, 48, 256)).astype(np.float32)

@@ -41,7 +41,7 @@ def _inputs(cls, fast, steps, batch, rng):
     h0 = rng.standard_normal(s_shape).astype(dtype)
     state = (h0, rng.standard_normal(s_shape).astype(dtype)) if cls == "LSTM" else h0
     y_width = fast.num_directions * fast.hidden_size
-    dy = rng.standard_normal(shape[:2] + (y_width,)).astype(dtype)
+    dy = rng.standard_normal((*shape[:2], y_width)).astype(dtype)
     dh = rng.standard_normal(s_shape).astype(dtype)
     ds = (dh, rng.standard_normal(s_shape).astype(dtype)) if cls == "LSTM" else dh
     return x, state, dy, ds
@@ -61,8 +61,15 @@ def test_fast_matches_reference(
     rng = np.random.default_rng(11)
     steps, batch = 6, 4
     fast, ref = make_pair(
-        cls, kw, input_size=5, hidden_size=7, num_layers=num_layers, bidirectional=bidirectional,
-        batch_first=batch_first, dtype=dtype, seed=5,
+        cls,
+        kw,
+        input_size=5,
+        hidden_size=7,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        dtype=dtype,
+        seed=5,
     )
     lengths = [6, 2, 5, 1] if with_lengths else None
     x, state, dy, ds = _inputs(cls, fast, steps, batch, rng)
@@ -96,8 +103,9 @@ def test_reference_float32_matches_float64(cls, kw):
 def test_empty_sequence_or_batch_matches_reference(cls, kw, steps, batch):
     """T = 0 returns the initial state; B = 0 returns empty arrays; both engines agree."""
     rng = np.random.default_rng(0)
-    fast, ref = make_pair(cls, kw, input_size=3, hidden_size=4, bidirectional=True,
-                          dtype=np.float64, seed=1)
+    fast, ref = make_pair(
+        cls, kw, input_size=3, hidden_size=4, bidirectional=True, dtype=np.float64, seed=1
+    )
     x, state, dy, ds = _inputs(cls, fast, steps, batch, rng)
     _compare(fast, ref, x, state, None, dy, ds, 1e-10)
     y, s_n = fast(x, state)

@@ -72,7 +72,10 @@ def test_reference_gradients_match_finite_differences(cls: str, kw: dict, config
 
     loss = _loss_fn(m, x, state, lengths, wy, ws)
     checks = [("x", dx, x)]
-    checks += [(f"state[{i}]", d, s) for i, (d, s) in enumerate(zip(state_arrays(dstate0), state_arrays(state)))]
+    checks += [
+        (f"state[{i}]", d, s)
+        for i, (d, s) in enumerate(zip(state_arrays(dstate0), state_arrays(state)))
+    ]
     for what, analytic, arr in checks:
         numeric = _numeric_grad(lambda: loss(x, state), arr)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=what)

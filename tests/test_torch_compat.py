@@ -40,8 +40,9 @@ def test_matches_pytorch(engine, cls, kw, packed):
     st = tuple(torch.tensor(s, requires_grad=True) for s in state_arrays(state))
     st_arg = st if cls == "LSTM" else st[0]
     if packed:
-        seq = torch.nn.utils.rnn.pack_padded_sequence(xt, lengths, batch_first=True,
-                                                      enforce_sorted=False)
+        seq = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, lengths, batch_first=True, enforce_sorted=False
+        )
         out, sn = tm(seq, st_arg)
         yt, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
     else:
@@ -49,7 +50,9 @@ def test_matches_pytorch(engine, cls, kw, packed):
     dy = rng.standard_normal(tuple(yt.shape))
     sn_list = list(sn) if cls == "LSTM" else [sn]
     dsn = [rng.standard_normal(tuple(s.shape)) for s in sn_list]
-    loss = (yt * torch.tensor(dy)).sum() + sum((s * torch.tensor(d)).sum() for s, d in zip(sn_list, dsn))
+    loss = (yt * torch.tensor(dy)).sum() + sum(
+        (s * torch.tensor(d)).sum() for s, d in zip(sn_list, dsn)
+    )
     loss.backward()
 
     y, s_n, tape = m.forward(x, state, lengths)
@@ -62,8 +65,9 @@ def test_matches_pytorch(engine, cls, kw, packed):
     for a, b in zip(state_arrays(ds0), st):
         np.testing.assert_allclose(a, b.grad.numpy(), rtol=1e-10, atol=1e-12)
     for name, p in tm.named_parameters():
-        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            m.grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name
+        )
 
 
 def test_float32_state_dict_gives_pytorch_float32_outputs():
@@ -76,4 +80,5 @@ def test_float32_state_dict_gives_pytorch_float32_outputs():
         yt, (ht, ct) = tm(torch.from_numpy(x))
     y, (h, c) = m(x)
     np.testing.assert_allclose(y, yt.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, ht.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(c, ct.numpy(), rtol=1e-5, atol=1e-6)

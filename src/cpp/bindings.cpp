@@ -46,7 +46,8 @@ const T* in_ptr(const char* name, const In<T>& a, const std::vector<index_t>& sh
 }
 
 template <typename T>
-const T* in_ptr(const char* name, const std::optional<In<T>>& a, const std::vector<index_t>& shape) {
+const T* in_ptr(const char* name, const std::optional<In<T>>& a,
+                const std::vector<index_t>& shape) {
   return a ? in_ptr(name, *a, shape) : nullptr;
 }
 
@@ -58,7 +59,8 @@ T* out_ptr(const char* name, py::array& a, const std::vector<index_t>& shape) {
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(a.dtype())));
   }
-  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
   if (!a.writeable()) throw std::invalid_argument(std::string(name) + ": must be writeable");
   expect_shape(name, a, shape);
   return static_cast<T*>(a.mutable_data());
@@ -82,7 +84,8 @@ struct Dims {
 template <typename T>
 Dims layer_dims(Cell cell, const In<T>& x, const In<T>& w_hh) {
   if (x.ndim() != 3)
-    throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got " + std::to_string(x.ndim()));
+    throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got " +
+                                std::to_string(x.ndim()));
   if (w_hh.ndim() != 2)
     throw std::invalid_argument("w_hh: expected 2 dimensions, got " + std::to_string(w_hh.ndim()));
   const index_t hidden = w_hh.shape(1), g = rnnfast::gate_count(cell);
@@ -96,18 +99,19 @@ const int64_t* lengths_ptr(const std::optional<In<int64_t>>& lengths, const Dims
   for (index_t b = 0; b < d.batch; ++b) {
     if (p[b] < 1 || p[b] > d.steps) {
       throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(d.steps) +
-                                  "], got " + std::to_string(p[b]) + " at index " + std::to_string(b));
+                                  "], got " + std::to_string(p[b]) + " at index " +
+                                  std::to_string(b));
     }
   }
   return p;
 }
 
 template <typename T>
-py::tuple forward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_ih, const In<T>& w_hh,
-                       const std::optional<In<T>>& b_ih, const std::optional<In<T>>& b_hh,
-                       const In<T>& h0, const std::optional<In<T>>& c0,
-                       const std::optional<In<int64_t>>& lengths, py::array y, index_t y_offset,
-                       bool training) {
+py::tuple forward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_ih,
+                       const In<T>& w_hh, const std::optional<In<T>>& b_ih,
+                       const std::optional<In<T>>& b_hh, const In<T>& h0,
+                       const std::optional<In<T>>& c0, const std::optional<In<int64_t>>& lengths,
+                       py::array y, index_t y_offset, bool training) {
   const Dims d = layer_dims(cell, x, w_hh);
   const bool lstm = cell == Cell::Lstm, gru = rnnfast::is_gru(cell);
   if (y.ndim() != 3) throw std::invalid_argument("y: expected 3 dimensions");
@@ -182,7 +186,8 @@ py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_
   if (tape.size() != 4) throw std::invalid_argument("tape: expected 4 arrays");
   const In<T> gates = tape[0].cast<In<T>>(), hs = tape[1].cast<In<T>>();
   const std::optional<In<T>> cs = lstm ? std::optional<In<T>>(tape[2].cast<In<T>>()) : std::nullopt;
-  const std::optional<In<T>> extra = gru ? std::optional<In<T>>(tape[3].cast<In<T>>()) : std::nullopt;
+  const std::optional<In<T>> extra =
+      gru ? std::optional<In<T>>(tape[3].cast<In<T>>()) : std::nullopt;
   if (db_ih.has_value() != db_hh.has_value())
     throw std::invalid_argument("db_ih, db_hh: give both bias gradients or neither");
 
@@ -236,7 +241,8 @@ py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_
 bool is_float32(const py::array& x) {
   if (x.dtype().is(py::dtype::of<float>())) return true;
   if (x.dtype().is(py::dtype::of<double>())) return false;
-  throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+  throw py::type_error("x: expected dtype float32 or float64, got " +
+                       std::string(py::str(x.dtype())));
 }
 
 // pybind11 picks the overload from the arguments; dispatching on x's dtype keeps one Python name.
@@ -251,12 +257,14 @@ py::tuple layer_forward(int cell, bool reverse, py::array x, py::object w_ih, py
   const auto lens = opt(lengths, In<int64_t>());
   if (is_float32(x)) {
     using A = In<float>;
-    return forward_impl<float>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), opt(b_ih, A()),
-                               opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y, y_offset, training);
+    return forward_impl<float>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(),
+                               opt(b_ih, A()), opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y,
+                               y_offset, training);
   }
   using A = In<double>;
-  return forward_impl<double>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), opt(b_ih, A()),
-                              opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y, y_offset, training);
+  return forward_impl<double>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(),
+                              opt(b_ih, A()), opt(b_hh, A()), h0.cast<A>(), opt(c0, A()), lens, y,
+                              y_offset, training);
 }
 
 py::tuple layer_backward(int cell, bool reverse, py::array x, py::object w_ih, py::object w_hh,

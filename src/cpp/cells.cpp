@@ -164,8 +164,7 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
       case Cell::RnnRelu: {
         const T* h = s.h + b * hd;
         for (index_t j = 0; j < hd; ++j) {
-          const T slope =
-              cell == Cell::RnnRelu ? (h[j] > T(0) ? T(1) : T(0)) : T(1) - h[j] * h[j];
+          const T slope = cell == Cell::RnnRelu ? (h[j] > T(0) ? T(1) : T(0)) : T(1) - h[j] * h[j];
           dgx[j] = dh[j] * slope;
           dh_prev[j] = T(0);
         }
@@ -228,11 +227,11 @@ void gru_reset_before_backward_reset(const StepBackward<T>& s, const T* d_rh) {
   }
 }
 
-#define RNNFAST_INSTANTIATE(T)                                                  \
-  template void forward_step<T>(Cell, const StepForward<T>&);                   \
-  template void gru_reset_before_gates<T>(const StepForward<T>&);               \
-  template void gru_reset_before_update<T>(const StepForward<T>&);              \
-  template void backward_step<T>(Cell, const StepBackward<T>&);                 \
+#define RNNFAST_INSTANTIATE(T)                                     \
+  template void forward_step<T>(Cell, const StepForward<T>&);      \
+  template void gru_reset_before_gates<T>(const StepForward<T>&);  \
+  template void gru_reset_before_update<T>(const StepForward<T>&); \
+  template void backward_step<T>(Cell, const StepBackward<T>&);    \
   template void gru_reset_before_backward_reset<T>(const StepBackward<T>&, const T*);
 RNNFAST_INSTANTIATE(float)
 RNNFAST_INSTANTIATE(double)

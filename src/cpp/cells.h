@@ -24,19 +24,21 @@ inline index_t gate_count(Cell cell) {
       return 1;
   }
 }
-inline bool is_gru(Cell cell) { return cell == Cell::Gru || cell == Cell::GruResetBefore; }
+inline bool is_gru(Cell cell) {
+  return cell == Cell::Gru || cell == Cell::GruResetBefore;
+}
 
 // Forward step. Pointers are [B, H] unless said otherwise.
 template <typename T>
 struct StepForward {
   index_t batch, hidden;
-  T* gates;             // [B, G*H] in: input projection + folded biases; out: gate activations
-  const T* hh;          // [B, G*H] h_prev W_hh^T (+ b_hn in the n block for GRU)
-  const T* h_prev;      //
-  const T* c_prev;      // LSTM only
-  T* h;                 //
-  T* c;                 // LSTM only
-  T* extra;             // GRU: linear-before-reset W_hn h + b_hn; reset-before r * h_prev
+  T* gates;               // [B, G*H] in: input projection + folded biases; out: gate activations
+  const T* hh;            // [B, G*H] h_prev W_hh^T (+ b_hn in the n block for GRU)
+  const T* h_prev;        //
+  const T* c_prev;        // LSTM only
+  T* h;                   //
+  T* c;                   // LSTM only
+  T* extra;               // GRU: linear-before-reset W_hn h + b_hn; reset-before r * h_prev
   const uint8_t* active;  // [B]
 };
 
@@ -54,17 +56,17 @@ void gru_reset_before_update(const StepForward<T>& s);
 template <typename T>
 struct StepBackward {
   index_t batch, hidden;
-  const T* gates;    // [B, G*H] gate activations from the tape
-  const T* h_prev;   //
-  const T* h;        // state after the step (RNN derivative)
-  const T* c_prev;   // LSTM
-  const T* c;        // LSTM
-  const T* extra;    // GRU, as in StepForward
-  const T* dh;       // dL/dh_t, everything that flows into h_t
-  T* dc;             // LSTM, in: dL/dc_t from later steps; out: dL/dc_{t-1}
-  T* dgx;            // [B, G*H] out: dL/d(pre-activation), input side
-  T* dgh;            // [B, G*H] out: the same, recurrent side (differs only for GRU)
-  T* dh_prev;        // out: the part of dL/dh_{t-1} that does not go through W_hh
+  const T* gates;   // [B, G*H] gate activations from the tape
+  const T* h_prev;  //
+  const T* h;       // state after the step (RNN derivative)
+  const T* c_prev;  // LSTM
+  const T* c;       // LSTM
+  const T* extra;   // GRU, as in StepForward
+  const T* dh;      // dL/dh_t, everything that flows into h_t
+  T* dc;            // LSTM, in: dL/dc_t from later steps; out: dL/dc_{t-1}
+  T* dgx;           // [B, G*H] out: dL/d(pre-activation), input side
+  T* dgh;           // [B, G*H] out: the same, recurrent side (differs only for GRU)
+  T* dh_prev;       // out: the part of dL/dh_{t-1} that does not go through W_hh
   const uint8_t* active;
 };
 

@@ -43,8 +43,12 @@ void mark_active(const int64_t* lengths, index_t batch, index_t t, std::vector<u
 }
 
 // Index in hs/cs of the state step t starts from and of the one it makes.
-inline index_t state_before(bool reverse, index_t t) { return reverse ? t + 1 : t; }
-inline index_t state_after(bool reverse, index_t t) { return reverse ? t : t + 1; }
+inline index_t state_before(bool reverse, index_t t) {
+  return reverse ? t + 1 : t;
+}
+inline index_t state_after(bool reverse, index_t t) {
+  return reverse ? t : t + 1;
+}
 
 }  // namespace
 
@@ -76,7 +80,8 @@ void layer_forward(const LayerForward<T>& a) {
   // Inference keeps two state buffers (and GRU's extra); training writes states to the tape.
   std::vector<T> h_buf = buffer<T>(training ? 0 : 2 * bh), c_buf = buffer<T>(training ? 0 : 2 * bh);
   std::vector<T> extra_buf = buffer<T>(training ? 0 : bh);
-  T* h_first = training ? a.hs + state_before(a.reverse, a.reverse ? steps - 1 : 0) * bh : h_buf.data();
+  T* h_first =
+      training ? a.hs + state_before(a.reverse, a.reverse ? steps - 1 : 0) * bh : h_buf.data();
   std::copy(a.h0, a.h0 + bh, h_first);
   if (lstm) {
     T* c_first = training ? a.cs + (h_first - a.hs) : c_buf.data();
@@ -114,8 +119,8 @@ void layer_forward(const LayerForward<T>& a) {
     }
 
     if (a.cell == Cell::Gru) fill_rows(batch, gh, hh_bias.data(), hh.data());
-    gemm(Trans::No, batch, gh_first, hd, st.h_prev, hd, w_first,
-         a.cell == Cell::Gru ? T(1) : T(0), hh.data(), gh);
+    gemm(Trans::No, batch, gh_first, hd, st.h_prev, hd, w_first, a.cell == Cell::Gru ? T(1) : T(0),
+         hh.data(), gh);
     if (reset_before) {
       gru_reset_before_gates(st);
       gemm(Trans::No, batch, hd, hd, static_cast<const T*>(st.extra), hd, w_n, T(0),
@@ -214,8 +219,8 @@ void layer_backward(const LayerBackward<T>& a) {
   gemm(Trans::Yes, gh_first, hd, rows, dgh_c, gh, PackedB<T>(Trans::No, rows, hd, h_prev_all, hd),
        T(1), a.dw_hh, hd);
   if (reset_before) {  // W_hn multiplies r * h_prev, kept in extra
-    gemm(Trans::Yes, hd, hd, rows, dgh_c + 2 * hd, gh,
-         PackedB<T>(Trans::No, rows, hd, a.extra, hd), T(1), a.dw_hh + 2 * hd * hd, hd);
+    gemm(Trans::Yes, hd, hd, rows, dgh_c + 2 * hd, gh, PackedB<T>(Trans::No, rows, hd, a.extra, hd),
+         T(1), a.dw_hh + 2 * hd * hd, hd);
   }
   if (a.db_ih) kernels::add_column_sums(rows, gh, dgx_c, gh, a.db_ih);
   if (a.db_hh) kernels::add_column_sums(rows, gh, dgh_c, gh, a.db_hh);

@@ -41,7 +41,7 @@ struct LayerBackward {
   const T *x, *w_ih, *w_hh;
   const int64_t* lengths;
   const T *gates, *hs, *cs, *extra;  // the tape
-  const T* dy;                        // rows as y, or null (zeros)
+  const T* dy;                       // rows as y, or null (zeros)
   index_t ldy;
   const T *dh_n, *dc_n;  // or null (zeros)
   T* dx;

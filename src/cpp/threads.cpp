@@ -20,8 +20,12 @@ std::atomic<int>& thread_setting() {
 
 }  // namespace
 
-void set_num_threads(int n) { thread_setting().store(std::max(1, n)); }
-int get_num_threads() { return thread_setting().load(); }
+void set_num_threads(int n) {
+  thread_setting().store(std::max(1, n));
+}
+int get_num_threads() {
+  return thread_setting().load();
+}
 
 bool have_openmp() {
 #ifdef RNNFAST_HAVE_OPENMP

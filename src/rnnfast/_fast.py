@@ -23,8 +23,13 @@ class FastEngine:
     tapes (gates, states) for backward."""
 
     def forward(
-        self, module: RecurrentBase, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-        lengths: np.ndarray | None, training: bool,
+        self,
+        module: RecurrentBase,
+        x: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray | None,
+        lengths: np.ndarray | None,
+        training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         cell = _CELL_CODES[module.cell]
         steps, batch, _ = x.shape
@@ -39,8 +44,19 @@ class FastEngine:
                 k = layer * dirs + d
                 w_ih, w_hh, b_ih, b_hh = module.layer_weights(layer, d)
                 hn, cn, tape = _core.layer_forward(
-                    cell, d == 1, layer_in, w_ih, w_hh, b_ih, b_hh, h0[k],
-                    None if c0 is None else c0[k], lengths, y, d * hd, training,
+                    cell,
+                    d == 1,
+                    layer_in,
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                    h0[k],
+                    None if c0 is None else c0[k],
+                    lengths,
+                    y,
+                    d * hd,
+                    training,
                 )
                 h_n[k] = hn
                 if c_n is not None:
@@ -52,7 +68,11 @@ class FastEngine:
         return layer_in, h_n, c_n, saved
 
     def backward(
-        self, module: RecurrentBase, saved: Any, dy: np.ndarray | None, dh_n: np.ndarray | None,
+        self,
+        module: RecurrentBase,
+        saved: Any,
+        dy: np.ndarray | None,
+        dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         cell = _CELL_CODES[module.cell]
@@ -73,10 +93,23 @@ class FastEngine:
                 s = f"l{layer}{suffixes[d]}"
                 g = module.grads
                 dh, dc = _core.layer_backward(
-                    cell, d == 1, x, w_ih, w_hh, lengths, tapes[k], d_out, d * hd,
-                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k],
-                    dx, d == 1, g[f"weight_ih_{s}"], g[f"weight_hh_{s}"],
-                    g.get(f"bias_ih_{s}"), g.get(f"bias_hh_{s}"),
+                    cell,
+                    d == 1,
+                    x,
+                    w_ih,
+                    w_hh,
+                    lengths,
+                    tapes[k],
+                    d_out,
+                    d * hd,
+                    None if dh_n is None else dh_n[k],
+                    None if dc_n is None else dc_n[k],
+                    dx,
+                    d == 1,
+                    g[f"weight_ih_{s}"],
+                    g[f"weight_hh_{s}"],
+                    g.get(f"bias_ih_{s}"),
+                    g.get(f"bias_hh_{s}"),
                 )
                 dh0[k] = dh
                 if dc0 is not None:

@@ -21,12 +21,21 @@ class Engine(Protocol):
     states (L*D, B, H). `c0`/`c_n` are None except for LSTM."""
 
     def forward(
-        self, module: RecurrentBase, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-        lengths: np.ndarray | None, training: bool,
+        self,
+        module: RecurrentBase,
+        x: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray | None,
+        lengths: np.ndarray | None,
+        training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]: ...
 
     def backward(
-        self, module: RecurrentBase, saved: Any, dy: np.ndarray | None, dh_n: np.ndarray | None,
+        self,
+        module: RecurrentBase,
+        saved: Any,
+        dy: np.ndarray | None,
+        dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
 
@@ -70,8 +79,15 @@ class RecurrentBase:
     _has_cell_state: ClassVar[bool] = False
 
     def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
-        batch_first: bool = False, bidirectional: bool = False, dtype: Any = np.float32,
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
         self.input_size = v.check_size(input_size, "input_size")
@@ -128,7 +144,8 @@ class RecurrentBase:
         return {name: p.copy() for name, p in self.params.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Loads parameters in place (e.g. `{k: t.numpy() for k, t in torch_rnn.state_dict().items()}`).
+        """Loads parameters in place, e.g. a PyTorch module's
+        `{k: t.numpy() for k, t in torch_rnn.state_dict().items()}`.
 
         Keys must match exactly; values are converted to the module dtype. Nothing is loaded unless
         everything checks out.
@@ -140,14 +157,16 @@ class RecurrentBase:
             raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
         loaded = {}
         for name, shape in expected.items():
-            arr = v.as_float_array(state[name], f"state_dict[{name!r}]", self.dtype, convert_floats=True)
+            arr = v.as_float_array(
+                state[name], f"state_dict[{name!r}]", self.dtype, convert_floats=True
+            )
             v.check_shape(arr, f"state_dict[{name!r}]", shape)
             loaded[name] = arr
         for name, arr in loaded.items():
             self.params[name][...] = arr
 
     def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
-        """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked; biases None without bias."""
+        """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked (biases None if none)."""
         suffix = "_reverse" if direction else ""
         names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
         if self.bias:
@@ -186,17 +205,22 @@ class RecurrentBase:
             )
         if arr.shape[2] != self.input_size:
             raise ValueError(
-                f"{name}: expected input size (last dimension) {self.input_size}, got {arr.shape[2]}"
+                f"{name}: expected input size (last dimension) {self.input_size}, "
+                f"got {arr.shape[2]}"
             )
         return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
 
-    def _check_state(self, state: Any, batch: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def _check_state(
+        self, state: Any, batch: int, name: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
         if self._has_cell_state:
             if state is None:
                 return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
             if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{name}: expected a pair (h, c) for LSTM, got {type(state).__name__}")
+                raise TypeError(
+                    f"{name}: expected a pair (h, c) for LSTM, got {type(state).__name__}"
+                )
             arrays = []
             for part, label in zip(state, ("h", "c")):
                 arr = v.as_float_array(part, f"{name}[{label}]", self.dtype)
@@ -213,7 +237,10 @@ class RecurrentBase:
         return (h, c) if self._has_cell_state else h
 
     def forward(
-        self, x: Any, state: State | None = None, lengths: Sequence[int] | None = None,
+        self,
+        x: Any,
+        state: State | None = None,
+        lengths: Sequence[int] | None = None,
         training: bool = True,
     ) -> tuple[np.ndarray, State, Tape | None]:
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
@@ -249,9 +276,14 @@ class RecurrentBase:
         steps past a sequence's length are ignored (y is a constant zero there).
         """
         if not isinstance(tape, Tape):
-            raise TypeError(f"tape: expected the Tape returned by forward(training=True), got {type(tape).__name__}")
+            raise TypeError(
+                "tape: expected the Tape returned by forward(training=True), "
+                f"got {type(tape).__name__}"
+            )
         if tape._module is not self:
-            raise ValueError("tape: it was made by another module; use it with the module whose forward made it")
+            raise ValueError(
+                "tape: it was made by another module; use it with the module whose forward made it"
+            )
         if tape._consumed:
             raise ValueError("tape: already used by backward; run forward(training=True) again")
         steps, batch = tape._meta["steps"], tape._meta["batch"]
@@ -275,7 +307,8 @@ class RecurrentBase:
         extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""
         return (
             f"{type(self).__module__}.{type(self).__name__}({self.input_size}, {self.hidden_size}, "
-            f"num_layers={self.num_layers}{extra}, bias={self.bias}, batch_first={self.batch_first}, "
+            f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
+            f"batch_first={self.batch_first}, "
             f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
         )
 
@@ -285,8 +318,15 @@ class RNNBase(RecurrentBase):
 
     _gates = 1
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
-                 nonlinearity: str = "tanh", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        nonlinearity: str = "tanh",
+        **kwargs: Any,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -315,8 +355,15 @@ class GRUBase(RecurrentBase):
 
     _gates = 3
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
-                 linear_before_reset: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        linear_before_reset: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.linear_before_reset = bool(linear_before_reset)
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 

@@ -35,7 +35,9 @@ def check_size(value: Any, name: str, minimum: int = 1) -> int:
     return n
 
 
-def as_float_array(value: Any, name: str, dtype: np.dtype, *, convert_floats: bool = False) -> np.ndarray:
+def as_float_array(
+    value: Any, name: str, dtype: np.dtype, *, convert_floats: bool = False
+) -> np.ndarray:
     """`value` as an array of `dtype`, never the caller's array modified.
 
     Integer and boolean arrays are converted when every value is exactly representable. A floating
@@ -59,9 +61,12 @@ def as_float_array(value: Any, name: str, dtype: np.dtype, *, convert_floats: bo
     if kind == "f":
         raise TypeError(
             f"{name}: expected dtype {dtype} (the module's dtype), got {arr.dtype}; "
-            f"convert with .astype(np.{dtype.name}) or build the module with dtype=np.{arr.dtype.name}"
+            f"convert with .astype(np.{dtype.name}) or build the module with "
+            f"dtype=np.{arr.dtype.name}"
         )
-    raise TypeError(f"{name}: expected a real floating array of dtype {dtype}, got dtype {arr.dtype}")
+    raise TypeError(
+        f"{name}: expected a real floating array of dtype {dtype}, got dtype {arr.dtype}"
+    )
 
 
 def check_shape(arr: np.ndarray, name: str, expected: tuple[int, ...], meaning: str = "") -> None:
@@ -77,7 +82,9 @@ def check_shape(arr: np.ndarray, name: str, expected: tuple[int, ...], meaning: 
         )
 
 
-def as_lengths(lengths: Sequence[int] | np.ndarray | None, batch: int, steps: int) -> np.ndarray | None:
+def as_lengths(
+    lengths: Sequence[int] | np.ndarray | None, batch: int, steps: int
+) -> np.ndarray | None:
     """Per-sequence lengths as int64, each in [1, steps], one per batch element."""
     if lengths is None:
         return None

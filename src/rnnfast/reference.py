@@ -9,7 +9,8 @@ Elman RNN::
 
 LSTM (gate rows i, f, g, o)::
 
-    i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o),  a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o)
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
 
@@ -41,8 +42,13 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 def _direction_forward(
-    cell: str, x: np.ndarray, w: tuple, h0: np.ndarray, c0: np.ndarray | None,
-    mask: np.ndarray, reverse: bool,
+    cell: str,
+    x: np.ndarray,
+    w: tuple,
+    h0: np.ndarray,
+    c0: np.ndarray | None,
+    mask: np.ndarray,
+    reverse: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[dict]]:
     """One direction over the sequence. mask[t, b] says whether step t is real for sequence b."""
     w_ih, w_hh, b_ih, b_hh = w
@@ -91,8 +97,15 @@ def _direction_forward(
 
 
 def _direction_backward(
-    cell: str, x: np.ndarray, w: tuple, grads: list[np.ndarray | None], cache: list[dict],
-    dy: np.ndarray | None, dh: np.ndarray, dc: np.ndarray | None, mask: np.ndarray,
+    cell: str,
+    x: np.ndarray,
+    w: tuple,
+    grads: list[np.ndarray | None],
+    cache: list[dict],
+    dy: np.ndarray | None,
+    dh: np.ndarray,
+    dc: np.ndarray | None,
+    mask: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh] in place."""
     _, w_hh, _, _ = w
@@ -168,8 +181,13 @@ class ReferenceEngine:
     """Layers and directions in NumPy; lengths become a (T, B) mask."""
 
     def forward(
-        self, module: RecurrentBase, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-        lengths: np.ndarray | None, training: bool,
+        self,
+        module: RecurrentBase,
+        x: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray | None,
+        lengths: np.ndarray | None,
+        training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         steps, batch, _ = x.shape
         lens = np.full(batch, steps) if lengths is None else lengths
@@ -196,7 +214,11 @@ class ReferenceEngine:
         return layer_in, h_n, c_n, saved
 
     def backward(
-        self, module: RecurrentBase, saved: Any, dy: np.ndarray | None, dh_n: np.ndarray | None,
+        self,
+        module: RecurrentBase,
+        saved: Any,
+        dy: np.ndarray | None,
+        dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
@@ -220,8 +242,15 @@ class ReferenceEngine:
                 ]
                 dy_d = None if d_out is None else d_out[:, :, d * hd : (d + 1) * hd]
                 dx, dh, dc = _direction_backward(
-                    module.cell, inputs[layer], self._weights(module, layer, d), grads,
-                    caches[k], dy_d, dh_n[k], None if dc_n is None else dc_n[k], mask,
+                    module.cell,
+                    inputs[layer],
+                    self._weights(module, layer, d),
+                    grads,
+                    caches[k],
+                    dy_d,
+                    dh_n[k],
+                    None if dc_n is None else dc_n[k],
+                    mask,
                 )
                 dx_total += dx
                 dh0[k] = dh

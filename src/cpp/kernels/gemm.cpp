@@ -26,8 +26,8 @@ void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen
 
 // One kMr x kNr tile of C over a K block. `first` marks the first K block, where beta applies.
 template <typename T>
-void micro_kernel(index_t kc, const T* a, const T* b, T* c, index_t ldc, index_t rows,
-                  index_t cols, bool first, T beta) {
+void micro_kernel(index_t kc, const T* a, const T* b, T* c, index_t ldc, index_t rows, index_t cols,
+                  bool first, T beta) {
   constexpr index_t mr = Tile<T>::kMr, nr = Tile<T>::kNr;
   T acc[mr][nr] = {};
   for (index_t k = 0; k < kc; ++k) {
@@ -64,21 +64,20 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb) 
   const index_t panels = (n + nr - 1) / nr;
   data_.resize(static_cast<size_t>(panels * k * nr));
   T* data = data_.data();
-  parallel_for(panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)),
-               [&](index_t p0, index_t p1) {
-                 for (index_t p = p0; p < p1; ++p) {
-                   T* dst = data + p * k * nr;
-                   const index_t cols = std::min(nr, n - p * nr);
-                   for (index_t kk = 0; kk < k; ++kk) {
-                     for (index_t j = 0; j < nr; ++j) {
-                       const index_t jj = p * nr + j;
-                       dst[kk * nr + j] =
-                           j < cols ? (trans == Trans::No ? b[kk * ldb + jj] : b[jj * ldb + kk])
-                                    : T(0);
-                     }
-                   }
-                 }
-               });
+  parallel_for(
+      panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)), [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) {
+          T* dst = data + p * k * nr;
+          const index_t cols = std::min(nr, n - p * nr);
+          for (index_t kk = 0; kk < k; ++kk) {
+            for (index_t j = 0; j < nr; ++j) {
+              const index_t jj = p * nr + j;
+              dst[kk * nr + j] =
+                  j < cols ? (trans == Trans::No ? b[kk * ldb + jj] : b[jj * ldb + kk]) : T(0);
+            }
+          }
+        }
+      });
 }
 
 template <typename T>
@@ -94,7 +93,8 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
   const index_t n_blocks = (n + Tl::kNc - 1) / Tl::kNc;
   // About 256k multiply-adds a chunk keeps the fork cost small next to the work.
   const index_t work_per_block = std::min(m, Tl::kMc) * std::min(n, Tl::kNc) * k;
-  const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(work_per_block, 1));
+  const index_t grain =
+      std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(work_per_block, 1));
   parallel_for(m_blocks * n_blocks, grain, [&](index_t t0, index_t t1) {
     std::vector<T> a_pack(static_cast<size_t>(Tl::kMc * Tl::kKc));
     for (index_t t = t0; t < t1; ++t) {
@@ -107,8 +107,7 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
           const T* b_panel = b.panel((j0 + jr) / Tl::kNr) + p0 * Tl::kNr;
           for (index_t ir = 0; ir < mlen; ir += Tl::kMr) {
             micro_kernel(kc, a_pack.data() + ir * kc, b_panel, c + (i0 + ir) * ldc + j0 + jr, ldc,
-                         std::min(Tl::kMr, mlen - ir), std::min(Tl::kNr, nlen - jr), p0 == 0,
-                         beta);
+                         std::min(Tl::kMr, mlen - ir), std::min(Tl::kNr, nlen - jr), p0 == 0, beta);
           }
         }
       }
@@ -128,10 +127,10 @@ void add_column_sums(index_t m, index_t n, const T* a, index_t lda, T* out) {
                });
 }
 
-#define RNNFAST_INSTANTIATE(T)                                                                  \
-  template class PackedB<T>;                                                                    \
-  template void gemm<T>(Trans, index_t, index_t, index_t, const T*, index_t, const PackedB<T>&, \
-                        T, T*, index_t);                                                        \
+#define RNNFAST_INSTANTIATE(T)                                                                     \
+  template class PackedB<T>;                                                                       \
+  template void gemm<T>(Trans, index_t, index_t, index_t, const T*, index_t, const PackedB<T>&, T, \
+                        T*, index_t);                                                              \
   template void add_column_sums<T>(index_t, index_t, const T*, index_t, T*);
 RNNFAST_INSTANTIATE(float)
 RNNFAST_INSTANTIATE(double)

@@ -18,11 +18,11 @@ enum class Trans { No, Yes };
 
 template <typename T>
 struct Tile {
-  static constexpr index_t kMr = 4;                          // rows of a micro-tile
-  static constexpr index_t kNr = sizeof(T) == 4 ? 16 : 8;    // columns of a micro-tile
-  static constexpr index_t kKc = 256;                        // depth of a K block
-  static constexpr index_t kMc = 64;                         // rows of a thread's C block
-  static constexpr index_t kNc = 16 * kNr;                   // columns of a thread's C block
+  static constexpr index_t kMr = 4;                        // rows of a micro-tile
+  static constexpr index_t kNr = sizeof(T) == 4 ? 16 : 8;  // columns of a micro-tile
+  static constexpr index_t kKc = 256;                      // depth of a K block
+  static constexpr index_t kMc = 64;                       // rows of a thread's C block
+  static constexpr index_t kNc = 16 * kNr;                 // columns of a thread's C block
 };
 
 // op(B), a K x N matrix, packed into ceil(N / kNr) panels of K rows by kNr columns, zero padded.
