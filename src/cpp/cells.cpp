@@ -1,15 +1,20 @@
 #include "cells.h"
 
-#include <cmath>
+#include "kernels/table.h"
 
 namespace rnnfast {
 namespace {
 
 // Stable for any x: exp never overflows, because its argument is <= 0.
 template <typename T>
-T sigmoid(T x) {
-  const T e = std::exp(-std::fabs(x));
-  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+const kernels::KernelTable<T>& kt() {
+  return kernels::active_kernels<T>();
+}
+
+// a[j] += b[j] for j < n.
+template <typename T>
+void add_row(index_t n, const T* b, T* a) {
+  for (index_t j = 0; j < n; ++j) a[j] += b[j];
 }
 
 template <typename T>
@@ -35,13 +40,14 @@ template <typename T>
 void rnn_row(const StepForward<T>& s, index_t b, bool relu) {
   const index_t hd = s.hidden;
   T* a = s.gates + b * hd;
-  const T* r = s.hh + b * hd;
   T* h = s.h + b * hd;
-  for (index_t j = 0; j < hd; ++j) {
-    const T pre = a[j] + r[j];
-    h[j] = relu ? (pre > T(0) ? pre : T(0)) : std::tanh(pre);
-    a[j] = h[j];
+  add_row(hd, s.hh + b * hd, a);
+  if (relu) {
+    for (index_t j = 0; j < hd; ++j) a[j] = a[j] > T(0) ? a[j] : T(0);
+  } else {
+    kt<T>().tanh(hd, a, a);
   }
+  copy_row(hd, a, h);
 }
 
 template <typename T>
@@ -49,17 +55,15 @@ void lstm_row(const StepForward<T>& s, index_t b) {
   const index_t hd = s.hidden;
   T* gi = s.gates + b * 4 * hd;
   T *gf = gi + hd, *gg = gi + 2 * hd, *go = gi + 3 * hd;
-  const T* r = s.hh + b * 4 * hd;
   const T* c_prev = s.c_prev + b * hd;
   T *c = s.c + b * hd, *h = s.h + b * hd;
-  for (index_t j = 0; j < hd; ++j) {
-    gi[j] = sigmoid(gi[j] + r[j]);
-    gf[j] = sigmoid(gf[j] + r[hd + j]);
-    gg[j] = std::tanh(gg[j] + r[2 * hd + j]);
-    go[j] = sigmoid(go[j] + r[3 * hd + j]);
-    c[j] = gf[j] * c_prev[j] + gi[j] * gg[j];
-    h[j] = go[j] * std::tanh(c[j]);
-  }
+  add_row(4 * hd, s.hh + b * 4 * hd, gi);
+  kt<T>().sigmoid(2 * hd, gi, gi);  // i and f are adjacent
+  kt<T>().tanh(hd, gg, gg);
+  kt<T>().sigmoid(hd, go, go);
+  for (index_t j = 0; j < hd; ++j) c[j] = gf[j] * c_prev[j] + gi[j] * gg[j];
+  kt<T>().tanh(hd, c, h);
+  for (index_t j = 0; j < hd; ++j) h[j] *= go[j];
 }
 
 template <typename T>
@@ -70,13 +74,14 @@ void gru_row(const StepForward<T>& s, index_t b) {
   const T* r = s.hh + b * 3 * hd;
   const T* h_prev = s.h_prev + b * hd;
   T *h = s.h + b * hd, *hn_lin = s.extra + b * hd;
+  add_row(2 * hd, r, gr);
+  kt<T>().sigmoid(2 * hd, gr, gr);  // r and z are adjacent
   for (index_t j = 0; j < hd; ++j) {
-    gr[j] = sigmoid(gr[j] + r[j]);
-    gz[j] = sigmoid(gz[j] + r[hd + j]);
     hn_lin[j] = r[2 * hd + j];
-    gn[j] = std::tanh(gn[j] + gr[j] * hn_lin[j]);
-    h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
+    gn[j] += gr[j] * hn_lin[j];
   }
+  kt<T>().tanh(hd, gn, gn);
+  for (index_t j = 0; j < hd; ++j) h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
 }
 
 }  // namespace
@@ -115,15 +120,11 @@ void gru_reset_before_gates(const StepForward<T>& s) {
       continue;
     }
     T* gr = s.gates + b * 3 * hd;
-    T* gz = gr + hd;
-    const T* r = s.hh + b * 3 * hd;
     const T* h_prev = s.h_prev + b * hd;
     T* rh = s.extra + b * hd;
-    for (index_t j = 0; j < hd; ++j) {
-      gr[j] = sigmoid(gr[j] + r[j]);
-      gz[j] = sigmoid(gz[j] + r[hd + j]);
-      rh[j] = gr[j] * h_prev[j];
-    }
+    add_row(2 * hd, s.hh + b * 3 * hd, gr);
+    kt<T>().sigmoid(2 * hd, gr, gr);
+    for (index_t j = 0; j < hd; ++j) rh[j] = gr[j] * h_prev[j];
   }
 }
 
@@ -134,13 +135,11 @@ void gru_reset_before_update(const StepForward<T>& s) {
     if (!s.active[b]) continue;  // carried in part 1
     T* gz = s.gates + b * 3 * hd + hd;
     T* gn = gz + hd;
-    const T* r = s.hh + b * 3 * hd;
     const T* h_prev = s.h_prev + b * hd;
     T* h = s.h + b * hd;
-    for (index_t j = 0; j < hd; ++j) {
-      gn[j] = std::tanh(gn[j] + r[2 * hd + j]);
-      h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
-    }
+    add_row(hd, s.hh + b * 3 * hd + 2 * hd, gn);
+    kt<T>().tanh(hd, gn, gn);
+    for (index_t j = 0; j < hd; ++j) h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
   }
 }
 
@@ -174,8 +173,10 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
         const T *gi = gate, *gf = gate + hd, *gg = gate + 2 * hd, *go = gate + 3 * hd;
         const T *c_prev = s.c_prev + b * hd, *c = s.c + b * hd;
         T* dc = s.dc + b * hd;
+        T* tanh_c = s.scratch;
+        kt<T>().tanh(hd, c, tanh_c);
         for (index_t j = 0; j < hd; ++j) {
-          const T tc = std::tanh(c[j]);
+          const T tc = tanh_c[j];
           const T dct = dc[j] + dh[j] * go[j] * (T(1) - tc * tc);
           dgx[j] = dct * gg[j] * gi[j] * (T(1) - gi[j]);
           dgx[hd + j] = dct * c_prev[j] * gf[j] * (T(1) - gf[j]);

@@ -67,6 +67,7 @@ struct StepBackward {
   T* dgx;           // [B, G*H] out: dL/d(pre-activation), input side
   T* dgh;           // [B, G*H] out: the same, recurrent side (differs only for GRU)
   T* dh_prev;       // out: the part of dL/dh_{t-1} that does not go through W_hh
+  T* scratch;       // [H] work space (LSTM)
   const uint8_t* active;
 };
 

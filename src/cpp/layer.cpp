@@ -66,7 +66,7 @@ void layer_forward(const LayerForward<T>& a) {
   const std::vector<T> bias = folded_bias(a.cell, gh, hd, a.b_ih, a.b_hh);
   fill_rows(steps * batch, gh, bias.data(), pre);
   gemm(Trans::No, steps * batch, gh, a.input, a.x, a.input,
-       PackedB<T>(Trans::Yes, a.input, gh, a.w_ih, a.input), T(1), pre, gh);
+       PackedB<T>(Trans::Yes, a.input, gh, a.w_ih, a.input), true, pre, gh);
 
   // 2. The recurrence, W_hh packed once. The hh rows start from the part of b_hh that is not
   // folded above (b_hn of the linear-before-reset GRU), zero otherwise.
@@ -119,11 +119,11 @@ void layer_forward(const LayerForward<T>& a) {
     }
 
     if (a.cell == Cell::Gru) fill_rows(batch, gh, hh_bias.data(), hh.data());
-    gemm(Trans::No, batch, gh_first, hd, st.h_prev, hd, w_first, a.cell == Cell::Gru ? T(1) : T(0),
-         hh.data(), gh);
+    gemm(Trans::No, batch, gh_first, hd, st.h_prev, hd, w_first, a.cell == Cell::Gru, hh.data(),
+         gh);
     if (reset_before) {
       gru_reset_before_gates(st);
-      gemm(Trans::No, batch, hd, hd, static_cast<const T*>(st.extra), hd, w_n, T(0),
+      gemm(Trans::No, batch, hd, hd, static_cast<const T*>(st.extra), hd, w_n, false,
            hh.data() + 2 * hd, gh);
       gru_reset_before_update(st);
     } else {
@@ -157,7 +157,7 @@ void layer_backward(const LayerBackward<T>& a) {
   T* dgh = a.cell == Cell::Gru ? dgh_store.data() : dgx.data();
 
   std::vector<T> dh = buffer<T>(bh), dh_prev = buffer<T>(bh), dc = buffer<T>(lstm ? bh : 0);
-  std::vector<T> d_rh = buffer<T>(reset_before ? bh : 0);
+  std::vector<T> d_rh = buffer<T>(reset_before ? bh : 0), scratch = buffer<T>(hd);
   if (a.dh_n) std::copy(a.dh_n, a.dh_n + bh, dh.begin());
   if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + bh, dc.begin());
 
@@ -193,15 +193,16 @@ void layer_backward(const LayerBackward<T>& a) {
     st.dgx = dgx.data() + t * batch * gh;
     st.dgh = dgh + t * batch * gh;
     st.dh_prev = dh_prev.data();
+    st.scratch = scratch.data();
     st.active = active.data();
 
     backward_step(a.cell, st);
     if (reset_before) {
-      gemm(Trans::No, batch, hd, hd, static_cast<const T*>(st.dgx + 2 * hd), gh, w_n, T(0),
+      gemm(Trans::No, batch, hd, hd, static_cast<const T*>(st.dgx + 2 * hd), gh, w_n, false,
            d_rh.data(), hd);
       gru_reset_before_backward_reset(st, static_cast<const T*>(d_rh.data()));
     }
-    gemm(Trans::No, batch, hd, gh_first, static_cast<const T*>(st.dgh), gh, w_first, T(1),
+    gemm(Trans::No, batch, hd, gh_first, static_cast<const T*>(st.dgh), gh, w_first, true,
          dh_prev.data(), hd);
     std::swap(dh, dh_prev);
   }
@@ -212,15 +213,15 @@ void layer_backward(const LayerBackward<T>& a) {
   const T* dgx_c = dgx.data();
   const T* dgh_c = dgh;
   gemm(Trans::No, rows, a.input, gh, dgx_c, gh, PackedB<T>(Trans::No, gh, a.input, a.w_ih, a.input),
-       a.accumulate_dx ? T(1) : T(0), a.dx, a.input);
+       a.accumulate_dx, a.dx, a.input);
   gemm(Trans::Yes, gh, a.input, rows, dgx_c, gh, PackedB<T>(Trans::No, rows, a.input, a.x, a.input),
-       T(1), a.dw_ih, a.input);
+       true, a.dw_ih, a.input);
   const T* h_prev_all = a.hs + (a.reverse ? bh : 0);  // the state each step started from
   gemm(Trans::Yes, gh_first, hd, rows, dgh_c, gh, PackedB<T>(Trans::No, rows, hd, h_prev_all, hd),
-       T(1), a.dw_hh, hd);
+       true, a.dw_hh, hd);
   if (reset_before) {  // W_hn multiplies r * h_prev, kept in extra
     gemm(Trans::Yes, hd, hd, rows, dgh_c + 2 * hd, gh, PackedB<T>(Trans::No, rows, hd, a.extra, hd),
-         T(1), a.dw_hh + 2 * hd * hd, hd);
+         true, a.dw_hh + 2 * hd * hd, hd);
   }
   if (a.db_ih) kernels::add_column_sums(rows, gh, dgx_c, gh, a.db_ih);
   if (a.db_hh) kernels::add_column_sums(rows, gh, dgh_c, gh, a.db_hh);

@@ -1,0 +1,83 @@
+// AVX2 + FMA Vec: 8 floats or 4 doubles per register. Compiled only in isa_avx2.cpp.
+#pragma once
+#include <immintrin.h>
+
+#include "threads.h"
+
+namespace rnnfast::kernels::avx2 {
+
+// GEMM tile: 6 rows x 2 vectors = 12 accumulators of the 16 ymm registers (BLIS' Haswell shape).
+struct VecF32 {
+  using T = float;
+  static constexpr index_t kWidth = 8, kMr = 6, kAcc = 12;
+  __m256 v;
+  static VecF32 load(const T* p) { return {_mm256_loadu_ps(p)}; }
+  void store(T* p) const { _mm256_storeu_ps(p, v); }
+  static VecF32 set1(T x) { return {_mm256_set1_ps(x)}; }
+  friend VecF32 operator+(VecF32 a, VecF32 b) { return {_mm256_add_ps(a.v, b.v)}; }
+  friend VecF32 operator-(VecF32 a, VecF32 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+  friend VecF32 operator*(VecF32 a, VecF32 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  friend VecF32 operator/(VecF32 a, VecF32 b) { return {_mm256_div_ps(a.v, b.v)}; }
+  friend VecF32 min(VecF32 a, VecF32 b) { return {_mm256_min_ps(a.v, b.v)}; }  // NaN: b
+  friend VecF32 max(VecF32 a, VecF32 b) { return {_mm256_max_ps(a.v, b.v)}; }  // NaN: b
+  friend VecF32 fma(VecF32 a, VecF32 b, VecF32 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF32 fnma(VecF32 a, VecF32 b, VecF32 c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF32 floor(VecF32 a) { return {_mm256_floor_ps(a.v)}; }
+  friend VecF32 round_nearest(VecF32 a) {
+    return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+  }
+  friend VecF32 abs(VecF32 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+  friend VecF32 copysign(VecF32 mag, VecF32 sign) {
+    const __m256 s = _mm256_set1_ps(-0.0f);
+    return {_mm256_or_ps(_mm256_andnot_ps(s, mag.v), _mm256_and_ps(s, sign.v))};
+  }
+  friend VecF32 select_lt(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
+    return {_mm256_blendv_ps(otherwise.v, then.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))};
+  }
+  friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
+    return {_mm256_blendv_ps(otherwise.v, then.v, _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ))};
+  }
+  friend VecF32 pow2(VecF32 n) {
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
+  }
+};
+
+struct VecF64 {
+  using T = double;
+  static constexpr index_t kWidth = 4, kMr = 6, kAcc = 12;
+  __m256d v;
+  static VecF64 load(const T* p) { return {_mm256_loadu_pd(p)}; }
+  void store(T* p) const { _mm256_storeu_pd(p, v); }
+  static VecF64 set1(T x) { return {_mm256_set1_pd(x)}; }
+  friend VecF64 operator+(VecF64 a, VecF64 b) { return {_mm256_add_pd(a.v, b.v)}; }
+  friend VecF64 operator-(VecF64 a, VecF64 b) { return {_mm256_sub_pd(a.v, b.v)}; }
+  friend VecF64 operator*(VecF64 a, VecF64 b) { return {_mm256_mul_pd(a.v, b.v)}; }
+  friend VecF64 operator/(VecF64 a, VecF64 b) { return {_mm256_div_pd(a.v, b.v)}; }
+  friend VecF64 min(VecF64 a, VecF64 b) { return {_mm256_min_pd(a.v, b.v)}; }
+  friend VecF64 max(VecF64 a, VecF64 b) { return {_mm256_max_pd(a.v, b.v)}; }
+  friend VecF64 fma(VecF64 a, VecF64 b, VecF64 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+  friend VecF64 fnma(VecF64 a, VecF64 b, VecF64 c) { return {_mm256_fnmadd_pd(a.v, b.v, c.v)}; }
+  friend VecF64 floor(VecF64 a) { return {_mm256_floor_pd(a.v)}; }
+  friend VecF64 round_nearest(VecF64 a) {
+    return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+  }
+  friend VecF64 abs(VecF64 a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
+  friend VecF64 copysign(VecF64 mag, VecF64 sign) {
+    const __m256d s = _mm256_set1_pd(-0.0);
+    return {_mm256_or_pd(_mm256_andnot_pd(s, mag.v), _mm256_and_pd(s, sign.v))};
+  }
+  friend VecF64 select_lt(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
+    return {_mm256_blendv_pd(otherwise.v, then.v, _mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ))};
+  }
+  friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
+    return {_mm256_blendv_pd(otherwise.v, then.v, _mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ))};
+  }
+  friend VecF64 pow2(VecF64 n) {
+    const __m256i e =
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n.v)), _mm256_set1_epi64x(1023));
+    return {_mm256_castsi256_pd(_mm256_slli_epi64(e, 52))};
+  }
+};
+
+}  // namespace rnnfast::kernels::avx2

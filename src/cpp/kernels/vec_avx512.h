@@ -1,0 +1,87 @@
+// AVX-512F Vec: 16 floats or 8 doubles per register. Compiled only in isa_avx512.cpp.
+#pragma once
+#include <immintrin.h>
+
+#include "threads.h"
+
+namespace rnnfast::kernels::avx512 {
+
+// GEMM tile: 12 rows x 2 vectors = 24 accumulators of the 32 zmm registers.
+struct VecF32 {
+  using T = float;
+  static constexpr index_t kWidth = 16, kMr = 12, kAcc = 24;
+  __m512 v;
+  static VecF32 load(const T* p) { return {_mm512_loadu_ps(p)}; }
+  void store(T* p) const { _mm512_storeu_ps(p, v); }
+  static VecF32 set1(T x) { return {_mm512_set1_ps(x)}; }
+  friend VecF32 operator+(VecF32 a, VecF32 b) { return {_mm512_add_ps(a.v, b.v)}; }
+  friend VecF32 operator-(VecF32 a, VecF32 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  friend VecF32 operator*(VecF32 a, VecF32 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  friend VecF32 operator/(VecF32 a, VecF32 b) { return {_mm512_div_ps(a.v, b.v)}; }
+  friend VecF32 min(VecF32 a, VecF32 b) { return {_mm512_min_ps(a.v, b.v)}; }  // NaN: b
+  friend VecF32 max(VecF32 a, VecF32 b) { return {_mm512_max_ps(a.v, b.v)}; }  // NaN: b
+  friend VecF32 fma(VecF32 a, VecF32 b, VecF32 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF32 fnma(VecF32 a, VecF32 b, VecF32 c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF32 floor(VecF32 a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEG_INF)}; }
+  friend VecF32 round_nearest(VecF32 a) {
+    return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT)};
+  }
+  friend VecF32 abs(VecF32 a) { return {_mm512_abs_ps(a.v)}; }
+  friend VecF32 copysign(VecF32 mag, VecF32 sign) {
+    const __m512i s = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    const __m512i m = _mm512_andnot_si512(s, _mm512_castps_si512(mag.v));
+    return {
+        _mm512_castsi512_ps(_mm512_or_si512(m, _mm512_and_si512(s, _mm512_castps_si512(sign.v))))};
+  }
+  friend VecF32 select_lt(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
+    return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), otherwise.v, then.v)};
+  }
+  friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
+    return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
+  }
+  friend VecF32 pow2(VecF32 n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
+  }
+};
+
+struct VecF64 {
+  using T = double;
+  static constexpr index_t kWidth = 8, kMr = 12, kAcc = 24;
+  __m512d v;
+  static VecF64 load(const T* p) { return {_mm512_loadu_pd(p)}; }
+  void store(T* p) const { _mm512_storeu_pd(p, v); }
+  static VecF64 set1(T x) { return {_mm512_set1_pd(x)}; }
+  friend VecF64 operator+(VecF64 a, VecF64 b) { return {_mm512_add_pd(a.v, b.v)}; }
+  friend VecF64 operator-(VecF64 a, VecF64 b) { return {_mm512_sub_pd(a.v, b.v)}; }
+  friend VecF64 operator*(VecF64 a, VecF64 b) { return {_mm512_mul_pd(a.v, b.v)}; }
+  friend VecF64 operator/(VecF64 a, VecF64 b) { return {_mm512_div_pd(a.v, b.v)}; }
+  friend VecF64 min(VecF64 a, VecF64 b) { return {_mm512_min_pd(a.v, b.v)}; }
+  friend VecF64 max(VecF64 a, VecF64 b) { return {_mm512_max_pd(a.v, b.v)}; }
+  friend VecF64 fma(VecF64 a, VecF64 b, VecF64 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+  friend VecF64 fnma(VecF64 a, VecF64 b, VecF64 c) { return {_mm512_fnmadd_pd(a.v, b.v, c.v)}; }
+  friend VecF64 floor(VecF64 a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF)}; }
+  friend VecF64 round_nearest(VecF64 a) {
+    return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEAREST_INT)};
+  }
+  friend VecF64 abs(VecF64 a) { return {_mm512_abs_pd(a.v)}; }
+  friend VecF64 copysign(VecF64 mag, VecF64 sign) {
+    const __m512i s = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ull));
+    const __m512i m = _mm512_andnot_si512(s, _mm512_castpd_si512(mag.v));
+    return {
+        _mm512_castsi512_pd(_mm512_or_si512(m, _mm512_and_si512(s, _mm512_castpd_si512(sign.v))))};
+  }
+  friend VecF64 select_lt(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
+    return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ), otherwise.v, then.v)};
+  }
+  friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
+    return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
+  }
+  friend VecF64 pow2(VecF64 n) {
+    const __m512i e =
+        _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(n.v)), _mm512_set1_epi64(1023));
+    return {_mm512_castsi512_pd(_mm512_slli_epi64(e, 52))};
+  }
+};
+
+}  // namespace rnnfast::kernels::avx512
