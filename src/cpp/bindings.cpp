@@ -5,12 +5,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/table.h"
 #include "layer.h"
 #include "threads.h"
 
@@ -290,10 +292,49 @@ py::tuple layer_backward(int cell, bool reverse, py::array x, py::object w_ih, p
                                accumulate_dx, dw_ih, dw_hh, dbi, dbh);
 }
 
+template <typename T>
+py::array_t<T> activation_impl(const std::string& name, const In<T>& x) {
+  const auto& kt = rnnfast::kernels::active_kernels<T>();
+  auto fn = name == "exp"       ? kt.exp
+            : name == "tanh"    ? kt.tanh
+            : name == "sigmoid" ? kt.sigmoid
+                                : nullptr;
+  if (!fn)
+    throw std::invalid_argument("name: expected 'exp', 'tanh' or 'sigmoid', got '" + name + "'");
+  py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const T* src = x.data();
+  T* dst = y.mutable_data();
+  const index_t n = x.size();
+  {
+    py::gil_scoped_release release;
+    fn(n, src, dst);
+  }
+  return y;
+}
+
+py::array activation(const std::string& name, py::array x) {
+  if (is_float32(x)) return activation_impl<float>(name, x.cast<In<float>>());
+  return activation_impl<double>(name, x.cast<In<double>>());
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnfast's C++ core: one direction of one recurrent layer, forward and backward.";
+  namespace k = rnnfast::kernels;
+  // RNNFAST_ISA forces an ISA for the life of the process; a bad value fails the import.
+  if (const char* forced = std::getenv("RNNFAST_ISA"); forced && *forced)
+    k::select_isa(k::parse_isa(forced));
   m.attr("__version__") = RNNFAST_VERSION;
   m.attr("CELL_RNN_TANH") = static_cast<int>(Cell::RnnTanh);
   m.attr("CELL_RNN_RELU") = static_cast<int>(Cell::RnnRelu);
@@ -317,4 +358,19 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &rnnfast::get_num_threads);
   m.def("have_openmp", &rnnfast::have_openmp);
+  m.def(
+      "isa", [] { return std::string(k::isa_name(k::active_isa())); },
+      "The instruction set the kernels run with.");
+  m.def(
+      "supported_isas",
+      [] {
+        std::vector<std::string> names;
+        for (k::Isa isa : {k::Isa::Avx512, k::Isa::Avx2, k::Isa::Neon, k::Isa::Generic})
+          if (k::isa_supported(isa)) names.emplace_back(k::isa_name(isa));
+        return names;
+      },
+      "ISAs this build has and this CPU runs, best first.");
+  m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def("activation", &activation, py::arg("name"), py::arg("x"),
+        "The kernels' vectorised exp, tanh or sigmoid of x (for testing their error bounds).");
 }

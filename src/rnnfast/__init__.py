@@ -42,10 +42,23 @@ def get_num_threads() -> int:
     return int(_core.get_num_threads())
 
 
+def isa() -> str:
+    """The instruction set the kernels use: avx512, avx2, neon or generic.
+
+    The best one this CPU and OS support is chosen at import; the environment variable
+    RNNFAST_ISA (set before import) forces a lower one, and an unsupported value fails the import.
+    """
+    return str(_core.isa())
+
+
 def show_config() -> dict[str, Any]:
-    """What this build runs with: version, OpenMP, threads."""
+    """What this build runs with: version, ISA (and the others runnable here), compiler,
+    OpenMP and threads."""
     return {
         "version": __version__,
+        "isa": isa(),
+        "supported_isas": list(_core.supported_isas()),
+        "compiler": _core.compiler(),
         "openmp": bool(_core.have_openmp()),
         "num_threads": get_num_threads(),
     }
@@ -59,6 +72,7 @@ __all__ = [
     "Tape",
     "__version__",
     "get_num_threads",
+    "isa",
     "reference",
     "set_num_threads",
     "show_config",

@@ -90,6 +90,9 @@ void gemm_block(index_t kc, index_t rows, index_t cols, const typename V::T* a,
 }
 
 // ---- Activations ---------------------------------------------------------------------------
+// Error bounds, for results in the normal range (tests/test_activations.py asserts them over a
+// dense sweep against libm): exp within 2 ulp, tanh and sigmoid within 4 ulp (measured on avx2
+// and generic: 1, 3 and 3 ulp); subnormal results within one subnormal step.
 // exp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact n*ln2_hi), e^r by its
 // Taylor polynomial (degree 7 for float, 13 for double: truncation below half an ulp), then
 // scaled by 2^n in two halves so that results in the subnormal range and overflow to inf come
@@ -124,7 +127,7 @@ V exp_v(V x) {
 
 // tanh: for |x| < 1/4 the odd Taylor series x + x^3 * sum c_k x^(2k) (6 terms in float, 11 in
 // double: truncation below 1e-9 and 5e-16 relative); beyond, (1 - e)/(1 + e) with e = exp(-2|x|),
-// which never overflows and has no cancellation there (e < 0.61).
+// which never overflows and has no cancellation there (e < 0.61); both on |x|, then the sign.
 template <typename V>
 V tanh_v(V x) {
   using T = typename V::T;
@@ -144,11 +147,12 @@ V tanh_v(V x) {
   const V ax = abs(x), x2 = x * x;
   V q = V::set1(c[terms - 1]);
   for (int k = terms - 2; k >= 0; --k) q = fma(q, x2, V::set1(c[k]));
-  const V small = fma(x * x2, q, x);
+  const V small = fma(ax * x2, q, ax);
   const V e = exp_v(V::set1(T(-2)) * ax);
   const V one = V::set1(T(1));
-  const V large = copysign((one - e) / (one + e), x);
-  return select_lt(ax, V::set1(T(0.25)), small, large);
+  const V large = (one - e) / (one + e);
+  // tanh is odd: the sign of x goes on last, so that tanh(-0) = -0 too.
+  return copysign(select_lt(ax, V::set1(T(0.25)), small, large), x);
 }
 
 // sigmoid: with e = exp(-|x|) <= 1, 1/(1+e) for x >= 0 and e/(1+e) below: no overflow, and
