@@ -33,3 +33,43 @@ def test_bitwise_identical_across_runs_and_thread_counts(cls, kw, threads):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert a.tobytes() == b.tobytes()
+
+
+# Sizes that put the recurrence in each threading mode on 2 threads (asserted below, so a change
+# of heuristic cannot silently leave a mode untested). H = 130 gives uneven unit slices (72, 58).
+MODES = {"units": dict(batch=3, hidden=130), "rows": dict(batch=40, hidden=64)}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize(("cls", "kw"), CELLS, ids=CELL_IDS)
+def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, threads):
+    from conftest import assert_close, make_pair
+
+    from rnnfast import _core
+    from rnnfast._fast import _CELL_CODES
+
+    size = MODES[mode]
+    fast, ref = make_pair(
+        cls,
+        kw,
+        input_size=24,
+        hidden_size=size["hidden"],
+        bidirectional=True,
+        dtype=np.float64,
+        seed=9,
+    )
+    threads(2)
+    plan = _core.recurrence_plan(_CELL_CODES[fast.cell], size["batch"], size["hidden"], False)
+    assert plan == (2, mode)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, size["batch"], 24))
+    dy = rng.standard_normal((7, size["batch"], 2 * size["hidden"]))
+    lengths = [7 - (i % 4) for i in range(size["batch"])]
+    two = _outputs(fast, x, lengths, dy)
+    threads(1)
+    one = _outputs(fast, x, lengths, dy)
+    for a, b in zip(two, one):
+        assert a.tobytes() == b.tobytes()
+    want = _outputs(ref, x, lengths, dy)
+    for i, (a, b) in enumerate(zip(two, want)):
+        assert_close(a, b, 1e-10, f"output {i}")

@@ -371,6 +371,15 @@ PYBIND11_MODULE(_core, m) {
       },
       "ISAs this build has and this CPU runs, best first.");
   m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def(
+      "recurrence_plan",
+      [](int cell, index_t batch, index_t hidden, bool float32) {
+        const index_t mr = float32 ? k::active_kernels<float>().mr : k::active_kernels<double>().mr;
+        const auto plan = rnnfast::plan_recurrence(to_cell(cell), batch, hidden, mr);
+        return py::make_tuple(plan.threads, plan.by_rows ? "rows" : "units");
+      },
+      py::arg("cell"), py::arg("batch"), py::arg("hidden"), py::arg("float32"),
+      "How the recurrence of such a layer is split now: (threads, 'rows' or 'units').");
   m.def("activation", &activation, py::arg("name"), py::arg("x"),
         "The kernels' vectorised exp, tanh or sigmoid of x (for testing their error bounds).");
 }

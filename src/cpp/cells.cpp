@@ -5,83 +5,131 @@
 namespace rnnfast {
 namespace {
 
-// Stable for any x: exp never overflows, because its argument is <= 0.
 template <typename T>
 const kernels::KernelTable<T>& kt() {
   return kernels::active_kernels<T>();
 }
 
-// a[j] += b[j] for j < n.
 template <typename T>
-void add_row(index_t n, const T* b, T* a) {
+void add_to(index_t n, const T* b, T* a) {
   for (index_t j = 0; j < n; ++j) a[j] += b[j];
 }
-
 template <typename T>
-void copy_row(index_t n, const T* src, T* dst) {
+void copy_to(index_t n, const T* src, T* dst) {
   for (index_t j = 0; j < n; ++j) dst[j] = src[j];
 }
 template <typename T>
-void zero_row(index_t n, T* dst) {
+void zero(index_t n, T* dst) {
   for (index_t j = 0; j < n; ++j) dst[j] = T(0);
 }
 
-// What an ended sequence does in a forward step: keep its state, record no gates.
+// Where row b's pieces of a step live, restricted to the units [u0, u1).
 template <typename T>
-void carry_row(const StepForward<T>& s, index_t b, index_t g, bool lstm) {
-  const index_t hd = s.hidden;
-  copy_row(hd, s.h_prev + b * hd, s.h + b * hd);
-  if (lstm) copy_row(hd, s.c_prev + b * hd, s.c + b * hd);
-  zero_row(g * hd, s.gates + b * g * hd);
-  if (s.extra) zero_row(hd, s.extra + b * hd);
-}
+struct RowForward {
+  index_t n, hd;     // units in the slice; H (the gate stride of `pre`)
+  T* pre;            // gate g at pre + g*hd
+  const T* bias;     // gate g at bias + g*hd, or null
+  const T* rec;      // gate g at rec + g*rec_gate
+  index_t rec_gate;  //
+  const T *h_prev, *c_prev;
+  T *h, *c, *extra;
+};
 
 template <typename T>
-void rnn_row(const StepForward<T>& s, index_t b, bool relu) {
-  const index_t hd = s.hidden;
-  T* a = s.gates + b * hd;
-  T* h = s.h + b * hd;
-  add_row(hd, s.hh + b * hd, a);
-  if (relu) {
-    for (index_t j = 0; j < hd; ++j) a[j] = a[j] > T(0) ? a[j] : T(0);
+RowForward<T> row_of(const StepForward<T>& s, index_t b, index_t g) {
+  const index_t off = b * s.hidden + s.u0;
+  RowForward<T> r{};
+  r.n = s.u1 - s.u0;
+  r.hd = s.hidden;
+  r.pre = s.gates + b * g * s.hidden + s.u0;
+  r.bias = s.bias ? s.bias + s.u0 : nullptr;
+  r.rec = s.hh + b * s.hh_ld;
+  r.rec_gate = s.hh_gate;
+  r.h_prev = s.h_prev + off;
+  r.h = s.h + off;
+  if (s.c) {
+    r.c_prev = s.c_prev + off;
+    r.c = s.c + off;
+  }
+  if (s.extra) r.extra = s.extra + off;
+  return r;
+}
+
+// An ended sequence keeps its state and records no gates.
+template <typename T>
+void carry(const RowForward<T>& r, index_t g) {
+  copy_to(r.n, r.h_prev, r.h);
+  if (r.c) copy_to(r.n, r.c_prev, r.c);
+  for (index_t k = 0; k < g; ++k) zero(r.n, r.pre + k * r.hd);
+  if (r.extra) zero(r.n, r.extra);
+}
+
+// The pre-activation of gate k: input projection + recurrent product + bias.
+template <typename T>
+void sum_gate(const RowForward<T>& r, index_t k) {
+  T* pre = r.pre + k * r.hd;
+  const T* rec = r.rec + k * r.rec_gate;
+  if (r.bias) {
+    const T* bias = r.bias + k * r.hd;
+    for (index_t j = 0; j < r.n; ++j) pre[j] += rec[j] + bias[j];
   } else {
-    kt<T>().tanh(hd, a, a);
+    add_to(r.n, rec, pre);
   }
-  copy_row(hd, a, h);
 }
 
 template <typename T>
-void lstm_row(const StepForward<T>& s, index_t b) {
-  const index_t hd = s.hidden;
-  T* gi = s.gates + b * 4 * hd;
-  T *gf = gi + hd, *gg = gi + 2 * hd, *go = gi + 3 * hd;
-  const T* c_prev = s.c_prev + b * hd;
-  T *c = s.c + b * hd, *h = s.h + b * hd;
-  add_row(4 * hd, s.hh + b * 4 * hd, gi);
-  kt<T>().sigmoid(2 * hd, gi, gi);  // i and f are adjacent
-  kt<T>().tanh(hd, gg, gg);
-  kt<T>().sigmoid(hd, go, go);
-  for (index_t j = 0; j < hd; ++j) c[j] = gf[j] * c_prev[j] + gi[j] * gg[j];
-  kt<T>().tanh(hd, c, h);
-  for (index_t j = 0; j < hd; ++j) h[j] *= go[j];
+void rnn_row(const RowForward<T>& r, bool relu) {
+  sum_gate(r, 0);
+  if (relu) {
+    for (index_t j = 0; j < r.n; ++j) r.pre[j] = r.pre[j] > T(0) ? r.pre[j] : T(0);
+  } else {
+    kt<T>().tanh(r.n, r.pre, r.pre);
+  }
+  copy_to(r.n, r.pre, r.h);
 }
 
 template <typename T>
-void gru_row(const StepForward<T>& s, index_t b) {
-  const index_t hd = s.hidden;
-  T* gr = s.gates + b * 3 * hd;
-  T *gz = gr + hd, *gn = gr + 2 * hd;
-  const T* r = s.hh + b * 3 * hd;
-  const T* h_prev = s.h_prev + b * hd;
-  T *h = s.h + b * hd, *hn_lin = s.extra + b * hd;
-  add_row(2 * hd, r, gr);
-  kt<T>().sigmoid(2 * hd, gr, gr);  // r and z are adjacent
-  for (index_t j = 0; j < hd; ++j) {
-    hn_lin[j] = r[2 * hd + j];
-    gn[j] += gr[j] * hn_lin[j];
+void lstm_row(const RowForward<T>& r) {
+  T *gi = r.pre, *gf = r.pre + r.hd, *gg = r.pre + 2 * r.hd, *go = r.pre + 3 * r.hd;
+  for (index_t k = 0; k < 4; ++k) sum_gate(r, k);
+  kt<T>().sigmoid(r.n, gi, gi);
+  kt<T>().sigmoid(r.n, gf, gf);
+  kt<T>().tanh(r.n, gg, gg);
+  kt<T>().sigmoid(r.n, go, go);
+  for (index_t j = 0; j < r.n; ++j) r.c[j] = gf[j] * r.c_prev[j] + gi[j] * gg[j];
+  kt<T>().tanh(r.n, r.c, r.h);
+  for (index_t j = 0; j < r.n; ++j) r.h[j] *= go[j];
+}
+
+// r and z of a GRU row: pre-activation sums and sigmoids.
+template <typename T>
+void gru_reset_and_update_gates(const RowForward<T>& r) {
+  for (index_t k = 0; k < 2; ++k) {
+    sum_gate(r, k);
+    kt<T>().sigmoid(r.n, r.pre + k * r.hd, r.pre + k * r.hd);
   }
-  kt<T>().tanh(hd, gn, gn);
-  for (index_t j = 0; j < hd; ++j) h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
+}
+
+// n is ready in pre + 2*hd: h = (1 - z) * n + z * h_prev.
+template <typename T>
+void gru_mix(const RowForward<T>& r) {
+  const T *gz = r.pre + r.hd, *gn = r.pre + 2 * r.hd;
+  for (index_t j = 0; j < r.n; ++j) r.h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * r.h_prev[j];
+}
+
+template <typename T>
+void gru_row(const RowForward<T>& r) {
+  gru_reset_and_update_gates(r);
+  const T* gr = r.pre;
+  T* gn = r.pre + 2 * r.hd;
+  const T* hn_lin = r.rec + 2 * r.rec_gate;  // W_hn h + b_hn
+  const T* b_in = r.bias ? r.bias + 2 * r.hd : nullptr;
+  for (index_t j = 0; j < r.n; ++j) {
+    r.extra[j] = hn_lin[j];
+    gn[j] += (b_in ? b_in[j] : T(0)) + gr[j] * hn_lin[j];
+  }
+  kt<T>().tanh(r.n, gn, gn);
+  gru_mix(r);
 }
 
 }  // namespace
@@ -90,20 +138,21 @@ template <typename T>
 void forward_step(Cell cell, const StepForward<T>& s) {
   const index_t g = gate_count(cell);
   for (index_t b = 0; b < s.batch; ++b) {
+    const RowForward<T> r = row_of(s, b, g);
     if (!s.active[b]) {
-      carry_row(s, b, g, cell == Cell::Lstm);
+      carry(r, g);
       continue;
     }
     switch (cell) {
       case Cell::RnnTanh:
       case Cell::RnnRelu:
-        rnn_row(s, b, cell == Cell::RnnRelu);
+        rnn_row(r, cell == Cell::RnnRelu);
         break;
       case Cell::Lstm:
-        lstm_row(s, b);
+        lstm_row(r);
         break;
       case Cell::Gru:
-        gru_row(s, b);
+        gru_row(r);
         break;
       case Cell::GruResetBefore:
         break;  // two-part step, see gru_reset_before_*
@@ -113,56 +162,52 @@ void forward_step(Cell cell, const StepForward<T>& s) {
 
 template <typename T>
 void gru_reset_before_gates(const StepForward<T>& s) {
-  const index_t hd = s.hidden;
   for (index_t b = 0; b < s.batch; ++b) {
+    const RowForward<T> r = row_of(s, b, 3);
     if (!s.active[b]) {
-      carry_row(s, b, 3, false);
+      carry(r, 3);
       continue;
     }
-    T* gr = s.gates + b * 3 * hd;
-    const T* h_prev = s.h_prev + b * hd;
-    T* rh = s.extra + b * hd;
-    add_row(2 * hd, s.hh + b * 3 * hd, gr);
-    kt<T>().sigmoid(2 * hd, gr, gr);
-    for (index_t j = 0; j < hd; ++j) rh[j] = gr[j] * h_prev[j];
+    gru_reset_and_update_gates(r);
+    for (index_t j = 0; j < r.n; ++j) r.extra[j] = r.pre[j] * r.h_prev[j];
   }
 }
 
 template <typename T>
 void gru_reset_before_update(const StepForward<T>& s) {
-  const index_t hd = s.hidden;
   for (index_t b = 0; b < s.batch; ++b) {
     if (!s.active[b]) continue;  // carried in part 1
-    T* gz = s.gates + b * 3 * hd + hd;
-    T* gn = gz + hd;
-    const T* h_prev = s.h_prev + b * hd;
-    T* h = s.h + b * hd;
-    add_row(hd, s.hh + b * 3 * hd + 2 * hd, gn);
-    kt<T>().tanh(hd, gn, gn);
-    for (index_t j = 0; j < hd; ++j) h[j] = (T(1) - gz[j]) * gn[j] + gz[j] * h_prev[j];
+    const RowForward<T> r = row_of(s, b, 3);
+    T* gn = r.pre + 2 * r.hd;
+    sum_gate(r, 2);  // W_in x + W_hn (r*h) + b_in + b_hn
+    kt<T>().tanh(r.n, gn, gn);
+    gru_mix(r);
   }
 }
 
 template <typename T>
 void backward_step(Cell cell, const StepBackward<T>& s) {
-  const index_t hd = s.hidden, g = gate_count(cell), gh = g * hd;
+  const index_t hd = s.hidden, g = gate_count(cell), gh = g * hd, n = s.u1 - s.u0;
   for (index_t b = 0; b < s.batch; ++b) {
-    const T* dh = s.dh + b * hd;
-    T* dgx = s.dgx + b * gh;
-    T* dgh = s.dgh + b * gh;
-    T* dh_prev = s.dh_prev + b * hd;
+    const index_t off = b * hd + s.u0, goff = b * gh + s.u0;
+    const T* dh = s.dh + off;
+    T* dgx = s.dgx + goff;  // gate k at dgx + k*hd
+    T* dgh = s.dgh + goff;
+    T* dh_prev = s.dh_prev + off;
     if (!s.active[b]) {  // an ended sequence passes its gradient straight through
-      copy_row(hd, dh, dh_prev);
-      zero_row(gh, dgx);
-      if (dgh != dgx) zero_row(gh, dgh);
+      copy_to(n, dh, dh_prev);
+      for (index_t k = 0; k < g; ++k) {
+        zero(n, dgx + k * hd);
+        if (dgh != dgx) zero(n, dgh + k * hd);
+      }
       continue;
     }
-    const T* gate = s.gates + b * gh;
+    const T* gate = s.gates + goff;
     switch (cell) {
       case Cell::RnnTanh:
       case Cell::RnnRelu: {
-        const T* h = s.h + b * hd;
-        for (index_t j = 0; j < hd; ++j) {
+        const T* h = s.h + off;
+        for (index_t j = 0; j < n; ++j) {
           const T slope = cell == Cell::RnnRelu ? (h[j] > T(0) ? T(1) : T(0)) : T(1) - h[j] * h[j];
           dgx[j] = dh[j] * slope;
           dh_prev[j] = T(0);
@@ -171,11 +216,11 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
       }
       case Cell::Lstm: {
         const T *gi = gate, *gf = gate + hd, *gg = gate + 2 * hd, *go = gate + 3 * hd;
-        const T *c_prev = s.c_prev + b * hd, *c = s.c + b * hd;
-        T* dc = s.dc + b * hd;
+        const T *c_prev = s.c_prev + off, *c = s.c + off;
+        T* dc = s.dc + off;
         T* tanh_c = s.scratch;
-        kt<T>().tanh(hd, c, tanh_c);
-        for (index_t j = 0; j < hd; ++j) {
+        kt<T>().tanh(n, c, tanh_c);
+        for (index_t j = 0; j < n; ++j) {
           const T tc = tanh_c[j];
           const T dct = dc[j] + dh[j] * go[j] * (T(1) - tc * tc);
           dgx[j] = dct * gg[j] * gi[j] * (T(1) - gi[j]);
@@ -190,8 +235,8 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
       case Cell::Gru:
       case Cell::GruResetBefore: {
         const T *gr = gate, *gz = gate + hd, *gn = gate + 2 * hd;
-        const T *h_prev = s.h_prev + b * hd, *extra = s.extra + b * hd;
-        for (index_t j = 0; j < hd; ++j) {
+        const T *h_prev = s.h_prev + off, *extra = s.extra + off;
+        for (index_t j = 0; j < n; ++j) {
           const T dan = dh[j] * (T(1) - gz[j]) * (T(1) - gn[j] * gn[j]);
           dgx[hd + j] = dh[j] * (h_prev[j] - gn[j]) * gz[j] * (T(1) - gz[j]);
           dgx[2 * hd + j] = dan;
@@ -213,15 +258,16 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
 
 template <typename T>
 void gru_reset_before_backward_reset(const StepBackward<T>& s, const T* d_rh) {
-  const index_t hd = s.hidden;
+  const index_t hd = s.hidden, n = s.u1 - s.u0;
   for (index_t b = 0; b < s.batch; ++b) {
     if (!s.active[b]) continue;
-    const T* gr = s.gates + b * 3 * hd;
-    const T* h_prev = s.h_prev + b * hd;
-    const T* drh = d_rh + b * hd;
-    T* dgx = s.dgx + b * 3 * hd;
-    T* dh_prev = s.dh_prev + b * hd;
-    for (index_t j = 0; j < hd; ++j) {
+    const index_t off = b * hd + s.u0;
+    const T* gr = s.gates + b * 3 * hd + s.u0;
+    const T* h_prev = s.h_prev + off;
+    const T* drh = d_rh + off;
+    T* dgx = s.dgx + b * 3 * hd + s.u0;
+    T* dh_prev = s.dh_prev + off;
+    for (index_t j = 0; j < n; ++j) {
       dgx[j] = drh[j] * h_prev[j] * gr[j] * (T(1) - gr[j]);
       dh_prev[j] += drh[j] * gr[j];
     }

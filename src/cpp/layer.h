@@ -50,6 +50,14 @@ struct LayerBackward {
   T *dw_ih, *dw_hh, *db_ih, *db_hh;  // biases null when the layer has none
 };
 
+// How a layer's recurrence is shared among threads (see layer.cpp): `threads` threads, owning
+// rows of the batch (no barrier) or slices of the hidden units (a barrier per step).
+struct RecurrencePlan {
+  int threads;
+  bool by_rows;
+};
+RecurrencePlan plan_recurrence(Cell cell, index_t batch, index_t hidden, index_t kernel_rows);
+
 template <typename T>
 void layer_forward(const LayerForward<T>& a);
 

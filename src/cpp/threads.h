@@ -6,6 +6,10 @@
 #ifdef RNNFAST_HAVE_OPENMP
 #include <omp.h>
 #endif
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define RNNFAST_HAVE_MXCSR 1
+#endif
 
 namespace rnnfast {
 
@@ -15,6 +19,38 @@ using index_t = std::ptrdiff_t;
 void set_num_threads(int n);
 int get_num_threads();
 bool have_openmp();
+
+// While alive, the calling thread flushes denormal results to zero and reads denormal inputs as
+// zero (FTZ/DAZ): denormals are a known cause of erratic RNN slowdowns on CPUs (a saturating
+// gate's derivative decays into them). The caller's mode is restored on exit. Every thread that
+// runs kernel code holds one, so results do not depend on which thread computed them.
+class FlushDenormals {
+ public:
+  FlushDenormals() {
+#ifdef RNNFAST_HAVE_MXCSR
+    saved_ = _mm_getcsr();
+    _mm_setcsr(saved_ | 0x8040u);  // FTZ | DAZ
+#endif
+  }
+  ~FlushDenormals() {
+#ifdef RNNFAST_HAVE_MXCSR
+    _mm_setcsr(saved_);
+#endif
+  }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
+
+inline int thread_index() {
+#ifdef RNNFAST_HAVE_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // Calls body(begin, end) on contiguous chunks of [0, n), each at least `grain` long, one chunk a
 // thread. Serial when the range is small, when one thread is allowed, or when already inside a
@@ -29,6 +65,7 @@ void parallel_for(index_t n, index_t grain, const Body& body) {
   if (chunks > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads(static_cast<int>(chunks))
     {
+      const FlushDenormals flush;
       const index_t id = omp_get_thread_num();
       const index_t count = omp_get_num_threads();
       body(n * id / count, n * (id + 1) / count);

@@ -13,13 +13,19 @@ void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen
   for (index_t ip = 0; ip < mlen; ip += mr) {
     T* dst = out + ip * kc;
     const index_t rows = std::min(mr, mlen - ip);
-    for (index_t k = 0; k < kc; ++k) {
-      for (index_t r = 0; r < mr; ++r) {
-        const index_t i = i0 + ip + r, kk = p0 + k;
-        dst[k * mr + r] =
-            r < rows ? (trans == Trans::No ? a[i * lda + kk] : a[kk * lda + i]) : T(0);
+    if (trans == Trans::No) {  // each row of the panel read straight through
+      for (index_t r = 0; r < rows; ++r) {
+        const T* src = a + (i0 + ip + r) * lda + p0;
+        for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
+      }
+    } else {  // op(A)'s rows are columns of a: each k gives `rows` adjacent values
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = a + (p0 + k) * lda + i0 + ip;
+        for (index_t r = 0; r < rows; ++r) dst[k * mr + r] = src[r];
       }
     }
+    for (index_t r = rows; r < mr; ++r)
+      for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = T(0);
   }
 }
 
@@ -32,50 +38,99 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb)
   const index_t panels = (n + nr - 1) / nr;
   data_.resize(static_cast<size_t>(panels * k * nr));
   T* data = data_.data();
-  parallel_for(
-      panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)), [&](index_t p0, index_t p1) {
-        for (index_t p = p0; p < p1; ++p) {
-          T* dst = data + p * k * nr;
-          const index_t cols = std::min(nr, n - p * nr);
-          for (index_t kk = 0; kk < k; ++kk) {
-            for (index_t j = 0; j < nr; ++j) {
-              const index_t jj = p * nr + j;
-              dst[kk * nr + j] =
-                  j < cols ? (trans == Trans::No ? b[kk * ldb + jj] : b[jj * ldb + kk]) : T(0);
-            }
-          }
-        }
-      });
+  parallel_for(panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)),
+               [&](index_t p0, index_t p1) {
+                 for (index_t p = p0; p < p1; ++p) {
+                   T* dst = data + p * k * nr;
+                   const index_t j0 = p * nr, cols = std::min(nr, n - j0);
+                   if (trans == Trans::No) {  // rows of B: a short contiguous copy per k
+                     for (index_t kk = 0; kk < k; ++kk) {
+                       std::copy(b + kk * ldb + j0, b + kk * ldb + j0 + cols, dst + kk * nr);
+                       std::fill(dst + kk * nr + cols, dst + (kk + 1) * nr, T(0));
+                     }
+                   } else {  // rows of B^T: read each one straight through, write with stride nr
+                     for (index_t j = 0; j < cols; ++j) {
+                       const T* src = b + (j0 + j) * ldb;
+                       for (index_t kk = 0; kk < k; ++kk) dst[kk * nr + j] = src[kk];
+                     }
+                     for (index_t j = cols; j < nr; ++j)
+                       for (index_t kk = 0; kk < k; ++kk) dst[kk * nr + j] = T(0);
+                   }
+                 }
+               });
 }
+
+namespace {
+
+// C is cut into blocks of mc x nc (an A block of mc x kKc and a B block of kKc x nc sit in L2).
+// A task is one row block times a group of column blocks: A is packed once per K block and
+// reused across the group. With enough row blocks a group is the whole width (A packed once);
+// otherwise groups are single column blocks, so that small-M products still split.
+template <typename T>
+struct Blocking {
+  index_t mc, nc, m_blocks, n_blocks, group;
+  Blocking(const KernelTable<T>& kt, index_t m, index_t n)
+      : mc(kt.mr * 12), nc(kt.nr * 16), m_blocks((m + mc - 1) / mc), n_blocks((n + nc - 1) / nc) {
+    group = m_blocks >= 4 * get_num_threads() ? n_blocks : 1;
+  }
+  index_t tasks() const { return m_blocks * ((n_blocks + group - 1) / group); }
+};
+
+// Computes the tasks [t0, t1) of the product, packing A into `a_pack`. Each C element is summed
+// over the K blocks in ascending order whatever the task split.
+template <typename T>
+void gemm_blocks(const Blocking<T>& bl, index_t t0, index_t t1, Trans trans_a, index_t m, index_t n,
+                 index_t k, const T* a, index_t lda, const PackedB<T>& b, bool accumulate, T* c,
+                 index_t ldc, T* a_pack) {
+  const KernelTable<T>& kt = b.kernels();
+  const index_t groups = (bl.n_blocks + bl.group - 1) / bl.group;
+  for (index_t t = t0; t < t1; ++t) {
+    const index_t i0 = (t / groups) * bl.mc, mlen = std::min(bl.mc, m - i0);
+    const index_t nb0 = (t % groups) * bl.group, nb1 = std::min(bl.n_blocks, nb0 + bl.group);
+    for (index_t p0 = 0; p0 < k; p0 += kKc) {
+      const index_t kc = std::min(kKc, k - p0);
+      pack_a_block(trans_a, a, lda, i0, mlen, p0, kc, kt.mr, a_pack);
+      for (index_t nb = nb0; nb < nb1; ++nb) {
+        const index_t j0 = nb * bl.nc, nlen = std::min(bl.nc, n - j0);
+        kt.gemm_block(kc, mlen, nlen, a_pack, b.panel(j0 / kt.nr) + p0 * kt.nr, k * kt.nr,
+                      c + i0 * ldc + j0, ldc, accumulate || p0 > 0);
+      }
+    }
+  }
+}
+
+// k == 0: C = 0 (or unchanged when accumulating). Returns whether there is nothing else to do.
+template <typename T>
+bool trivial_product(index_t m, index_t n, index_t k, bool accumulate, T* c, index_t ldc) {
+  if (m <= 0 || n <= 0) return true;
+  if (k > 0) return false;
+  if (!accumulate)
+    for (index_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+  return true;
+}
+
+}  // namespace
 
 template <typename T>
 void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
           const PackedB<T>& b, bool accumulate, T* c, index_t ldc) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    if (!accumulate)
-      for (index_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
-    return;
-  }
-  const KernelTable<T>& kt = b.kernels();
-  const index_t mc = kt.mr * 12, nc = kt.nr * 16;  // a thread's block of C
-  const index_t m_blocks = (m + mc - 1) / mc, n_blocks = (n + nc - 1) / nc;
+  if (trivial_product(m, n, k, accumulate, c, ldc)) return;
+  const Blocking<T> bl(b.kernels(), m, n);
   // About 256k multiply-adds a chunk keeps the fork cost small next to the work.
-  const index_t block_work = std::min(m, mc) * std::min(n, nc) * k;
-  const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(block_work, 1));
-  parallel_for(m_blocks * n_blocks, grain, [&](index_t t0, index_t t1) {
-    std::vector<T> a_pack(static_cast<size_t>(mc * kKc));
-    for (index_t t = t0; t < t1; ++t) {
-      const index_t i0 = (t / n_blocks) * mc, j0 = (t % n_blocks) * nc;
-      const index_t mlen = std::min(mc, m - i0), nlen = std::min(nc, n - j0);
-      for (index_t p0 = 0; p0 < k; p0 += kKc) {
-        const index_t kc = std::min(kKc, k - p0);
-        pack_a_block(trans_a, a, lda, i0, mlen, p0, kc, kt.mr, a_pack.data());
-        kt.gemm_block(kc, mlen, nlen, a_pack.data(), b.panel(j0 / kt.nr) + p0 * kt.nr, k * kt.nr,
-                      c + i0 * ldc + j0, ldc, accumulate || p0 > 0);
-      }
-    }
+  const index_t task_work = std::min(m, bl.mc) * std::min(n, bl.nc * bl.group) * k;
+  const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(task_work, 1));
+  parallel_for(bl.tasks(), grain, [&](index_t t0, index_t t1) {
+    std::vector<T> a_pack(static_cast<size_t>(gemm_workspace_size(b.kernels())));
+    gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc, a_pack.data());
   });
+}
+
+template <typename T>
+void gemm_on_this_thread(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
+                         const PackedB<T>& b, bool accumulate, T* c, index_t ldc, T* workspace) {
+  if (trivial_product(m, n, k, accumulate, c, ldc)) return;
+  const Blocking<T> bl(b.kernels(), m, n);
+  gemm_blocks(bl, 0, bl.tasks(), trans_a, m, n, k, a, lda, b, accumulate, c, ldc, workspace);
 }
 
 template <typename T>
@@ -91,6 +146,8 @@ void add_column_sums(index_t m, index_t n, const T* a, index_t lda, T* out) {
 }
 
 #define RNNFAST_INSTANTIATE(T)                                                                  \
+  template void gemm_on_this_thread<T>(Trans, index_t, index_t, index_t, const T*, index_t,     \
+                                       const PackedB<T>&, bool, T*, index_t, T*);               \
   template class PackedB<T>;                                                                    \
   template void gemm<T>(Trans, index_t, index_t, index_t, const T*, index_t, const PackedB<T>&, \
                         bool, T*, index_t);                                                     \

@@ -40,6 +40,16 @@ template <typename T>
 void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
           const PackedB<T>& b, bool accumulate, T* c, index_t ldc);
 
+// The same product computed by the calling thread alone (inside a parallel region, say), packing
+// A into `workspace`, which must hold gemm_workspace_size(b) values: nothing is allocated.
+template <typename T>
+void gemm_on_this_thread(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
+                         const PackedB<T>& b, bool accumulate, T* c, index_t ldc, T* workspace);
+template <typename T>
+index_t gemm_workspace_size(const KernelTable<T>& kernels) {
+  return kernels.mr * 12 * kKc;
+}
+
 // out[j] += sum_i a[i*lda + j] for j < n, summed over i in ascending order.
 template <typename T>
 void add_column_sums(index_t m, index_t n, const T* a, index_t lda, T* out);
