@@ -13,19 +13,24 @@ void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen
   for (index_t ip = 0; ip < mlen; ip += mr) {
     T* dst = out + ip * kc;
     const index_t rows = std::min(mr, mlen - ip);
-    if (trans == Trans::No) {  // each row of the panel read straight through
+    if (trans == Trans::Yes) {  // op(A)'s rows are columns of a: each k gives adjacent values
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = a + (p0 + k) * lda + i0 + ip;
+        for (index_t r = 0; r < rows; ++r) dst[k * mr + r] = src[r];
+        for (index_t r = rows; r < mr; ++r) dst[k * mr + r] = T(0);
+      }
+    } else if (rows == mr) {  // a full panel: each row read straight through
+      for (index_t r = 0; r < mr; ++r) {
+        const T* src = a + (i0 + ip + r) * lda + p0;
+        for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
+      }
+    } else {  // a short panel (small batches): written in order, padding and all
+      std::fill(dst, dst + kc * mr, T(0));
       for (index_t r = 0; r < rows; ++r) {
         const T* src = a + (i0 + ip + r) * lda + p0;
         for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
       }
-    } else {  // op(A)'s rows are columns of a: each k gives `rows` adjacent values
-      for (index_t k = 0; k < kc; ++k) {
-        const T* src = a + (p0 + k) * lda + i0 + ip;
-        for (index_t r = 0; r < rows; ++r) dst[k * mr + r] = src[r];
-      }
     }
-    for (index_t r = rows; r < mr; ++r)
-      for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = T(0);
   }
 }
 
