@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "kernels/table.h"
 #include "layer.h"
 #include "threads.h"
@@ -317,6 +318,33 @@ py::array activation(const std::string& name, py::array x) {
   return activation_impl<double>(name, x.cast<In<double>>());
 }
 
+template <typename T>
+py::array_t<T> matmul_impl(const In<T>& a, const In<T>& b, bool transpose_b) {
+  if (a.ndim() != 2 || b.ndim() != 2) throw std::invalid_argument("a, b: expected 2-D arrays");
+  const index_t m = a.shape(0), k = a.shape(1);
+  const index_t bk = transpose_b ? b.shape(1) : b.shape(0),
+                n = transpose_b ? b.shape(0) : b.shape(1);
+  if (bk != k)
+    throw std::invalid_argument("b: expected " + std::to_string(k) + " rows (a's columns), got " +
+                                std::to_string(bk));
+  py::array_t<T> c(std::vector<py::ssize_t>{m, n});
+  const T *pa = a.data(), *pb = b.data();
+  T* pc = c.mutable_data();
+  {
+    py::gil_scoped_release release;
+    namespace k_ = rnnfast::kernels;
+    const k_::PackedB<T> packed(transpose_b ? k_::Trans::Yes : k_::Trans::No, k, n, pb, b.shape(1));
+    k_::gemm(k_::Trans::No, m, n, k, pa, k, packed, false, pc, n);
+  }
+  return c;
+}
+
+py::array matmul(py::array a, py::array b, bool transpose_b) {
+  if (is_float32(a))
+    return matmul_impl<float>(a.cast<In<float>>(), b.cast<In<float>>(), transpose_b);
+  return matmul_impl<double>(a.cast<In<double>>(), b.cast<In<double>>(), transpose_b);
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -371,6 +399,8 @@ PYBIND11_MODULE(_core, m) {
       },
       "ISAs this build has and this CPU runs, best first.");
   m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("transpose_b") = false,
+        "a @ b (or a @ b.T) with the core's GEMM, b packed first: for tests and peak measurement.");
   m.def(
       "recurrence_plan",
       [](int cell, index_t batch, index_t hidden, bool float32) {

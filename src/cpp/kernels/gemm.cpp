@@ -41,25 +41,20 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb)
     : kernels_(&active_kernels<T>()), k_(k), n_(n) {
   const index_t nr = kernels_->nr;
   const index_t panels = (n + nr - 1) / nr;
-  data_.resize(static_cast<size_t>(panels * k * nr));
-  T* data = data_.data();
+  data_.reset(new T[static_cast<size_t>(std::max<index_t>(panels * k * nr, 1))]);
+  T* data = data_.get();
   parallel_for(panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)),
                [&](index_t p0, index_t p1) {
                  for (index_t p = p0; p < p1; ++p) {
                    T* dst = data + p * k * nr;
                    const index_t j0 = p * nr, cols = std::min(nr, n - j0);
-                   if (trans == Trans::No) {  // rows of B: a short contiguous copy per k
-                     for (index_t kk = 0; kk < k; ++kk) {
-                       std::copy(b + kk * ldb + j0, b + kk * ldb + j0 + cols, dst + kk * nr);
-                       std::fill(dst + kk * nr + cols, dst + (kk + 1) * nr, T(0));
-                     }
-                   } else {  // rows of B^T: read each one straight through, write with stride nr
-                     for (index_t j = 0; j < cols; ++j) {
-                       const T* src = b + (j0 + j) * ldb;
-                       for (index_t kk = 0; kk < k; ++kk) dst[kk * nr + j] = src[kk];
-                     }
-                     for (index_t j = cols; j < nr; ++j)
-                       for (index_t kk = 0; kk < k; ++kk) dst[kk * nr + j] = T(0);
+                   if (trans == Trans::Yes) {  // rows of b are columns of op(B)
+                     kernels_->pack_b_transposed(k, cols, b + j0 * ldb, ldb, dst);
+                     continue;
+                   }
+                   for (index_t kk = 0; kk < k; ++kk) {  // a short contiguous copy per k
+                     std::copy(b + kk * ldb + j0, b + kk * ldb + j0 + cols, dst + kk * nr);
+                     std::fill(dst + kk * nr + cols, dst + (kk + 1) * nr, T(0));
                    }
                  }
                });

@@ -5,6 +5,7 @@
 // blocks. Every element of C is owned by one thread and summed over K in a fixed order (K blocks
 // of kKc, then k ascending), so results do not depend on the thread count or the batch size.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "kernels/table.h"
@@ -25,12 +26,12 @@ class PackedB {
   index_t rows() const { return k_; }
   index_t cols() const { return n_; }
   const KernelTable<T>& kernels() const { return *kernels_; }
-  const T* panel(index_t p) const { return data_.data() + p * k_ * kernels_->nr; }
+  const T* panel(index_t p) const { return data_.get() + p * k_ * kernels_->nr; }
 
  private:
   const KernelTable<T>* kernels_;
   index_t k_, n_;
-  std::vector<T> data_;
+  std::unique_ptr<T[]> data_;  // every element written by packing: no zeroing pass first
 };
 
 // C (M x N, row stride ldc) = op(A) * B, or += with `accumulate`; op(A) is M x K:

@@ -57,6 +57,18 @@ void tile(index_t kc, const typename V::T* a, const typename V::T* b, index_t b_
   }
 }
 
+// The last `count` (< P) panels of a row block in one tile: single-panel tiles would leave too
+// few independent accumulators to hide the FMA latency.
+template <typename V, int R, int P>
+void remainder_tile(index_t count, index_t kc, const typename V::T* a, const typename V::T* b,
+                    index_t b_stride, typename V::T* c, index_t ldc, index_t cols,
+                    bool accumulate) {
+  if constexpr (P > 0) {
+    if (count == P) return tile<V, R, P>(kc, a, b, b_stride, c, ldc, cols, accumulate);
+    remainder_tile<V, R, P - 1>(count, kc, a, b, b_stride, c, ldc, cols, accumulate);
+  }
+}
+
 // R rows against every panel: P panels at a time, as many as the accumulator registers allow.
 template <typename V, int R>
 void row_block(index_t kc, const typename V::T* a, const typename V::T* b, index_t b_stride,
@@ -68,8 +80,9 @@ void row_block(index_t kc, const typename V::T* a, const typename V::T* b, index
   index_t p = 0;
   for (; p + P <= panels; p += P)
     tile<V, R, P>(kc, a, b + p * b_stride, b_stride, c + p * NR, ldc, cols - p * NR, accumulate);
-  for (; p < panels; ++p)
-    tile<V, R, 1>(kc, a, b + p * b_stride, b_stride, c + p * NR, ldc, cols - p * NR, accumulate);
+  if (p < panels)
+    remainder_tile<V, R, P - 1>(panels - p, kc, a, b + p * b_stride, b_stride, c + p * NR, ldc,
+                                cols - p * NR, accumulate);
 }
 
 template <typename V, int R = static_cast<int>(V::kMr)>
@@ -87,6 +100,34 @@ void gemm_block(index_t kc, index_t rows, index_t cols, const typename V::T* a,
     rows_dispatch<V>(smaller(V::kMr, rows - ir), kc, a + ir * kc, b, b_stride, c + ir * ldc, ldc,
                      cols, accumulate);
   }
+}
+
+// ---- Packing -------------------------------------------------------------------------------
+// One B panel from rows of a matrix (op(B) = src^T): dst[k*NR + j] = src[j*ldb + k] for
+// j < cols, zero for cols <= j < NR. With a register transpose, W x W blocks at a time.
+template <typename V>
+void pack_b_transposed(index_t k, index_t cols, const typename V::T* src, index_t ldb,
+                       typename V::T* dst) {
+  using T = typename V::T;
+  constexpr index_t W = V::kWidth, NR = 2 * W;
+  index_t j = 0;
+  if constexpr (V::kHasTranspose) {
+    for (; j + W <= cols; j += W) {
+      index_t kk = 0;
+      for (; kk + W <= k; kk += W) {
+        V r[W];
+        for (index_t i = 0; i < W; ++i) r[i] = V::load(src + (j + i) * ldb + kk);
+        transpose(r);
+        for (index_t i = 0; i < W; ++i) r[i].store(dst + (kk + i) * NR + j);
+      }
+      for (; kk < k; ++kk)
+        for (index_t i = 0; i < W; ++i) dst[kk * NR + j + i] = src[(j + i) * ldb + kk];
+    }
+  }
+  for (; j < cols; ++j)
+    for (index_t kk = 0; kk < k; ++kk) dst[kk * NR + j] = src[j * ldb + kk];
+  for (j = cols; j < NR; ++j)
+    for (index_t kk = 0; kk < k; ++kk) dst[kk * NR + j] = T(0);
 }
 
 // ---- Activations ---------------------------------------------------------------------------
@@ -195,7 +236,7 @@ void sigmoid_array(index_t n, const typename V::T* x, typename V::T* y) {
 
 template <typename V>
 constexpr KernelTable<typename V::T> make_table(Isa isa) {
-  return {isa,           V::kMr,         2 * V::kWidth,    &gemm_block<V>,
+  return {isa,           V::kMr,         2 * V::kWidth,    &gemm_block<V>, &pack_b_transposed<V>,
           &exp_array<V>, &tanh_array<V>, &sigmoid_array<V>};
 }
 

@@ -30,6 +30,9 @@ struct KernelTable {
   // b_stride apart.
   void (*gemm_block)(index_t kc, index_t rows, index_t cols, const T* a, const T* b,
                      index_t b_stride, T* c, index_t ldc, bool accumulate);
+  // One B panel of nr columns from `cols` rows of src (row stride ldb), zero padded:
+  // dst[k*nr + j] = src[j*ldb + k].
+  void (*pack_b_transposed)(index_t k, index_t cols, const T* src, index_t ldb, T* dst);
   // y = f(x) elementwise over n values; y may alias x.
   void (*exp)(index_t n, const T* x, T* y);
   void (*tanh)(index_t n, const T* x, T* y);

@@ -10,6 +10,7 @@ namespace rnnfast::kernels::avx2 {
 struct VecF32 {
   using T = float;
   static constexpr index_t kWidth = 8, kMr = 6, kAcc = 12;
+  static constexpr bool kHasTranspose = true;
   __m256 v;
   static VecF32 load(const T* p) { return {_mm256_loadu_ps(p)}; }
   void store(T* p) const { _mm256_storeu_ps(p, v); }
@@ -37,6 +38,24 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {_mm256_blendv_ps(otherwise.v, then.v, _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ))};
   }
+  // Rows r[0..7] of an 8x8 block become its columns (unpack, shuffle, then swap 128-bit halves).
+  friend void transpose(VecF32 (&r)[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
+      t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+      r[i + 4].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+  }
   friend VecF32 pow2(VecF32 n) {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
@@ -46,6 +65,7 @@ struct VecF32 {
 struct VecF64 {
   using T = double;
   static constexpr index_t kWidth = 4, kMr = 6, kAcc = 12;
+  static constexpr bool kHasTranspose = true;
   __m256d v;
   static VecF64 load(const T* p) { return {_mm256_loadu_pd(p)}; }
   void store(T* p) const { _mm256_storeu_pd(p, v); }
@@ -72,6 +92,14 @@ struct VecF64 {
   }
   friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
     return {_mm256_blendv_pd(otherwise.v, then.v, _mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ))};
+  }
+  friend void transpose(VecF64 (&r)[4]) {
+    const __m256d t0 = _mm256_unpacklo_pd(r[0].v, r[1].v), t1 = _mm256_unpackhi_pd(r[0].v, r[1].v);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2].v, r[3].v), t3 = _mm256_unpackhi_pd(r[2].v, r[3].v);
+    r[0].v = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1].v = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2].v = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3].v = _mm256_permute2f128_pd(t1, t3, 0x31);
   }
   friend VecF64 pow2(VecF64 n) {
     const __m256i e =

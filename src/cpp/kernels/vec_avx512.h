@@ -10,6 +10,7 @@ namespace rnnfast::kernels::avx512 {
 struct VecF32 {
   using T = float;
   static constexpr index_t kWidth = 16, kMr = 12, kAcc = 24;
+  static constexpr bool kHasTranspose = false;  // packing falls back to scalar copies
   __m512 v;
   static VecF32 load(const T* p) { return {_mm512_loadu_ps(p)}; }
   void store(T* p) const { _mm512_storeu_ps(p, v); }
@@ -48,6 +49,7 @@ struct VecF32 {
 struct VecF64 {
   using T = double;
   static constexpr index_t kWidth = 8, kMr = 12, kAcc = 24;
+  static constexpr bool kHasTranspose = false;  // packing falls back to scalar copies
   __m512d v;
   static VecF64 load(const T* p) { return {_mm512_loadu_pd(p)}; }
   void store(T* p) const { _mm512_storeu_pd(p, v); }

@@ -14,8 +14,9 @@ template <typename T_, int N>
 struct VecArr {
   using T = T_;
   static constexpr index_t kWidth = N;
-  static constexpr index_t kMr = 4;   // rows of a GEMM micro-tile
-  static constexpr index_t kAcc = 8;  // accumulator vectors a micro-tile may use
+  static constexpr index_t kMr = 4;             // rows of a GEMM micro-tile
+  static constexpr index_t kAcc = 8;            // accumulator vectors a micro-tile may use
+  static constexpr bool kHasTranspose = false;  // packing falls back to scalar copies
   T v[N];
 
   static VecArr load(const T* p) {
