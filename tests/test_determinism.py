@@ -37,7 +37,11 @@ def test_bitwise_identical_across_runs_and_thread_counts(cls, kw, threads):
 
 # Sizes that put the recurrence in each threading mode on 2 threads (asserted below, so a change
 # of heuristic cannot silently leave a mode untested). H = 130 gives uneven unit slices (72, 58).
-MODES = {"units": dict(batch=3, hidden=130), "rows": dict(batch=40, hidden=64)}
+# T spans more than one chunk of the input projection (256 // B steps) in both modes.
+MODES = {
+    "units": dict(batch=3, hidden=130, steps=90),
+    "rows": dict(batch=40, hidden=64, steps=9),
+}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -62,9 +66,11 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
     plan = _core.recurrence_plan(_CELL_CODES[fast.cell], size["batch"], size["hidden"], False)
     assert plan == (2, mode)
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((7, size["batch"], 24))
-    dy = rng.standard_normal((7, size["batch"], 2 * size["hidden"]))
-    lengths = [7 - (i % 4) for i in range(size["batch"])]
+    steps = size["steps"]
+    assert steps > 256 // size["batch"]
+    x = rng.standard_normal((steps, size["batch"], 24))
+    dy = rng.standard_normal((steps, size["batch"], 2 * size["hidden"]))
+    lengths = [steps - (i % 4) for i in range(size["batch"])]
     two = _outputs(fast, x, lengths, dy)
     threads(1)
     one = _outputs(fast, x, lengths, dy)

@@ -145,17 +145,44 @@ void layer_forward(const LayerForward<T>& a) {
   const bool training = a.gates != nullptr, lstm = a.cell == Cell::Lstm;
   const bool reset_before = a.cell == Cell::GruResetBefore;
 
-  // 1. Input projection of every step at once: pre = x W_ih^T (biases join at each step).
-  std::unique_ptr<T[]> pre_store;
-  if (!training) pre_store = uninitialized<T>(steps * batch * gh);
-  T* pre = training ? a.gates : pre_store.get();
   const std::vector<T> bias = folded_bias(a.cell, gh, hd, a.b_ih, a.b_hh);
-  gemm(Trans::No, steps * batch, gh, a.input, a.x, a.input,
-       PackedB<T>(Trans::Yes, a.input, gh, a.w_ih, a.input), false, pre, gh);
 
-  // 2. The recurrence. Everything it needs is allocated here, before the parallel region.
+  // Everything the recurrence needs is allocated here, before the parallel region.
   const auto& kt = kernels::active_kernels<T>();
   const Split split = plan_split(batch, hd, g, kt.mr);
+  // The input projection x W_ih^T. Training keeps all of it in the tape, so it is one product
+  // over every step before the recurrence. Inference computes it chunk by chunk inside the
+  // region, each thread exactly the slice it will consume, and so keeps O(B*H) of it, not
+  // O(T*B*H).
+  if (training) {
+    gemm(Trans::No, steps * batch, gh, a.input, a.x, a.input,
+         PackedB<T>(Trans::Yes, a.input, gh, a.w_ih, a.input), false, a.gates, gh);
+  }
+  const index_t chunk =
+      std::max<index_t>(1, std::min<index_t>(steps, 256 / std::max<index_t>(batch, 1)));
+  const bool whole_rows = split.threads == 1 || !split.by_rows;  // a thread's rows = the batch
+  // Threads that own rows keep their chunk rows-contiguous (x's rows gathered first), so that
+  // each chunk is one product per thread.
+  const index_t x_gather = whole_rows ? 0 : chunk * split.chunk * a.input;
+  const index_t pre_per_thread = whole_rows ? 0 : chunk * split.chunk * gh;
+  std::unique_ptr<T[]> pre_store;
+  if (!training)
+    pre_store = uninitialized<T>(whole_rows ? chunk * batch * gh
+                                            : split.threads * (pre_per_thread + x_gather));
+  // W_ih^T per gate block of each slice's units (whole when threads own rows).
+  std::vector<std::vector<PackedB<T>>> w_in;
+  for (int t = 0; t < (training ? 0 : split.by_rows ? 1 : split.threads); ++t) {
+    const Slice sl = slice_of(split, t, batch, hd);
+    std::vector<PackedB<T>> per_gate;
+    if (split.by_rows) {
+      per_gate.emplace_back(Trans::Yes, a.input, gh, a.w_ih, a.input);
+    } else {
+      for (index_t k = 0; k < g; ++k)
+        per_gate.emplace_back(Trans::Yes, a.input, sl.u1 - sl.u0,
+                              a.w_ih + (k * hd + sl.u0) * a.input, a.input);
+    }
+    w_in.push_back(std::move(per_gate));
+  }
   const index_t g_first = reset_before ? 2 : g;  // gate blocks of the first recurrent product
   const auto w_first = pack_per_slice<T>(split, batch, hd, [&](const Slice& sl) {
     return pack_gate_rows(a.w_hh, hd, 0, g_first, sl.u0, sl.u1);
@@ -188,9 +215,36 @@ void layer_forward(const LayerForward<T>& a) {
     uint8_t* act = active.data() + tid * batch;
     const PackedB<T>& wf = w_first[split.by_rows ? 0 : tid];
     const PackedB<T>& wn = w_n[split.by_rows ? 0 : tid];
+    const std::vector<PackedB<T>>* wi = training ? nullptr : &w_in[split.by_rows ? 0 : tid];
+    T* my_pre = whole_rows ? nullptr : pre_store.get() + tid * (pre_per_thread + x_gather);
+    T* my_x = my_pre + pre_per_thread;
+    index_t t_lo = 0;  // the first timestep (in x's order) of the current chunk
+    // This thread's first row of step t's projection: in the tape, the shared chunk buffer, or
+    // its own rows-contiguous chunk buffer.
+    auto pre_of = [&](index_t t) {
+      if (training) return a.gates + (t * batch + sl.b0) * gh;
+      if (whole_rows) return pre_store.get() + ((t - t_lo) * batch + sl.b0) * gh;
+      return my_pre + (t - t_lo) * rows * gh;
+    };
 
     for (index_t s = 0; s < steps; ++s) {
       const index_t t = a.reverse ? steps - 1 - s : s;
+      if (!training && s % chunk == 0) {  // project this thread's slice of the next chunk
+        const index_t n_steps = std::min(chunk, steps - s);
+        t_lo = a.reverse ? steps - s - n_steps : s;
+        if (whole_rows) {  // the chunk's rows of x are contiguous: one product per gate block
+          for (index_t k = 0; k < static_cast<index_t>(wi->size()); ++k)
+            gemm_on_this_thread(Trans::No, n_steps * batch, (*wi)[k].cols(), a.input,
+                                a.x + t_lo * batch * a.input, a.input, (*wi)[k], false,
+                                pre_of(t_lo) + k * hd + sl.u0, gh, pack);
+        } else {  // gather this thread's rows of the chunk, then one product
+          for (index_t i = 0; i < n_steps; ++i)
+            std::copy(a.x + ((t_lo + i) * batch + sl.b0) * a.input,
+                      a.x + ((t_lo + i) * batch + sl.b1) * a.input, my_x + i * rows * a.input);
+          gemm_on_this_thread(Trans::No, n_steps * rows, gh, a.input, my_x, a.input, (*wi)[0],
+                              false, my_pre, gh, pack);
+        }
+      }
       const index_t before = training ? state_before(a.reverse, t) : s % 2;
       const index_t after = training ? state_after(a.reverse, t) : (s + 1) % 2;
       T* extra = training ? a.extra + (a.extra ? t * bh : 0) : extra_buf.data();
@@ -200,7 +254,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.hidden = hd;
       st.u0 = sl.u0;
       st.u1 = sl.u1;
-      st.gates = pre + (t * batch + sl.b0) * gh;
+      st.gates = pre_of(t);
       st.bias = a.b_ih ? bias.data() : nullptr;
       st.hh = hh;
       st.hh_ld = hh_ld;
