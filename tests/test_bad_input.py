@@ -276,28 +276,9 @@ def test_set_num_threads_checks_its_argument(threads):
 def test_random_shapes_and_lengths_match_reference(cell, steps, batch, isz, hsz, layers, bi, data):
     """Property: any valid shape and lengths run, and agree with the reference (float64)."""
     cls, kw = CELLS[cell]
-    fast = make(
-        rnnfast,
-        cls,
-        kw,
-        input_size=isz,
-        hidden_size=hsz,
-        num_layers=layers,
-        bidirectional=bi,
-        dtype=np.float64,
-        seed=0,
-    )
-    ref = make(
-        reference,
-        cls,
-        kw,
-        input_size=isz,
-        hidden_size=hsz,
-        num_layers=layers,
-        bidirectional=bi,
-        dtype=np.float64,
-        seed=0,
-    )
+    shape = dict(input_size=isz, hidden_size=hsz, num_layers=layers, bidirectional=bi)
+    fast = make(rnnfast, cls, kw, **shape, dtype=np.float64, seed=0)
+    ref = make(reference, cls, kw, **shape, dtype=np.float64, seed=0)
     lengths = None
     if steps > 0 and data.draw(st.booleans()):
         lengths = data.draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch))

@@ -1,8 +1,9 @@
 // The per-ISA kernels, written once against a Vec type (vec_*.h) and compiled once per ISA.
-// Include only from an isa_*.cpp after defining RNNFAST_ISA_NS: every template lands in that
+// Include only from an isa_*.cpp after defining RNNFAST_ISA_NS (the namespace) and
+// RNNFAST_ISA_ENUM (the Isa value), and including the ISA's vec_*.h: every template lands in that
 // ISA's own namespace, so the linker can never hand one ISA's inline code to another.
-#ifndef RNNFAST_ISA_NS
-#error "define RNNFAST_ISA_NS before including kernel_impl.h"
+#if !defined(RNNFAST_ISA_NS) || !defined(RNNFAST_ISA_ENUM)
+#error "define RNNFAST_ISA_NS and RNNFAST_ISA_ENUM before including kernel_impl.h"
 #endif
 
 #include "kernels/table.h"
@@ -238,6 +239,16 @@ template <typename V>
 constexpr KernelTable<typename V::T> make_table(Isa isa) {
   return {isa,           V::kMr,         2 * V::kWidth,    &gemm_block<V>, &pack_b_transposed<V>,
           &exp_array<V>, &tanh_array<V>, &sigmoid_array<V>};
+}
+
+// This ISA's tables, found by table.cpp through overloading on the element type.
+const KernelTable<float>& table(float) {
+  static constexpr KernelTable<float> kTable = make_table<VecF32>(RNNFAST_ISA_ENUM);
+  return kTable;
+}
+const KernelTable<double>& table(double) {
+  static constexpr KernelTable<double> kTable = make_table<VecF64>(RNNFAST_ISA_ENUM);
+  return kTable;
 }
 
 }  // namespace rnnfast::kernels::RNNFAST_ISA_NS

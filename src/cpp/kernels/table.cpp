@@ -10,19 +10,19 @@
 
 namespace rnnfast::kernels {
 
-// Each ISA's tables, defined in its own isa_*.cpp.
+// Each ISA's tables, defined in its own isa_*.cpp (kernel_impl.h).
 namespace generic {
-const KernelTable<float>& table_f32();
-const KernelTable<double>& table_f64();
+const KernelTable<float>& table(float);
+const KernelTable<double>& table(double);
 }  // namespace generic
 #ifdef RNNFAST_X86
 namespace avx2 {
-const KernelTable<float>& table_f32();
-const KernelTable<double>& table_f64();
+const KernelTable<float>& table(float);
+const KernelTable<double>& table(double);
 }  // namespace avx2
 namespace avx512 {
-const KernelTable<float>& table_f32();
-const KernelTable<double>& table_f64();
+const KernelTable<float>& table(float);
+const KernelTable<double>& table(double);
 }  // namespace avx512
 #endif
 
@@ -121,32 +121,21 @@ void select_isa(Isa isa) {
   chosen().store(static_cast<int>(isa));
 }
 
-template <>
-const KernelTable<float>& active_kernels<float>() {
+template <typename T>
+const KernelTable<T>& active_kernels() {
   switch (active_isa()) {
 #ifdef RNNFAST_X86
     case Isa::Avx512:
-      return avx512::table_f32();
+      return avx512::table(T());
     case Isa::Avx2:
-      return avx2::table_f32();
+      return avx2::table(T());
 #endif
     default:
-      return generic::table_f32();
+      return generic::table(T());
   }
 }
 
-template <>
-const KernelTable<double>& active_kernels<double>() {
-  switch (active_isa()) {
-#ifdef RNNFAST_X86
-    case Isa::Avx512:
-      return avx512::table_f64();
-    case Isa::Avx2:
-      return avx2::table_f64();
-#endif
-    default:
-      return generic::table_f64();
-  }
-}
+template const KernelTable<float>& active_kernels<float>();
+template const KernelTable<double>& active_kernels<double>();
 
 }  // namespace rnnfast::kernels
