@@ -9,6 +9,9 @@
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #define RNNFAST_HAVE_MXCSR 1
+#elif defined(__aarch64__)
+#include <cstdint>
+#define RNNFAST_HAVE_FPCR 1
 #endif
 
 namespace rnnfast {
@@ -27,21 +30,27 @@ bool have_openmp();
 class FlushDenormals {
  public:
   FlushDenormals() {
-#ifdef RNNFAST_HAVE_MXCSR
+#if defined(RNNFAST_HAVE_MXCSR)
     saved_ = _mm_getcsr();
-    _mm_setcsr(saved_ | 0x8040u);  // FTZ | DAZ
+    _mm_setcsr(static_cast<unsigned>(saved_) | 0x8040u);  // FTZ | DAZ
+#elif defined(RNNFAST_HAVE_FPCR)
+    __asm__ volatile("mrs %0, fpcr" : "=r"(saved_));
+    const uint64_t flushing = saved_ | (uint64_t{1} << 24);  // FZ: inputs and results
+    __asm__ volatile("msr fpcr, %0" : : "r"(flushing));
 #endif
   }
   ~FlushDenormals() {
-#ifdef RNNFAST_HAVE_MXCSR
-    _mm_setcsr(saved_);
+#if defined(RNNFAST_HAVE_MXCSR)
+    _mm_setcsr(static_cast<unsigned>(saved_));
+#elif defined(RNNFAST_HAVE_FPCR)
+    __asm__ volatile("msr fpcr, %0" : : "r"(saved_));
 #endif
   }
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;
 
  private:
-  unsigned saved_ = 0;
+  unsigned long long saved_ = 0;  // MXCSR (32 bits) or FPCR (64 bits)
 };
 
 inline int thread_index() {

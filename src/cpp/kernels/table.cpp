@@ -6,6 +6,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define RNNFAST_X86 1
 #include <cpuid.h>
+#elif defined(__aarch64__)
+#define RNNFAST_ARM64 1  // NEON is part of the base architecture: no run-time check needed
 #endif
 
 namespace rnnfast::kernels {
@@ -24,6 +26,12 @@ namespace avx512 {
 const KernelTable<float>& table(float);
 const KernelTable<double>& table(double);
 }  // namespace avx512
+#endif
+#ifdef RNNFAST_ARM64
+namespace neon {
+const KernelTable<float>& table(float);
+const KernelTable<double>& table(double);
+}  // namespace neon
 #endif
 
 namespace {
@@ -97,6 +105,10 @@ bool isa_supported(Isa isa) {
       return ok;
     }
 #endif
+#ifdef RNNFAST_ARM64
+    case Isa::Neon:
+      return true;
+#endif
     default:
       return false;
   }
@@ -129,6 +141,10 @@ const KernelTable<T>& active_kernels() {
       return avx512::table(T());
     case Isa::Avx2:
       return avx2::table(T());
+#endif
+#ifdef RNNFAST_ARM64
+    case Isa::Neon:
+      return neon::table(T());
 #endif
     default:
       return generic::table(T());
