@@ -61,9 +61,11 @@ inline index_t state_after(bool reverse, index_t t) {
 // so the split never changes a result.
 
 // Below this many multiply-adds per step and thread, the barrier and the shared h cost more
-// than a second thread saves (measured on a 2-core Zen 3 with `rnnfast bench`: LSTM H = 64,
-// B = 1 runs faster on one thread, H = 128 on two).
-constexpr index_t kMinStepWorkPerThread = 24576;
+// than a second thread saves. Measured on a 2-core Zen 3 (B = 1, us a step, 1 vs 2 threads):
+// RNN H=96 (9216 a step) 0.95 vs 1.02, H=128 (16384) 1.61 vs 1.44; LSTM H=64 (16384) 1.73 vs
+// 2.12, H=96 (36864) 4.29 vs 2.92. Two threads from 18432 a step: one case (RNN H=128) keeps
+// 10% on the table, none runs slower than it could.
+constexpr index_t kMinStepWorkPerThread = 9216;
 
 struct Split {
   int threads = 1;
