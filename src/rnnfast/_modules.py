@@ -45,7 +45,7 @@ class Tape:
 
     __slots__ = ("_consumed", "_meta", "_module", "_saved")
 
-    def __init__(self, module: RecurrentBase, saved: Any, meta: dict[str, Any]) -> None:
+    def __init__(self, module: Module, saved: Any, meta: dict[str, Any]) -> None:  # noqa: F821
         self._module = module
         self._saved = saved
         self._meta = meta
@@ -71,7 +71,64 @@ def _nbytes(obj: Any) -> int:
     return 0
 
 
-class RecurrentBase:
+class Module:
+    """Parameters as named NumPy arrays (`params`), their gradients (`grads`, accumulated by
+    backward like PyTorch's .grad), and state dicts of copies."""
+
+    dtype: np.dtype
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _take_tape(self, tape: Any) -> Any:
+        """What `tape` saved, after checking it was made by this module and not used yet."""
+        if not isinstance(tape, Tape):
+            raise TypeError(
+                "tape: expected the Tape returned by forward(training=True), "
+                f"got {type(tape).__name__}"
+            )
+        if tape._module is not self:
+            raise ValueError(
+                "tape: it was made by another module; use it with the module whose forward made it"
+            )
+        if tape._consumed:
+            raise ValueError("tape: already used by backward; run forward(training=True) again")
+        return tape._saved
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, keyed by PyTorch's names."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Loads parameters in place, e.g. a PyTorch module's
+        `{k: t.numpy() for k, t in torch_rnn.state_dict().items()}`.
+
+        Keys must match exactly; values are converted to the module dtype. Nothing is loaded unless
+        everything checks out.
+        """
+        expected = self._param_shapes()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        loaded = {}
+        for name, shape in expected.items():
+            arr = v.as_float_array(
+                state[name], f"state_dict[{name!r}]", self.dtype, convert_floats=True
+            )
+            v.check_shape(arr, f"state_dict[{name!r}]", shape)
+            loaded[name] = arr
+        for name, arr in loaded.items():
+            self.params[name][...] = arr
+
+
+class RecurrentBase(Module):
     """A stack of recurrent layers with PyTorch's parameter names, shapes and gate order."""
 
     _gates: ClassVar[int]
@@ -134,36 +191,6 @@ class RecurrentBase:
             for name, shape in self._param_shapes().items()
         }
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-
-    def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g.fill(0)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, keyed by PyTorch's names."""
-        return {name: p.copy() for name, p in self.params.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Loads parameters in place, e.g. a PyTorch module's
-        `{k: t.numpy() for k, t in torch_rnn.state_dict().items()}`.
-
-        Keys must match exactly; values are converted to the module dtype. Nothing is loaded unless
-        everything checks out.
-        """
-        expected = self._param_shapes()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        loaded = {}
-        for name, shape in expected.items():
-            arr = v.as_float_array(
-                state[name], f"state_dict[{name!r}]", self.dtype, convert_floats=True
-            )
-            v.check_shape(arr, f"state_dict[{name!r}]", shape)
-            loaded[name] = arr
-        for name, arr in loaded.items():
-            self.params[name][...] = arr
 
     def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
         """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked (biases None if none)."""
@@ -275,17 +302,7 @@ class RecurrentBase:
         `dy` has y's shape; `dstate_n` the final state's. Either may be None (zeros). Gradients at
         steps past a sequence's length are ignored (y is a constant zero there).
         """
-        if not isinstance(tape, Tape):
-            raise TypeError(
-                "tape: expected the Tape returned by forward(training=True), "
-                f"got {type(tape).__name__}"
-            )
-        if tape._module is not self:
-            raise ValueError(
-                "tape: it was made by another module; use it with the module whose forward made it"
-            )
-        if tape._consumed:
-            raise ValueError("tape: already used by backward; run forward(training=True) again")
+        self._take_tape(tape)
         steps, batch = tape._meta["steps"], tape._meta["batch"]
         width = self.num_directions * self.hidden_size
         dy_tm = None
