@@ -1,16 +1,17 @@
 """rnnfast: fast CPU forward and BPTT for Elman RNN, LSTM and GRU, PyTorch-compatible.
 
 `rnnfast.RNN`, `rnnfast.LSTM` and `rnnfast.GRU` run on the C++ core; `rnnfast.reference` holds
-the same classes in plain NumPy (the oracle the core is tested against).
+the same classes in plain NumPy (the oracle the core is tested against). The training toolkit:
+`nn` (Linear, losses), `clip`, `init`, `optim`, `tbptt` (truncated BPTT) and `tasks`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import _core, reference
+from . import _core, clip, init, nn, optim, reference, tasks, tbptt
 from ._fast import FastEngine
-from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, Tape
+from ._modules import GRUBase, LSTMBase, Module, RecurrentBase, RNNBase, Tape
 from ._validate import check_size
 
 __version__: str = _core.__version__
@@ -68,12 +69,19 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Module",
     "RecurrentBase",
     "Tape",
     "__version__",
+    "clip",
     "get_num_threads",
+    "init",
     "isa",
+    "nn",
+    "optim",
     "reference",
     "set_num_threads",
     "show_config",
+    "tasks",
+    "tbptt",
 ]

@@ -45,7 +45,7 @@ class Tape:
 
     __slots__ = ("_consumed", "_meta", "_module", "_saved")
 
-    def __init__(self, module: Module, saved: Any, meta: dict[str, Any]) -> None:  # noqa: F821
+    def __init__(self, module: Module, saved: Any, meta: dict[str, Any]) -> None:
         self._module = module
         self._saved = saved
         self._meta = meta

@@ -1,0 +1,187 @@
+r"""Output layers and losses for training recurrent networks, each with forward and backward.
+
+- `Linear`: y = x W^T + b over the last axis, so a whole (T, B, H) sequence is one product.
+- `CrossEntropyLoss`: softmax cross-entropy fused with log-softmax. For logits z and target c,
+  loss = logsumexp(z) - z_c, computed after subtracting max(z) so nothing overflows, and
+  dloss/dz = softmax(z) - onehot(c). Targets equal to `ignore_index`, or where `mask` is False
+  (padded steps), count for nothing.
+- `MSELoss`: mean of (prediction - target)^2 over the unmasked elements.
+
+Losses reduce by the mean over counted elements ("mean") or their sum ("sum"); a batch with no
+counted element has loss 0 and zero gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _validate as v
+from ._modules import Module, Tape
+
+
+class Linear(Module):
+    """y = x W^T + b over the last axis of x; PyTorch's names (`weight`, `bias`) and init."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        dtype: Any = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        self.in_features = v.check_size(in_features, "in_features")
+        self.out_features = v.check_size(out_features, "out_features")
+        self.bias = bool(bias)
+        self.dtype = v.check_dtype(dtype)
+        self.reset_parameters(seed)
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """PyTorch's default: weight and bias uniform in [-1/sqrt(in), 1/sqrt(in)], seeded."""
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.in_features)
+        self.params = {
+            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            for name, shape in self._param_shapes().items()
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def _input(self, x: Any) -> np.ndarray:
+        arr = v.as_float_array(x, "x", self.dtype)
+        if arr.ndim < 1 or arr.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: expected last dimension {self.in_features} (in_features), "
+                f"got shape {arr.shape}"
+            )
+        return arr
+
+    def forward(self, x: Any, training: bool = True) -> tuple[np.ndarray, Tape | None]:
+        """y of shape (..., out_features), and a tape for backward when `training`."""
+        arr = self._input(x)
+        y = arr @ self.params["weight"].T
+        if self.bias:
+            y += self.params["bias"]
+        tape = (
+            Tape(self, arr.reshape(-1, self.in_features).copy(), {"shape": arr.shape})
+            if training
+            else None
+        )
+        return y, tape
+
+    def __call__(self, x: Any) -> np.ndarray:
+        return self.forward(x, training=False)[0]
+
+    def backward(self, tape: Tape, dy: Any) -> np.ndarray:
+        """dL/dx; adds dL/dW and dL/db to `grads`."""
+        x2 = self._take_tape(tape)
+        shape = tape._meta["shape"]
+        d = v.as_float_array(dy, "dy", self.dtype)
+        v.check_shape(d, "dy", (*shape[:-1], self.out_features), "(the shape of y)")
+        tape._consumed = True
+        d2 = d.reshape(-1, self.out_features)
+        self.grads["weight"] += d2.T @ x2
+        if self.bias:
+            self.grads["bias"] += d2.sum(axis=0)
+        return (d2 @ self.params["weight"]).reshape(shape)
+
+
+def _reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape, bool)
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        raise TypeError(f"mask: expected a boolean array, got dtype {m.dtype}")
+    v.check_shape(m, "mask", shape)
+    return m
+
+
+class CrossEntropyLoss:
+    """Softmax cross-entropy over the last axis of the logits, fused with log-softmax."""
+
+    def __init__(self, ignore_index: int = -100, reduction: str = "mean") -> None:
+        self.ignore_index = int(ignore_index)
+        self.reduction = _reduction(reduction)
+
+    def forward(self, logits: Any, targets: Any, mask: Any = None) -> tuple[float, dict]:
+        """The loss and what backward needs. logits (..., C) float, targets (...) integers in
+        [0, C) or ignore_index, mask (...) booleans (False: not counted)."""
+        z = np.asarray(logits)
+        if z.dtype.kind != "f":
+            raise TypeError(f"logits: expected a floating array, got dtype {z.dtype}")
+        if z.ndim < 1 or z.shape[-1] < 1:
+            raise ValueError(f"logits: expected shape (..., C) with C >= 1, got {z.shape}")
+        t = np.asarray(targets)
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"targets: expected integers, got dtype {t.dtype}")
+        v.check_shape(t, "targets", z.shape[:-1])
+        classes = z.shape[-1]
+        counted = _mask(mask, t.shape) & (t != self.ignore_index)
+        bad = counted & ((t < 0) | (t >= classes))
+        if bad.any():
+            raise ValueError(
+                f"targets: expected values in [0, {classes}) or ignore_index {self.ignore_index}, "
+                f"got {t[bad].flat[0]}"
+            )
+        shifted = z - z.max(axis=-1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        log_probs = shifted - log_norm
+        safe_t = np.where(counted, t, 0)
+        picked = np.take_along_axis(log_probs, safe_t[..., None], axis=-1)[..., 0]
+        total = float(-(picked * counted).sum())
+        count = int(counted.sum())
+        scale = 1.0 / count if (self.reduction == "mean" and count) else 1.0
+        cache = {"log_probs": log_probs, "targets": safe_t, "counted": counted, "scale": scale}
+        return total * scale, cache
+
+    def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
+        """dL/dlogits: (softmax - onehot) for counted elements, scaled by the reduction."""
+        probs = np.exp(cache["log_probs"])
+        np.put_along_axis(
+            probs,
+            cache["targets"][..., None],
+            np.take_along_axis(probs, cache["targets"][..., None], axis=-1) - 1,
+            axis=-1,
+        )
+        probs *= cache["counted"][..., None] * (cache["scale"] * dloss)
+        return probs
+
+
+class MSELoss:
+    """Mean squared error over the unmasked elements."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = _reduction(reduction)
+
+    def forward(self, prediction: Any, target: Any, mask: Any = None) -> tuple[float, dict]:
+        p = np.asarray(prediction)
+        if p.dtype.kind != "f":
+            raise TypeError(f"prediction: expected a floating array, got dtype {p.dtype}")
+        t = np.asarray(target)
+        v.check_shape(t, "target", p.shape)
+        counted = _mask(mask, p.shape)
+        diff = (p - t) * counted
+        count = int(counted.sum())
+        scale = 1.0 / count if (self.reduction == "mean" and count) else 1.0
+        return float((diff * diff).sum() * scale), {"diff": diff, "scale": scale}
+
+    def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
+        """dL/dprediction = 2 (prediction - target) over counted elements, scaled."""
+        return (2.0 * cache["scale"] * dloss) * cache["diff"]
+
+
+__all__ = ["CrossEntropyLoss", "Linear", "MSELoss"]
