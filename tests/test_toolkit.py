@@ -356,3 +356,43 @@ def test_short_training_lowers_the_loss(task):
         opt.step()
         losses.append(loss)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+
+def test_bce_with_logits_value_and_gradient():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((5, 3)) * 3
+    t = (rng.random((5, 3)) > 0.5).astype(float)
+    mask = rng.random((5, 3)) > 0.2
+    bce = nn.BCEWithLogitsLoss()
+    loss, cache = bce.forward(z, t, mask)
+    s = 1 / (1 + np.exp(-z))
+    want = (-(t * np.log(s) + (1 - t) * np.log(1 - s)) * mask).sum() / mask.sum()
+    assert loss == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(
+        bce.backward(cache), numeric_grad(lambda: bce.forward(z, t, mask)[0], z), atol=1e-8
+    )
+    big, _ = bce.forward(np.array([1e4, -1e4]), np.array([0.0, 1.0]))
+    assert big == pytest.approx(1e4)
+
+
+def test_checkpoint_is_atomic_and_round_trips(tmp_path, monkeypatch):
+    from rnnfast import checkpoint
+
+    path = tmp_path / "run.npz"
+    checkpoint.save(path, {"a": np.arange(3.0)}, {"step": 1})
+    arrays, meta = checkpoint.load(path)
+    assert meta == {"step": 1} and arrays["a"].tolist() == [0, 1, 2]
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt  # interrupted in the middle of writing
+
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"a": np.zeros(3)}, {"step": 2})
+    monkeypatch.undo()
+    arrays, meta = checkpoint.load(path)  # the old checkpoint, intact
+    assert meta == {"step": 1} and arrays["a"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        checkpoint.load(tmp_path / "junk.npz")

@@ -6,6 +6,9 @@ r"""Output layers and losses for training recurrent networks, each with forward 
   dloss/dz = softmax(z) - onehot(c). Targets equal to `ignore_index`, or where `mask` is False
   (padded steps), count for nothing.
 - `MSELoss`: mean of (prediction - target)^2 over the unmasked elements.
+- `BCEWithLogitsLoss`: binary cross-entropy of sigmoid(z) against 0/1 targets, one per output
+  (multi-label), computed as max(z, 0) - z*t + log(1 + exp(-|z|)) so nothing overflows;
+  d/dz = sigmoid(z) - t.
 
 Losses reduce by the mean over counted elements ("mean") or their sum ("sum"); a batch with no
 counted element has loss 0 and zero gradient.
@@ -184,4 +187,30 @@ class MSELoss:
         return (2.0 * cache["scale"] * dloss) * cache["diff"]
 
 
-__all__ = ["CrossEntropyLoss", "Linear", "MSELoss"]
+class BCEWithLogitsLoss:
+    """Binary cross-entropy on logits, elementwise (multi-label targets in {0, 1})."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = _reduction(reduction)
+
+    def forward(self, logits: Any, targets: Any, mask: Any = None) -> tuple[float, dict]:
+        z = np.asarray(logits)
+        if z.dtype.kind != "f":
+            raise TypeError(f"logits: expected a floating array, got dtype {z.dtype}")
+        t = np.asarray(targets, dtype=z.dtype)
+        v.check_shape(t, "targets", z.shape)
+        counted = _mask(mask, z.shape)
+        losses = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        count = int(counted.sum())
+        scale = 1.0 / count if (self.reduction == "mean" and count) else 1.0
+        cache = {"z": z, "t": t, "counted": counted, "scale": scale}
+        return float((losses * counted).sum() * scale), cache
+
+    def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
+        z = cache["z"]
+        e = np.exp(-np.abs(z))
+        sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return (sig - cache["t"]) * cache["counted"] * (cache["scale"] * dloss)
+
+
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "Linear", "MSELoss"]
