@@ -93,3 +93,128 @@ def test_resume_from_a_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert "not a readable checkpoint" in err and len(err.splitlines()) == 1
     assert train(tmp_path, "adding", "--resume", name="missing.npz") == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def make_text(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog. " * 60
+    path = tmp_path / "fox.txt"
+    path.write_text(text)
+    return path
+
+
+def test_charrnn_trains_samples_and_resumes(tmp_path, capsys):
+    corpus, ckpt = make_text(tmp_path), tmp_path / "c.npz"
+    args = [
+        "charrnn",
+        "train",
+        str(corpus),
+        "--hidden",
+        "32",
+        "--batch",
+        "4",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "25",
+        "--lr",
+        "0.01",
+        "--checkpoint",
+        str(ckpt),
+    ]
+    assert main([*args, "--steps", "50"]) == 0
+    _, meta = checkpoint.load(ckpt)
+    history = meta["config"]["history"]
+    assert history[-1][2] < history[0][2]  # validation nats/char fall
+    assert main([*args, "--steps", "60", "--resume"]) == 0
+    assert checkpoint.load(ckpt)[1]["step"] == 60
+    capsys.readouterr()
+    assert (
+        main(["charrnn", "sample", str(ckpt), "--length", "30", "--prime", "the ", "--seed", "3"])
+        == 0
+    )
+    out = capsys.readouterr().out.rstrip("\n")
+    assert out.startswith("the ") and len(out) == 34 and set(out) <= set(corpus.read_text())
+
+
+def test_charrnn_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, capsys, monkeypatch):
+    from rnnfast import charrnn
+
+    calls = {"n": 0}
+    real = charrnn.CharModel.train_step
+
+    def interrupted(self, x, y, state):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(self, x, y, state)
+
+    monkeypatch.setattr(charrnn.CharModel, "train_step", interrupted)
+    ckpt = tmp_path / "c.npz"
+    code = main(
+        [
+            "charrnn",
+            "train",
+            str(make_text(tmp_path)),
+            "--hidden",
+            "16",
+            "--batch",
+            "2",
+            "--seq-len",
+            "8",
+            "--checkpoint",
+            str(ckpt),
+        ]
+    )
+    assert code == 130
+    assert "checkpoint saved" in capsys.readouterr().err
+    assert checkpoint.load(ckpt)[1]["step"] == 6
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read it"), (b"", "the file is empty"), (b"\xff\xfe\xfa", "not UTF-8 text")],
+)
+def test_charrnn_bad_corpus_files_are_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["charrnn", "train", str(path), "--checkpoint", str(tmp_path / "c.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_charrnn_sample_errors_are_one_line(tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    assert (
+        main(
+            [
+                "charrnn",
+                "train",
+                str(make_text(tmp_path)),
+                "--hidden",
+                "8",
+                "--batch",
+                "2",
+                "--seq-len",
+                "8",
+                "--steps",
+                "2",
+                "--checkpoint",
+                str(ckpt),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["charrnn", "sample", str(ckpt), "--prime", "QZ"]) == 2
+    assert "characters not in the model's vocabulary" in capsys.readouterr().err
+    (tmp_path / "other.npz").write_bytes(b"junk")
+    assert main(["charrnn", "sample", str(tmp_path / "other.npz")]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_default_corpus_is_real_deterministic_text():
+    from rnnfast import charrnn
+
+    a, b = charrnn.default_corpus(200_000), charrnn.default_corpus(200_000)
+    assert a == b and len(a) == 200_000 and "def " in a and "import" in a

@@ -1,4 +1,5 @@
-"""Command line: `rnnfast bench`, `rnnfast train TASK` (also `python -m rnnfast ...`)."""
+"""Command line: `rnnfast bench`, `rnnfast train TASK`, `rnnfast charrnn train|sample`
+(also `python -m rnnfast ...`)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def positive_float(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import __version__, bench, train
+    from . import __version__, bench, charrnn, train
 
     parser = Parser(prog="rnnfast", description="Fast CPU RNN, LSTM and GRU.")
     parser.add_argument("--version", action="version", version=f"rnnfast {__version__}")
@@ -46,10 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         positive_int,
         positive_float,
     )
+    charrnn.add_arguments(
+        sub.add_parser("charrnn", help="character-level language model"),
+        positive_int,
+        positive_float,
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "bench":
             return bench.run(args)
+        if args.command == "charrnn":
+            return charrnn.main(args)
         return train.main(args)
     except (ValueError, OSError, KeyError) as exc:  # the user's input: one line, no traceback
         print(f"rnnfast {args.command}: error: {exc}", file=sys.stderr)

@@ -1,0 +1,295 @@
+"""`rnnfast charrnn`: a character-level language model (Karpathy's char-rnn) on rnnfast.
+
+Training reads text (files given on the command line, or the default corpus below), holds out
+its last 5% for validation, cuts the rest into B parallel streams and trains with truncated
+BPTT: each step takes the next `seq_len` characters of every stream, starting from the state
+the previous step ended in. Every `--eval-every` steps it reports the validation loss in nats
+per character and prints a sample; checkpoints are written atomically, also on Ctrl-C.
+
+Default corpus: real text present on every machine, the Python standard library of the running
+interpreter. Its top-level modules (`<stdlib>/*.py`) are read in sorted file-name order, as
+UTF-8 (undecodable bytes replaced), joined with newlines and cut at 3,000,000 characters: the
+same selection for the same Python version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import sysconfig
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint, clip, nn, optim, set_num_threads, tbptt
+from .progress import Progress
+from .train import CELLS
+
+DEFAULT_CORPUS_CHARS = 3_000_000
+
+
+def default_corpus(limit: int = DEFAULT_CORPUS_CHARS) -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    parts, total = [], 0
+    for path in sorted(stdlib.glob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parts.append(text)
+        total += len(text) + 1
+        if total >= limit:
+            break
+    return "\n".join(parts)[:limit]
+
+
+def read_corpus(files: Sequence[str]) -> str:
+    parts = []
+    for name in files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name}: not UTF-8 text") from None
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+        if not text:
+            raise ValueError(f"{name}: the file is empty")
+        parts.append(text)
+    return "\n".join(parts)
+
+
+@dataclass
+class CharConfig:
+    vocab: str
+    cell: str = "lstm"
+    hidden: int = 256
+    layers: int = 1
+    seq_len: int = 64
+    batch: int = 32
+    lr: float = 2e-3
+    clip: float = 5.0
+    seed: int = 0
+    history: list[list[float]] = field(default_factory=list)  # [seconds, step, val nats/char]
+
+
+class CharModel:
+    def __init__(self, cfg: CharConfig) -> None:
+        cls, kw = CELLS[cfg.cell]
+        v = len(cfg.vocab)
+        self.cfg = cfg
+        self.index = {c: i for i, c in enumerate(cfg.vocab)}
+        self.rnn = cls(v, cfg.hidden, cfg.layers, seed=cfg.seed, **kw)
+        self.head = nn.Linear(cfg.hidden, v, seed=cfg.seed + 1)
+        self.eye = np.eye(v, dtype=np.float32)
+        self.loss = nn.CrossEntropyLoss()
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        missing = sorted(set(text) - set(self.index))
+        if missing:
+            raise ValueError(f"{what}: characters not in the model's vocabulary: {missing[:10]!r}")
+        return np.array([self.index[c] for c in text], dtype=np.int64)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, state: Any) -> tuple[float, Any]:
+        """One truncated-BPTT chunk: x, y (T, B) character indices. Returns loss, final state."""
+        out, state_n, tape = self.rnn.forward(self.eye[x], state)
+        logits, htape = self.head.forward(out)
+        loss, cache = self.loss.forward(logits, y)
+        self.rnn.backward(tape, self.head.backward(htape, self.loss.backward(cache)))
+        return loss, state_n
+
+    def nats_per_char(self, ids: np.ndarray, chunk: int = 1000) -> float:
+        """Mean cross-entropy over a text read as one stream, state carried between chunks."""
+        state, total = None, 0.0
+        for start, stop in tbptt.chunks(len(ids) - 1, chunk):
+            out, state = self.rnn(self.eye[ids[start:stop, None]], state)
+            loss, _ = nn.CrossEntropyLoss(reduction="sum").forward(
+                self.head(out), ids[start + 1 : stop + 1, None]
+            )
+            total += loss
+        return total / max(len(ids) - 1, 1)
+
+    def sample(
+        self, length: int, temperature: float = 1.0, prime: str = "", seed: int | None = None
+    ) -> str:
+        rng = np.random.default_rng(seed)
+        ids = (
+            self.encode(prime, "prime") if prime else np.array([rng.integers(len(self.cfg.vocab))])
+        )
+        out, state = self.rnn(self.eye[ids[:, None]])
+        logits = self.head(out[-1, 0])
+        chars = []
+        for _ in range(length):
+            z = (logits - logits.max()) / temperature
+            p = np.exp(z.astype(np.float64))
+            nxt = int(rng.choice(len(p), p=p / p.sum()))
+            chars.append(self.cfg.vocab[nxt])
+            out, state = self.rnn(self.eye[[[nxt]]], state)
+            logits = self.head(out[-1, 0])
+        return prime + "".join(chars)
+
+
+def _save(path: str, model: CharModel, opt: optim.Optimizer, step: int, pos: int) -> None:
+    sd = opt.state_dict()
+    arrays = {
+        **checkpoint.module_arrays("rnn", model.rnn),
+        **checkpoint.module_arrays("head", model.head),
+        **checkpoint.optimizer_arrays(opt),
+    }
+    meta = {
+        "config": asdict(model.cfg),
+        "step": step,
+        "pos": pos,
+        "optim": {"type": sd["type"], "t": sd["t"], "hyper": sd["hyper"]},
+    }
+    checkpoint.save(path, arrays, meta)
+
+
+def load_model(path: str) -> tuple[CharModel, dict[str, np.ndarray], dict[str, Any]]:
+    arrays, meta = checkpoint.load(path)
+    if "config" not in meta or "vocab" not in meta["config"]:
+        raise ValueError(f"{path}: not a charrnn checkpoint")
+    model = CharModel(CharConfig(**meta["config"]))
+    model.rnn.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("rnn.")})
+    model.head.load_state_dict({k[5:]: v for k, v in arrays.items() if k.startswith("head.")})
+    return model, arrays, meta
+
+
+def train(args: argparse.Namespace) -> int:
+    text = read_corpus(args.files) if args.files else default_corpus()
+    if len(text) < 100:
+        raise ValueError(f"the corpus has {len(text)} characters; at least 100 are needed")
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    if args.resume:
+        model, arrays, meta = load_model(args.checkpoint)
+        cfg = model.cfg
+    else:
+        cfg = CharConfig(
+            vocab="".join(sorted(set(text))),
+            cell=args.cell,
+            hidden=args.hidden,
+            layers=args.layers,
+            seq_len=args.seq_len,
+            batch=args.batch,
+            lr=args.lr,
+            clip=args.clip,
+            seed=args.seed,
+        )
+        model = CharModel(cfg)
+    ids = model.encode(text, "corpus")
+    split = len(ids) - max(len(ids) // 20, cfg.seq_len + 2)
+    train_ids, val_ids = ids[:split], ids[split : split + args.val_chars]
+    stream_len = len(train_ids) // cfg.batch
+    if stream_len < cfg.seq_len + 1:
+        raise ValueError(
+            f"the corpus is too short for {cfg.batch} streams of {cfg.seq_len + 1} "
+            "characters; lower --batch or --seq-len"
+        )
+    streams = train_ids[: stream_len * cfg.batch].reshape(cfg.batch, stream_len)
+    opt = optim.Adam([model.rnn, model.head], lr=cfg.lr)
+    step, pos = 0, 0
+    if args.resume:
+        checkpoint.restore(arrays, {"rnn": model.rnn, "head": model.head}, opt, meta["optim"])
+        step, pos = meta["step"], meta["pos"]
+    budget_s = args.minutes * 60 if args.minutes else float("inf")
+    progress = Progress(args.steps)
+    state, t0, seen = None, time.perf_counter(), 0
+    elapsed0 = cfg.history[-1][0] if cfg.history else 0.0
+    print(
+        f"charrnn: {len(ids):,} characters, vocabulary {len(cfg.vocab)}, {cfg.cell} "
+        f"{cfg.layers}x{cfg.hidden}, {cfg.batch} streams x {cfg.seq_len} steps",
+        file=sys.stderr,
+    )
+    try:
+        while step < args.steps and time.perf_counter() - t0 < budget_s:
+            if pos + cfg.seq_len + 1 > stream_len:
+                pos, state = 0, None  # every stream starts again from its beginning
+            x = streams[:, pos : pos + cfg.seq_len].T
+            y = streams[:, pos + 1 : pos + cfg.seq_len + 1].T
+            opt.zero_grad()
+            loss, state_n = model.train_step(x, y, state)
+            if cfg.clip > 0:
+                clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
+            opt.step()
+            state = tbptt.carry(state_n)
+            pos += cfg.seq_len
+            step += 1
+            seen += x.size
+            rate = seen / (time.perf_counter() - t0)
+            progress.update(step, f"loss {loss:.3f} nats/char, {rate:,.0f} chars/s")
+            if step % args.eval_every == 0:
+                val = model.nats_per_char(val_ids)
+                cfg.history.append([elapsed0 + time.perf_counter() - t0, step, val])
+                progress.close()
+                print(
+                    f"step {step}: validation {val:.3f} nats/char ({rate:,.0f} chars/s)\n"
+                    f"  sample: {model.sample(160, 0.8, seed=step)!r}",
+                    file=sys.stderr,
+                )
+                _save(args.checkpoint, model, opt, step, pos)
+    except KeyboardInterrupt:
+        progress.close()
+        _save(args.checkpoint, model, opt, step, pos)
+        print(
+            f"charrnn: interrupted at step {step}; checkpoint saved to {args.checkpoint}",
+            file=sys.stderr,
+        )
+        return 130
+    progress.close()
+    val = model.nats_per_char(val_ids)
+    elapsed = time.perf_counter() - t0
+    cfg.history.append([elapsed0 + elapsed, step, val])
+    _save(args.checkpoint, model, opt, step, pos)
+    print(
+        json.dumps(
+            {
+                "steps": step,
+                "seconds": round(elapsed, 1),
+                "validation_nats_per_char": val,
+                "chars_per_second": round(seen / max(elapsed, 1e-9)),
+                "checkpoint": args.checkpoint,
+            }
+        )
+    )
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    if not args.temperature > 0:
+        raise ValueError("--temperature: expected a positive number")
+    model, _, _ = load_model(args.checkpoint)
+    print(model.sample(args.length, args.temperature, args.prime, args.seed))
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser, positive_int: Any, positive_float: Any) -> None:
+    sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    t = sub.add_parser("train", help="train on FILES (default: the Python standard library)")
+    t.add_argument("files", nargs="*")
+    t.add_argument("--cell", choices=sorted(CELLS), default="lstm")
+    t.add_argument("--hidden", type=positive_int, default=256)
+    t.add_argument("--layers", type=positive_int, default=1)
+    t.add_argument("--seq-len", type=positive_int, default=64)
+    t.add_argument("--batch", type=positive_int, default=32)
+    t.add_argument("--lr", type=positive_float, default=2e-3)
+    t.add_argument("--clip", type=float, default=5.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=positive_int, default=10**9, help="stop after this many steps")
+    t.add_argument("--minutes", type=positive_float, help="stop after this much training time")
+    t.add_argument("--eval-every", type=positive_int, default=500)
+    t.add_argument("--val-chars", type=positive_int, default=20000)
+    t.add_argument("--threads", type=positive_int)
+    t.add_argument("--checkpoint", default="charrnn.npz")
+    t.add_argument("--resume", action="store_true")
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("--length", type=positive_int, default=500)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--prime", default="")
+    s.add_argument("--seed", type=int)
+
+
+def main(args: argparse.Namespace) -> int:
+    return train(args) if args.action == "train" else sample(args)
