@@ -396,3 +396,66 @@ def test_checkpoint_is_atomic_and_round_trips(tmp_path, monkeypatch):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         checkpoint.load(tmp_path / "junk.npz")
+
+
+def numpy_update(kind, p, g, st, h, t):
+    """The optimisers' docstring formulas in NumPy: the oracle for the fused C++ updates."""
+    d = g + h.get("weight_decay", 0) * p if h.get("weight_decay") and kind != "adamw" else g
+    if kind == "sgd":
+        if h["momentum"]:
+            st[0] = d.copy() if t == 1 else h["momentum"] * st[0] + (1 - h["dampening"]) * d
+            d = d + h["momentum"] * st[0] if h["nesterov"] else st[0]
+        return p - h["lr"] * d
+    if kind == "adagrad":
+        st[0] = st[0] + d * d
+        den = np.sqrt(st[0] + h["eps"]) if h["eps_inside_sqrt"] else np.sqrt(st[0]) + h["eps"]
+        return p - h["lr"] * d / den
+    if kind == "rmsprop":
+        st[0] = h["alpha"] * st[0] + (1 - h["alpha"]) * d * d
+        avg = st[0]
+        if h["centered"]:
+            st[1] = h["alpha"] * st[1] + (1 - h["alpha"]) * d
+            avg = st[0] - st[1] * st[1]
+        den = np.sqrt(avg) + h["eps"]
+        if h["momentum"]:
+            st[2] = h["momentum"] * st[2] + d / den
+            return p - h["lr"] * st[2]
+        return p - h["lr"] * d / den
+    if kind == "adamw":
+        p = p * (1 - h["lr"] * h["weight_decay"])
+    st[0] = h["beta1"] * st[0] + (1 - h["beta1"]) * d
+    st[1] = h["beta2"] * st[1] + (1 - h["beta2"]) * d * d
+    bc1, bc2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+    return p - h["lr"] / bc1 * st[0] / (np.sqrt(st[1]) / np.sqrt(bc2) + h["eps"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    ("cls", "kind", "kw"),
+    [
+        (optim.SGD, "sgd", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+        (optim.SGD, "sgd", dict(lr=0.1, momentum=0.8, nesterov=True)),
+        (optim.Adagrad, "adagrad", dict(lr=0.1, eps=1e-8, eps_inside_sqrt=True, weight_decay=0.1)),
+        (optim.RMSprop, "rmsprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.1)),
+        (optim.RMSprop, "rmsprop", dict(lr=0.01)),
+        (optim.Adam, "adam", dict(lr=0.01, weight_decay=0.1)),
+        (optim.AdamW, "adamw", dict(lr=0.01, weight_decay=0.1)),
+    ],
+)
+def test_updates_match_the_documented_formulas(cls, kind, kw, dtype):
+    rng = np.random.default_rng(5)
+    m = Scalar(rng.standard_normal(1000))
+    m.dtype = np.dtype(dtype)
+    m.params["p"] = m.params["p"].astype(dtype)
+    m.grads["p"] = np.zeros_like(m.params["p"])
+    opt = cls(m, **kw)
+    h = {**opt.hyper, "momentum": opt.hyper.get("momentum", 0)}
+    p = m.params["p"].astype(np.float64)
+    st = [np.zeros(1000) for _ in range(3)]
+    for t in range(1, 7):
+        g = rng.standard_normal(1000)
+        m.grads["p"][...] = g
+        opt.step()
+        p = numpy_update(kind, p, g.astype(dtype).astype(np.float64), st, h, t)
+        tol = 1e-12 if dtype == np.float64 else 2e-5
+        np.testing.assert_allclose(m.params["p"], p, rtol=tol, atol=tol)

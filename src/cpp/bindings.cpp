@@ -15,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "kernels/table.h"
 #include "layer.h"
+#include "optim.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -345,6 +346,62 @@ py::array matmul(py::array a, py::array b, bool transpose_b) {
   return matmul_impl<double>(a.cast<In<double>>(), b.cast<In<double>>(), transpose_b);
 }
 
+// One fused optimiser step on one parameter array (in place). Every array must already be
+// C-contiguous, of p's dtype and shape: nothing is converted, since the update is in place.
+template <typename T>
+void optimizer_update_impl(const std::string& kind, py::array p, py::array g, py::list states,
+                           const rnnfast::OptimizerHyper& h) {
+  const std::vector<index_t> shape(p.shape(), p.shape() + p.ndim());
+  T* pp = out_ptr<T>("param", p, shape);
+  if (!g.dtype().is(py::dtype::of<T>()) || !(g.flags() & py::array::c_style))
+    throw std::invalid_argument("grad: expected a C-contiguous array of the parameter's dtype");
+  expect_shape("grad", g, shape);
+  const T* pg = static_cast<const T*>(g.data());
+  std::vector<T*> st;
+  for (size_t i = 0; i < states.size(); ++i) {
+    py::array a = states[i].cast<py::array>();
+    st.push_back(out_ptr<T>("state", a, shape));
+  }
+  const size_t need = kind == "rmsprop" ? 3 : kind == "adam" ? 2 : 1;
+  if (st.size() != need)
+    throw std::invalid_argument("states: expected " + std::to_string(need) + " arrays for " + kind);
+  const index_t n = p.size();
+  py::gil_scoped_release release;
+  if (kind == "adagrad") {
+    rnnfast::adagrad_update(n, pp, pg, st[0], h);
+  } else if (kind == "rmsprop") {
+    rnnfast::rmsprop_update(n, pp, pg, st[0], st[1], st[2], h);
+  } else {
+    rnnfast::adam_update(n, pp, pg, st[0], st[1], h);
+  }
+}
+
+void optimizer_update(const std::string& kind, py::array p, py::array g, py::list states,
+                      const py::dict& hyper) {
+  if (kind != "adagrad" && kind != "rmsprop" && kind != "adam")
+    throw std::invalid_argument("kind: expected adagrad, rmsprop or adam, got '" + kind + "'");
+  auto num = [&](const char* key) { return hyper.contains(key) ? hyper[key].cast<double>() : 0.0; };
+  auto flag = [&](const char* key) { return hyper.contains(key) && hyper[key].cast<bool>(); };
+  rnnfast::OptimizerHyper h{};
+  h.lr = num("lr");
+  h.momentum = num("momentum");
+  h.weight_decay = num("weight_decay");
+  h.eps = num("eps");
+  h.alpha = num("alpha");
+  h.beta1 = num("beta1");
+  h.beta2 = num("beta2");
+  h.eps_inside_sqrt = flag("eps_inside_sqrt");
+  h.centered = flag("centered");
+  h.decoupled = flag("decoupled");
+  h.step = hyper.contains("step") ? hyper["step"].cast<long long>() : 1;
+  if (p.dtype().is(py::dtype::of<float>()))
+    return optimizer_update_impl<float>(kind, p, g, states, h);
+  if (p.dtype().is(py::dtype::of<double>()))
+    return optimizer_update_impl<double>(kind, p, g, states, h);
+  throw py::type_error("param: expected dtype float32 or float64, got " +
+                       std::string(py::str(p.dtype())));
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -399,6 +456,9 @@ PYBIND11_MODULE(_core, m) {
       },
       "ISAs this build has and this CPU runs, best first.");
   m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def("optimizer_update", &optimizer_update, py::arg("kind"), py::arg("param"), py::arg("grad"),
+        py::arg("states"), py::arg("hyper"),
+        "One fused optimiser step (adagrad, rmsprop, adam) on one parameter array, in place.");
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("transpose_b") = false,
         "a @ b (or a @ b.T) with the core's GEMM, b packed first: for tests and peak measurement.");
   m.def(

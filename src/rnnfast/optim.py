@@ -4,6 +4,13 @@ r"""Optimisers that update modules' parameter arrays in place, with PyTorch's up
 `opt.state_dict()` holds the step count, the hyperparameters and copies of every state array,
 so a run restored with `load_state_dict` continues bit for bit as if never interrupted.
 
+Adagrad, RMSprop and Adam(W) update each parameter in one fused C++ pass over it and its state
+(`_core.optimizer_update`), where NumPy needs a pass and a temporary per operation. Measured on
+2 cores, an LSTM(H) with a 100-way head, ms a step, NumPy vs fused: Adam 6.6 vs 1.3 (H = 256,
+0.55M parameters) and 65 vs 18 (H = 1024, 8.5M); Adagrad 25 vs 12 (H = 1024); RMSprop 75 vs 14
+(8.5M). SGD with momentum is three in-place NumPy passes, as fast as the fused one (10 ms at
+8.5M) and faster on small arrays, so it stays in NumPy.
+
 With g the gradient (plus weight_decay * p where the rule says so), t the step:
 - SGD: b = momentum*b + (1-dampening)*g (b = g at the first step); p -= lr * (g + momentum*b if
   nesterov else b), or lr * g without momentum.
@@ -23,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _core
 from ._modules import Module
 
 
@@ -115,7 +123,7 @@ class SGD(Optimizer):
             nesterov=bool(nesterov),
         )
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state):  # NumPy: as fast as a fused pass here (see the module doc)
         h = self.hyper
         d = g + h["weight_decay"] * p if h["weight_decay"] else g
         if h["momentum"]:
@@ -149,15 +157,7 @@ class Adagrad(Optimizer):
         )
 
     def _update(self, p, g, state):
-        h = self.hyper
-        d = g + h["weight_decay"] * p if h["weight_decay"] else g
-        state["sum"] += d * d
-        denom = (
-            np.sqrt(state["sum"] + h["eps"])
-            if h["eps_inside_sqrt"]
-            else np.sqrt(state["sum"]) + h["eps"]
-        )
-        p -= h["lr"] * d / denom
+        _core.optimizer_update("adagrad", p, g, [state["sum"]], self.hyper)
 
 
 class RMSprop(Optimizer):
@@ -184,25 +184,8 @@ class RMSprop(Optimizer):
         )
 
     def _update(self, p, g, state):
-        h = self.hyper
-        d = g + h["weight_decay"] * p if h["weight_decay"] else g
-        sq = state["square_avg"]
-        sq *= h["alpha"]
-        sq += (1 - h["alpha"]) * d * d
-        avg = sq
-        if h["centered"]:
-            ga = state["grad_avg"]
-            ga *= h["alpha"]
-            ga += (1 - h["alpha"]) * d
-            avg = sq - ga * ga
-        denom = np.sqrt(avg) + h["eps"]
-        if h["momentum"]:
-            buf = state["momentum_buffer"]
-            buf *= h["momentum"]
-            buf += d / denom
-            p -= h["lr"] * buf
-        else:
-            p -= h["lr"] * d / denom
+        arrays = [state["square_avg"], state["grad_avg"], state["momentum_buffer"]]
+        _core.optimizer_update("rmsprop", p, g, arrays, self.hyper)
 
 
 class Adam(Optimizer):
@@ -230,20 +213,8 @@ class Adam(Optimizer):
         )
 
     def _update(self, p, g, state):
-        h = self.hyper
-        if self._decoupled:
-            p *= 1 - h["lr"] * h["weight_decay"]
-            d = g
-        else:
-            d = g + h["weight_decay"] * p if h["weight_decay"] else g
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= h["beta1"]
-        m += (1 - h["beta1"]) * d
-        v *= h["beta2"]
-        v += (1 - h["beta2"]) * d * d
-        bc1 = 1 - h["beta1"] ** self.t
-        bc2 = 1 - h["beta2"] ** self.t
-        p -= (h["lr"] / bc1) * m / (np.sqrt(v) / np.sqrt(bc2) + h["eps"])
+        hyper = {**self.hyper, "step": self.t, "decoupled": self._decoupled}
+        _core.optimizer_update("adam", p, g, [state["exp_avg"], state["exp_avg_sq"]], hyper)
 
 
 class AdamW(Adam):
