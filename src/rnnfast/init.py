@@ -10,6 +10,7 @@ biases 0). Schemes:
 - "identity": `gain` * I (square blocks only);
 - "xavier_uniform" / "xavier_normal": Glorot and Bengio 2010, with fan_in and fan_out of a block;
 - "pytorch": uniform in [-1/sqrt(H), 1/sqrt(H)] (PyTorch's default for recurrent layers);
+- "small_normal": N(0, 0.001^2), the input weights of the IRNN (Le et al. 2015);
 - "zeros" (biases).
 """
 
@@ -19,7 +20,14 @@ import numpy as np
 
 from ._modules import Module, RecurrentBase
 
-WEIGHT_SCHEMES = ("orthogonal", "identity", "xavier_uniform", "xavier_normal", "pytorch")
+WEIGHT_SCHEMES = (
+    "orthogonal",
+    "identity",
+    "xavier_uniform",
+    "xavier_normal",
+    "pytorch",
+    "small_normal",
+)
 BIAS_SCHEMES = ("zeros", "pytorch")
 
 
@@ -45,6 +53,8 @@ def _block(
         return rng.uniform(-bound, bound, size=(rows, cols))
     if scheme == "xavier_normal":
         return rng.normal(0.0, gain * np.sqrt(2.0 / (rows + cols)), size=(rows, cols))
+    if scheme == "small_normal":
+        return rng.normal(0.0, 0.001 * gain, size=(rows, cols))
     if scheme == "pytorch":
         bound = 1.0 / np.sqrt(hidden)
         return rng.uniform(-bound, bound, size=(rows, cols))

@@ -131,7 +131,7 @@ class Model:
         self.head = nn.Linear(cfg.hidden, spec.outputs, seed=cfg.seed + 1)
         schemes = {
             "orthogonal": ("xavier_uniform", "orthogonal"),
-            "identity": ("xavier_normal", "identity"),
+            "identity": ("small_normal", "identity"),
             "xavier": ("xavier_uniform", "xavier_uniform"),
         }
         if cfg.init in schemes:
