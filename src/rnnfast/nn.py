@@ -1,6 +1,8 @@
 r"""Output layers and losses for training recurrent networks, each with forward and backward.
 
-- `Linear`: y = x W^T + b over the last axis, so a whole (T, B, H) sequence is one product.
+- `Linear`: y = x W^T + b over the last axis, so a whole (T, B, H) sequence is one product. Its
+  products run on rnnfast's GEMM, not NumPy's BLAS: a training loop then wakes a single thread
+  pool (another library's pool spins for a while after each call and competes for the cores).
 - `CrossEntropyLoss`: softmax cross-entropy fused with log-softmax. For logits z and target c,
   loss = logsumexp(z) - z_c, computed after subtracting max(z) so nothing overflows, and
   dloss/dz = softmax(z) - onehot(c). Targets equal to `ignore_index`, or where `mask` is False
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from . import _validate as v
 from ._modules import Module, Tape
 
@@ -70,15 +73,12 @@ class Linear(Module):
     def forward(self, x: Any, training: bool = True) -> tuple[np.ndarray, Tape | None]:
         """y of shape (..., out_features), and a tape for backward when `training`."""
         arr = self._input(x)
-        y = arr @ self.params["weight"].T
+        x2 = np.ascontiguousarray(arr.reshape(-1, self.in_features))
+        y = _core.matmul(x2, self.params["weight"], True)
         if self.bias:
             y += self.params["bias"]
-        tape = (
-            Tape(self, arr.reshape(-1, self.in_features).copy(), {"shape": arr.shape})
-            if training
-            else None
-        )
-        return y, tape
+        tape = Tape(self, x2.copy(), {"shape": arr.shape}) if training else None
+        return y.reshape(*arr.shape[:-1], self.out_features), tape
 
     def __call__(self, x: Any) -> np.ndarray:
         return self.forward(x, training=False)[0]
@@ -90,11 +90,11 @@ class Linear(Module):
         d = v.as_float_array(dy, "dy", self.dtype)
         v.check_shape(d, "dy", (*shape[:-1], self.out_features), "(the shape of y)")
         tape._consumed = True
-        d2 = d.reshape(-1, self.out_features)
-        self.grads["weight"] += d2.T @ x2
+        d2 = np.ascontiguousarray(d.reshape(-1, self.out_features))
+        self.grads["weight"] += _core.matmul(np.ascontiguousarray(d2.T), x2)
         if self.bias:
             self.grads["bias"] += d2.sum(axis=0)
-        return (d2 @ self.params["weight"]).reshape(shape)
+        return _core.matmul(d2, self.params["weight"]).reshape(shape)
 
 
 def _reduction(reduction: str) -> str:
