@@ -137,3 +137,21 @@ def test_relu_rnn_with_huge_inputs_stays_finite_in_sigmoid(dtype):
     x = np.full((3, 1, 2), 1e4, dtype)
     y, _ = m(x)
     assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_input_grad_false_skips_dx_and_changes_nothing_else(engine):
+    from rnnfast import reference
+
+    mod = rnnfast if engine == "fast" else reference
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    dy = np.random.default_rng(1).standard_normal((5, 3, 12))
+    results = []
+    for input_grad in (True, False):
+        m = mod.LSTM(4, 6, num_layers=2, bidirectional=True, dtype=np.float64, seed=2)
+        _, _, tape = m.forward(x, lengths=[5, 2, 4])
+        dx, (dh0, dc0) = m.backward(tape, dy, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        results.append([dh0, dc0, *m.grads.values()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -183,8 +183,9 @@ py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_
                         const In<T>& w_hh, const std::optional<In<int64_t>>& lengths,
                         const py::tuple& tape, const std::optional<In<T>>& dy, index_t dy_offset,
                         const std::optional<In<T>>& dh_n, const std::optional<In<T>>& dc_n,
-                        py::array dx, bool accumulate_dx, py::array dw_ih, py::array dw_hh,
-                        std::optional<py::array> db_ih, std::optional<py::array> db_hh) {
+                        std::optional<py::array> dx, bool accumulate_dx, py::array dw_ih,
+                        py::array dw_hh, std::optional<py::array> db_ih,
+                        std::optional<py::array> db_hh) {
   const Dims d = layer_dims(cell, x, w_hh);
   const bool lstm = cell == Cell::Lstm, gru = rnnfast::is_gru(cell);
   if (tape.size() != 4) throw std::invalid_argument("tape: expected 4 arrays");
@@ -219,7 +220,7 @@ py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_
   }
   a.dh_n = in_ptr("dh_n", dh_n, {d.batch, d.hidden});
   a.dc_n = lstm ? in_ptr("dc_n", dc_n, {d.batch, d.hidden}) : nullptr;
-  a.dx = out_ptr<T>("dx", dx, {d.steps, d.batch, d.input});
+  a.dx = dx ? out_ptr<T>("dx", *dx, {d.steps, d.batch, d.input}) : nullptr;
   a.accumulate_dx = accumulate_dx;
   a.dw_ih = out_ptr<T>("dw_ih", dw_ih, {d.gates, d.input});
   a.dw_hh = out_ptr<T>("dw_hh", dw_hh, {d.gates, d.hidden});
@@ -273,7 +274,7 @@ py::tuple layer_forward(int cell, bool reverse, py::array x, py::object w_ih, py
 
 py::tuple layer_backward(int cell, bool reverse, py::array x, py::object w_ih, py::object w_hh,
                          py::object lengths, py::tuple tape, py::object dy, index_t dy_offset,
-                         py::object dh_n, py::object dc_n, py::array dx, bool accumulate_dx,
+                         py::object dh_n, py::object dc_n, py::object dx, bool accumulate_dx,
                          py::array dw_ih, py::array dw_hh, py::object db_ih, py::object db_hh) {
   auto opt = [](const py::object& o, auto tag) {
     using A = decltype(tag);
@@ -282,15 +283,16 @@ py::tuple layer_backward(int cell, bool reverse, py::array x, py::object w_ih, p
   const Cell c = to_cell(cell);
   const auto lens = opt(lengths, In<int64_t>());
   const auto dbi = opt(db_ih, py::array()), dbh = opt(db_hh, py::array());
+  const auto dx_out = opt(dx, py::array());
   if (is_float32(x)) {
     using A = In<float>;
     return backward_impl<float>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), lens, tape,
-                                opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx,
+                                opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx_out,
                                 accumulate_dx, dw_ih, dw_hh, dbi, dbh);
   }
   using A = In<double>;
   return backward_impl<double>(c, reverse, x.cast<A>(), w_ih.cast<A>(), w_hh.cast<A>(), lens, tape,
-                               opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx,
+                               opt(dy, A()), dy_offset, opt(dh_n, A()), opt(dc_n, A()), dx_out,
                                accumulate_dx, dw_ih, dw_hh, dbi, dbh);
 }
 
@@ -436,8 +438,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("reverse"), py::arg("x"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths").none(true), py::arg("tape"),
         py::arg("dy").none(true), py::arg("dy_offset"), py::arg("dh_n").none(true),
-        py::arg("dc_n").none(true), py::arg("dx"), py::arg("accumulate_dx"), py::arg("dw_ih"),
-        py::arg("dw_hh"), py::arg("db_ih").none(true), py::arg("db_hh").none(true),
+        py::arg("dc_n").none(true), py::arg("dx").none(true), py::arg("accumulate_dx"),
+        py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih").none(true),
+        py::arg("db_hh").none(true),
         "BPTT through one direction of one layer. Accumulates weight gradients in place, "
         "writes (or adds to) dx. Returns (dh0, dc0 or None).");
   m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));

@@ -412,8 +412,10 @@ void layer_backward(const LayerBackward<T>& a) {
   // Weight gradients and dx: one product each over all timesteps.
   const T* dgx_c = dgx;
   const T* dgh_c = dgh;
-  gemm(Trans::No, rows_all, a.input, gh, dgx_c, gh,
-       PackedB<T>(Trans::No, gh, a.input, a.w_ih, a.input), a.accumulate_dx, a.dx, a.input);
+  if (a.dx) {  // null when the caller needs no input gradient (one-hot characters, say)
+    gemm(Trans::No, rows_all, a.input, gh, dgx_c, gh,
+         PackedB<T>(Trans::No, gh, a.input, a.w_ih, a.input), a.accumulate_dx, a.dx, a.input);
+  }
   gemm(Trans::Yes, gh, a.input, rows_all, dgx_c, gh,
        PackedB<T>(Trans::No, rows_all, a.input, a.x, a.input), true, a.dw_ih, a.input);
   const T* h_prev_all = a.hs + (a.reverse ? bh : 0);  // the state each step started from

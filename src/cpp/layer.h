@@ -12,7 +12,8 @@
 //   hs, cs  [T+1, B, H]      states; the state a step starts from and the one it makes sit at
 //                            t and t+1 (forward) or t+1 and t (reverse). cs only for LSTM.
 //   extra   [T, B, H]        GRU only: W_hn h + b_hn (linear-before-reset) or r*h (reset-before)
-// Backward accumulates (+=) into the weight gradients, writes dh0/dc0, and writes or adds to dx.
+// Backward accumulates (+=) into the weight gradients, writes dh0/dc0, and writes or adds to dx
+// (unless dx is null: no input gradient wanted).
 #pragma once
 #include <cstdint>
 

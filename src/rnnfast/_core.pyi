@@ -40,7 +40,7 @@ def layer_backward(
     dy_offset: int,
     dh_n: _Arr | None,
     dc_n: _Arr | None,
-    dx: _Arr,
+    dx: _Arr | None,
     accumulate_dx: bool,
     dw_ih: _Arr,
     dw_hh: _Arr,

@@ -74,7 +74,8 @@ class FastEngine:
         dy: np.ndarray | None,
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         cell = _CELL_CODES[module.cell]
         inputs, tapes, lengths = saved["inputs"], saved["tapes"], saved["lengths"]
         hd, dirs = module.hidden_size, module.num_directions
@@ -86,7 +87,8 @@ class FastEngine:
         suffixes = ("", "_reverse")
         for layer in reversed(range(module.num_layers)):
             x = inputs[layer]
-            dx = np.empty_like(x)
+            # The first layer's input gradient only when asked for (deeper layers need theirs).
+            dx = np.empty_like(x) if layer > 0 or input_grad else None
             for d in range(dirs):
                 k = layer * dirs + d
                 w_ih, w_hh, _, _ = module.layer_weights(layer, d)
@@ -115,5 +117,4 @@ class FastEngine:
                 if dc0 is not None:
                     dc0[k] = dc
             d_out = dx
-        assert d_out is not None  # num_layers >= 1
         return d_out, dh0, dc0

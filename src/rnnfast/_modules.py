@@ -37,7 +37,8 @@ class Engine(Protocol):
         dy: np.ndarray | None,
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+        input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]: ...
 
 
 class Tape:
@@ -295,12 +296,19 @@ class RecurrentBase(Module):
         return y, state_n
 
     def backward(
-        self, tape: Tape, dy: Any = None, dstate_n: State | None = None
-    ) -> tuple[np.ndarray, State]:
+        self,
+        tape: Tape,
+        dy: Any = None,
+        dstate_n: State | None = None,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, State]:
         """BPTT: returns (dx, dstate0) and adds the parameter gradients to `self.grads`.
 
         `dy` has y's shape; `dstate_n` the final state's. Either may be None (zeros). Gradients at
-        steps past a sequence's length are ignored (y is a constant zero there).
+        steps past a sequence's length are ignored (y is a constant zero there). With
+        `input_grad=False` dx is not computed (None), as for a PyTorch input that does not
+        require grad: one product fewer, e.g. for one-hot characters.
         """
         self._take_tape(tape)
         steps, batch = tape._meta["steps"], tape._meta["batch"]
@@ -315,8 +323,10 @@ class RecurrentBase(Module):
         if dstate_n is not None:
             dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
         tape._consumed = True
-        dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n)
+        dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n, bool(input_grad))
         tape._saved = None  # free the memory now
+        if not input_grad or dx is None:
+            return None, self._pack_state(dh0, dc0)
         dx_out = np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
         return dx_out, self._pack_state(dh0, dc0)
 

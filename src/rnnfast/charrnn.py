@@ -96,7 +96,8 @@ class CharModel:
         out, state_n, tape = self.rnn.forward(self.eye[x], state)
         logits, htape = self.head.forward(out)
         loss, cache = self.loss.forward(logits, y)
-        self.rnn.backward(tape, self.head.backward(htape, self.loss.backward(cache)))
+        dout = self.head.backward(htape, self.loss.backward(cache))
+        self.rnn.backward(tape, dout, input_grad=False)  # one-hot characters need no gradient
         return loss, state_n
 
     def nats_per_char(self, ids: np.ndarray, chunk: int = 1000) -> float:

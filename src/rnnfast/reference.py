@@ -220,7 +220,8 @@ class ReferenceEngine:
         dy: np.ndarray | None,
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         hd, dirs = module.hidden_size, module.num_directions
         batch = inputs[0].shape[1]
