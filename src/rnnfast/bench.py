@@ -204,16 +204,12 @@ def parse_cells(text: str) -> list[str]:
     return cells
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a subset that finishes in under a minute")
     p.add_argument("--cells", type=parse_cells, default=list(CELLS), help="e.g. lstm,gru")
     p.add_argument("--sizes", type=parse_sizes, help="TxBxH list, e.g. 100x1x128,50x64x512")
+    from .__main__ import positive_int
+
     p.add_argument("--threads", type=positive_int, help="threads for rnnfast and PyTorch")
     p.add_argument("--min-time", type=float, help="seconds to spend timing each measurement")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")

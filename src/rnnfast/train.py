@@ -184,9 +184,8 @@ def run(
     held_out = TASKS[cfg.task].make(
         cfg.eval_batch, cfg.seq_len, np.random.default_rng(10**6 + cfg.seed)
     )
-    tokens = int(np.prod(held_out.x.shape[:1])) * cfg.batch
     progress = Progress(cfg.steps)
-    smooth, t0, metric = None, time.perf_counter(), float("nan")
+    smooth, t0, metric, seen = None, time.perf_counter(), float("nan"), 0
 
     def save(step: int) -> None:
         arrays = {
@@ -205,7 +204,9 @@ def run(
 
     for step in range(start, cfg.steps):
         opt.zero_grad()
-        loss = model.train_step(TASKS[cfg.task].make(cfg.batch, cfg.seq_len, rng))
+        batch = TASKS[cfg.task].make(cfg.batch, cfg.seq_len, rng)
+        seen += batch.x.shape[0] * batch.x.shape[1]  # timesteps x sequences: tokens
+        loss = model.train_step(batch)
         if cfg.clip > 0:
             clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
         opt.step()
@@ -215,11 +216,11 @@ def run(
             metric = model.spec.score(model.predict(held_out)[0], held_out)
             cfg.history.append([done, float(smooth), metric])
             save(done)
-        rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
         progress.update(
             done,
             f"loss {smooth:.4f} {model.spec.metric} {metric:.4f} "
-            f"{rate:.1f} steps/s {rate * tokens:.0f} tokens/s",
+            f"{(done - start) / elapsed:.1f} steps/s {seen / elapsed:.0f} tokens/s",
         )
     progress.close()
     elapsed = time.perf_counter() - t0
