@@ -46,6 +46,20 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float, what: st
     assert err <= rtol * scale, f"{what}: max error {err:.3e} > {rtol:.0e} * scale {scale:.3e}"
 
 
+def numeric_grad(f: Any, arr: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of f() with respect to every element of arr (perturbed in place)."""
+    grad = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        old = arr[idx]
+        arr[idx] = old + eps
+        up = f()
+        arr[idx] = old - eps
+        down = f()
+        arr[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
 def state_arrays(state: Any) -> list[np.ndarray]:
     return list(state) if isinstance(state, tuple) else [state]
 

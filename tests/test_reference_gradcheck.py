@@ -6,11 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CELL_IDS, CELLS, make, state_arrays
+from conftest import CELL_IDS, CELLS, make, numeric_grad, state_arrays
 
 from rnnfast import reference
-
-EPS = 1e-6
 
 
 def _loss_fn(module: Any, x: np.ndarray, state: Any, lengths: Any, wy: np.ndarray, ws: list):
@@ -21,20 +19,6 @@ def _loss_fn(module: Any, x: np.ndarray, state: Any, lengths: Any, wy: np.ndarra
         return float(np.sum(y * wy) + sum(np.sum(s * w) for s, w in zip(state_arrays(s_n), ws)))
 
     return loss
-
-
-def _numeric_grad(f: Any, arr: np.ndarray) -> np.ndarray:
-    """Central differences of f() with respect to every element of arr (perturbed in place)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = f()
-        arr[idx] = old - EPS
-        down = f()
-        arr[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 CONFIGS = {
@@ -77,8 +61,8 @@ def test_reference_gradients_match_finite_differences(cls: str, kw: dict, config
         for i, (d, s) in enumerate(zip(state_arrays(dstate0), state_arrays(state)))
     ]
     for what, analytic, arr in checks:
-        numeric = _numeric_grad(lambda: loss(x, state), arr)
+        numeric = numeric_grad(lambda: loss(x, state), arr)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=what)
     for name, p in m.params.items():
-        numeric = _numeric_grad(lambda: loss(x, state), p)
+        numeric = numeric_grad(lambda: loss(x, state), p)
         np.testing.assert_allclose(m.grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)

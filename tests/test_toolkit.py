@@ -5,25 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import numeric_grad
 
 import rnnfast
 from rnnfast import clip, init, nn, optim, tasks, tbptt
-
-EPS = 1e-6
-
-
-def numeric_grad(f, arr):
-    g = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = f()
-        arr[idx] = old - EPS
-        down = f()
-        arr[idx] = old
-        g[idx] = (up - down) / (2 * EPS)
-    return g
-
 
 # ---- layers and losses --------------------------------------------------------------------
 

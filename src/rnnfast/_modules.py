@@ -83,6 +83,16 @@ class Module:
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
+    def _init_uniform(self, bound: float, seed: int | None) -> None:
+        """Every parameter uniform in [-bound, bound] (PyTorch's default schemes), seeded;
+        gradients zeroed."""
+        rng = np.random.default_rng(seed)
+        self.params = {
+            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            for name, shape in self._param_shapes().items()
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
     def _take_tape(self, tape: Any) -> Any:
         """What `tape` saved, after checking it was made by this module and not used yet."""
         if not isinstance(tape, Tape):
@@ -185,13 +195,7 @@ class RecurrentBase(Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """PyTorch's default: every parameter uniform in [-1/sqrt(H), 1/sqrt(H)], seeded."""
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        self.params = {
-            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-            for name, shape in self._param_shapes().items()
-        }
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._init_uniform(1.0 / np.sqrt(self.hidden_size), seed)
 
     def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
         """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked (biases None if none)."""

@@ -53,13 +53,7 @@ class Linear(Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """PyTorch's default: weight and bias uniform in [-1/sqrt(in), 1/sqrt(in)], seeded."""
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self.in_features)
-        self.params = {
-            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-            for name, shape in self._param_shapes().items()
-        }
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._init_uniform(1.0 / np.sqrt(self.in_features), seed)
 
     def _input(self, x: Any) -> np.ndarray:
         arr = v.as_float_array(x, "x", self.dtype)
