@@ -58,7 +58,7 @@ const T* in_ptr(const char* name, const std::optional<In<T>>& a,
 // An array the kernel writes into: it must already be what the kernel needs.
 template <typename T>
 T* out_ptr(const char* name, py::array& a, const std::vector<index_t>& shape) {
-  if (!a.dtype().is(py::dtype::of<T>())) {
+  if (!a.dtype().equal(py::dtype::of<T>())) {
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(a.dtype())));
@@ -244,8 +244,8 @@ py::tuple backward_impl(Cell cell, bool reverse, const In<T>& x, const In<T>& w_
 }
 
 bool is_float32(const py::array& x) {
-  if (x.dtype().is(py::dtype::of<float>())) return true;
-  if (x.dtype().is(py::dtype::of<double>())) return false;
+  if (x.dtype().equal(py::dtype::of<float>())) return true;
+  if (x.dtype().equal(py::dtype::of<double>())) return false;
   throw py::type_error("x: expected dtype float32 or float64, got " +
                        std::string(py::str(x.dtype())));
 }
@@ -355,7 +355,7 @@ void optimizer_update_impl(const std::string& kind, py::array p, py::array g, py
                            const rnnfast::OptimizerHyper& h) {
   const std::vector<index_t> shape(p.shape(), p.shape() + p.ndim());
   T* pp = out_ptr<T>("param", p, shape);
-  if (!g.dtype().is(py::dtype::of<T>()) || !(g.flags() & py::array::c_style))
+  if (!g.dtype().equal(py::dtype::of<T>()) || !(g.flags() & py::array::c_style))
     throw std::invalid_argument("grad: expected a C-contiguous array of the parameter's dtype");
   expect_shape("grad", g, shape);
   const T* pg = static_cast<const T*>(g.data());
@@ -396,9 +396,9 @@ void optimizer_update(const std::string& kind, py::array p, py::array g, py::lis
   h.centered = flag("centered");
   h.decoupled = flag("decoupled");
   h.step = hyper.contains("step") ? hyper["step"].cast<long long>() : 1;
-  if (p.dtype().is(py::dtype::of<float>()))
+  if (p.dtype().equal(py::dtype::of<float>()))
     return optimizer_update_impl<float>(kind, p, g, states, h);
-  if (p.dtype().is(py::dtype::of<double>()))
+  if (p.dtype().equal(py::dtype::of<double>()))
     return optimizer_update_impl<double>(kind, p, g, states, h);
   throw py::type_error("param: expected dtype float32 or float64, got " +
                        std::string(py::str(p.dtype())));
@@ -443,8 +443,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("db_hh").none(true),
         "BPTT through one direction of one layer. Accumulates weight gradients in place, "
         "writes (or adds to) dx. Returns (dh0, dc0 or None).");
-  m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
-  m.def("get_num_threads", &rnnfast::get_num_threads);
+  m.attr("MAX_THREADS") = rnnfast::kMaxThreads;
+  m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"),
+        "Raises ValueError out of [1, MAX_THREADS], RuntimeError if n threads cannot start.");
+  m.def("get_num_threads", &rnnfast::get_num_threads, "The setting.");
+  m.def("usable_threads", &rnnfast::usable_threads,
+        "The team a region may have now (1 in a child forked after a team ran).");
   m.def("have_openmp", &rnnfast::have_openmp);
   m.def(
       "isa", [] { return std::string(k::isa_name(k::active_isa())); },

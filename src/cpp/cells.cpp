@@ -81,7 +81,8 @@ template <typename T>
 void rnn_row(const RowForward<T>& r, bool relu) {
   sum_gate(r, 0);
   if (relu) {
-    for (index_t j = 0; j < r.n; ++j) r.pre[j] = r.pre[j] > T(0) ? r.pre[j] : T(0);
+    // NaN stays NaN, as in PyTorch (a comparison with NaN is false).
+    for (index_t j = 0; j < r.n; ++j) r.pre[j] = r.pre[j] <= T(0) ? T(0) : r.pre[j];
   } else {
     kt<T>().tanh(r.n, r.pre, r.pre);
   }
@@ -208,7 +209,8 @@ void backward_step(Cell cell, const StepBackward<T>& s) {
       case Cell::RnnRelu: {
         const T* h = s.h + off;
         for (index_t j = 0; j < n; ++j) {
-          const T slope = cell == Cell::RnnRelu ? (h[j] > T(0) ? T(1) : T(0)) : T(1) - h[j] * h[j];
+          // ReLU's slope is 1 at NaN as in PyTorch, whose gradient passes there.
+          const T slope = cell == Cell::RnnRelu ? (h[j] <= T(0) ? T(0) : T(1)) : T(1) - h[j] * h[j];
           dgx[j] = dh[j] * slope;
           dh_prev[j] = T(0);
         }

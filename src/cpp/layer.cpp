@@ -146,6 +146,13 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t gh = g * hd, bh = batch * hd;
   const bool training = a.gates != nullptr, lstm = a.cell == Cell::Lstm;
   const bool reset_before = a.cell == Cell::GruResetBefore;
+  if (steps == 0 || batch == 0) {  // no step to run: O(1) whatever T (or B) is
+    std::copy(a.h0, a.h0 + bh, a.h_n);
+    if (lstm) std::copy(a.c0, a.c0 + bh, a.c_n);
+    if (training) std::copy(a.h0, a.h0 + bh, a.hs);
+    if (training && lstm) std::copy(a.c0, a.c0 + bh, a.cs);
+    return;
+  }
 
   const std::vector<T> bias = folded_bias(a.cell, gh, hd, a.b_ih, a.b_hh);
 
@@ -206,51 +213,37 @@ void layer_forward(const LayerForward<T>& a) {
   std::copy(a.h0, a.h0 + bh, h_states + first * bh);
   if (lstm) std::copy(a.c0, a.c0 + bh, c_states + first * bh);
 
-#pragma omp parallel num_threads(split.threads) if (split.threads > 1)
-  {
-    const FlushDenormals thread_flush;
-    const int tid = thread_index();
-    const Slice sl = slice_of(split, tid, batch, hd);
-    const index_t rows = sl.b1 - sl.b0, units = sl.u1 - sl.u0, hh_ld = g * units;
-    T* hh = work.data() + tid * (hh_size + pack_size);
-    T* pack = hh + hh_size;
-    uint8_t* act = active.data() + tid * batch;
-    const PackedB<T>& wf = w_first[split.by_rows ? 0 : tid];
-    const PackedB<T>& wn = w_n[split.by_rows ? 0 : tid];
-    const std::vector<PackedB<T>>* wi = training ? nullptr : &w_in[split.by_rows ? 0 : tid];
-    T* my_pre = whole_rows ? nullptr : pre_store.get() + tid * (pre_per_thread + x_gather);
-    T* my_x = my_pre + pre_per_thread;
-    index_t t_lo = 0;  // the first timestep (in x's order) of the current chunk
-    // This thread's first row of step t's projection: in the tape, the shared chunk buffer, or
-    // its own rows-contiguous chunk buffer.
-    auto pre_of = [&](index_t t) {
-      if (training) return a.gates + (t * batch + sl.b0) * gh;
-      if (whole_rows) return pre_store.get() + ((t - t_lo) * batch + sl.b0) * gh;
-      return my_pre + (t - t_lo) * rows * gh;
-    };
-
-    for (index_t s = 0; s < steps; ++s) {
+  // Slice i is computed by thread i % team, whatever team OpenMP grants; a slice's work does
+  // not depend on who runs it, so neither does any result.
+  const int slices = split.threads;
+  run_team(slices, [&](int tid, int team) {
+    // Step s, up to the point where the reset-before GRU needs every unit's r*h (phase 1), and
+    // the rest of it (phase 2).
+    auto phase = [&](int part, int slice, index_t s) {
+      const Slice sl = slice_of(split, slice, batch, hd);
+      const index_t rows = sl.b1 - sl.b0, units = sl.u1 - sl.u0, hh_ld = g * units;
+      T* hh = work.data() + slice * (hh_size + pack_size);
+      T* pack = hh + hh_size;
+      uint8_t* act = active.data() + slice * batch;
+      const PackedB<T>& wf = w_first[split.by_rows ? 0 : slice];
+      const PackedB<T>& wn = w_n[split.by_rows ? 0 : slice];
+      const std::vector<PackedB<T>>* wi = training ? nullptr : &w_in[split.by_rows ? 0 : slice];
+      T* my_pre = whole_rows ? nullptr : pre_store.get() + slice * (pre_per_thread + x_gather);
+      T* my_x = my_pre + pre_per_thread;
+      // The first timestep (in x's order) of the chunk that holds step s.
+      const index_t c0 = s / chunk * chunk, n_steps = std::min(chunk, steps - c0);
+      const index_t t_lo = a.reverse ? steps - c0 - n_steps : c0;
+      // This slice's first row of step t's projection: in the tape, the shared chunk buffer, or
+      // its own rows-contiguous chunk buffer.
+      auto pre_of = [&](index_t t) {
+        if (training) return a.gates + (t * batch + sl.b0) * gh;
+        if (whole_rows) return pre_store.get() + ((t - t_lo) * batch + sl.b0) * gh;
+        return my_pre + (t - t_lo) * rows * gh;
+      };
       const index_t t = a.reverse ? steps - 1 - s : s;
-      if (!training && s % chunk == 0) {  // project this thread's slice of the next chunk
-        const index_t n_steps = std::min(chunk, steps - s);
-        t_lo = a.reverse ? steps - s - n_steps : s;
-        if (whole_rows) {  // the chunk's rows of x are contiguous: one product per gate block
-          for (index_t k = 0; k < static_cast<index_t>(wi->size()); ++k)
-            gemm_on_this_thread(Trans::No, n_steps * batch, (*wi)[k].cols(), a.input,
-                                a.x + t_lo * batch * a.input, a.input, (*wi)[k], false,
-                                pre_of(t_lo) + k * hd + sl.u0, gh, pack);
-        } else {  // gather this thread's rows of the chunk, then one product
-          for (index_t i = 0; i < n_steps; ++i)
-            std::copy(a.x + ((t_lo + i) * batch + sl.b0) * a.input,
-                      a.x + ((t_lo + i) * batch + sl.b1) * a.input, my_x + i * rows * a.input);
-          gemm_on_this_thread(Trans::No, n_steps * rows, gh, a.input, my_x, a.input, (*wi)[0],
-                              false, my_pre, gh, pack);
-        }
-      }
       const index_t before = training ? state_before(a.reverse, t) : s % 2;
       const index_t after = training ? state_after(a.reverse, t) : (s + 1) % 2;
       T* extra = training ? a.extra + (a.extra ? t * bh : 0) : extra_buf.data();
-      mark_active(a.lengths, sl.b0, sl.b1, t, act);
       StepForward<T> st{};
       st.batch = rows;
       st.hidden = hd;
@@ -270,24 +263,39 @@ void layer_forward(const LayerForward<T>& a) {
       if (is_gru(a.cell)) st.extra = extra + sl.b0 * hd;
       st.active = act;
 
-      if (a.cell == Cell::Gru) {  // the n block starts from b_hn: r * (W_hn h + b_hn)
-        for (index_t r = 0; r < rows; ++r)
-          for (index_t j = 0; j < g * units; ++j)
-            hh[r * hh_ld + j] =
-                j >= 2 * units && a.b_hh ? a.b_hh[2 * hd + sl.u0 + j - 2 * units] : T(0);
-      }
-      gemm_on_this_thread(Trans::No, rows, g_first * units, hd, st.h_prev, hd, wf,
-                          a.cell == Cell::Gru, hh, hh_ld, pack);
-      if (reset_before) {
-        gru_reset_before_gates(st);
-        if (!split.by_rows) {
-#pragma omp barrier
+      if (part == 1) {
+        if (!training && s == c0) {  // project this slice of the next chunk
+          if (whole_rows) {  // the chunk's rows of x are contiguous: one product per gate block
+            for (index_t k = 0; k < static_cast<index_t>(wi->size()); ++k)
+              gemm_on_this_thread(Trans::No, n_steps * batch, (*wi)[k].cols(), a.input,
+                                  a.x + t_lo * batch * a.input, a.input, (*wi)[k], false,
+                                  pre_of(t_lo) + k * hd + sl.u0, gh, pack);
+          } else {  // gather this slice's rows of the chunk, then one product
+            for (index_t i = 0; i < n_steps; ++i)
+              std::copy(a.x + ((t_lo + i) * batch + sl.b0) * a.input,
+                        a.x + ((t_lo + i) * batch + sl.b1) * a.input, my_x + i * rows * a.input);
+            gemm_on_this_thread(Trans::No, n_steps * rows, gh, a.input, my_x, a.input, (*wi)[0],
+                                false, my_pre, gh, pack);
+          }
         }
+        mark_active(a.lengths, sl.b0, sl.b1, t, act);
+        if (a.cell == Cell::Gru) {  // the n block starts from b_hn: r * (W_hn h + b_hn)
+          for (index_t r = 0; r < rows; ++r)
+            for (index_t j = 0; j < g * units; ++j)
+              hh[r * hh_ld + j] =
+                  j >= 2 * units && a.b_hh ? a.b_hh[2 * hd + sl.u0 + j - 2 * units] : T(0);
+        }
+        gemm_on_this_thread(Trans::No, rows, g_first * units, hd, st.h_prev, hd, wf,
+                            a.cell == Cell::Gru, hh, hh_ld, pack);
+        if (reset_before) {
+          gru_reset_before_gates(st);
+          return;
+        }
+        forward_step(a.cell, st);
+      } else {
         gemm_on_this_thread(Trans::No, rows, units, hd, static_cast<const T*>(st.extra), hd, wn,
                             false, hh + 2 * units, hh_ld, pack);
         gru_reset_before_update(st);
-      } else {
-        forward_step(a.cell, st);
       }
       for (index_t r = 0; r < rows; ++r) {
         T* yr = a.y + (t * batch + sl.b0 + r) * a.ldy + sl.u0;
@@ -298,11 +306,23 @@ void layer_forward(const LayerForward<T>& a) {
           std::fill(yr, yr + units, T(0));
         }
       }
-      if (!split.by_rows) {
+    };
+    // Threads that own units meet after every phase that others read from; threads that own
+    // rows never read another's.
+    const bool meet = !split.by_rows && team > 1;
+    for (index_t s = 0; s < steps; ++s) {
+      for (int slice = tid; slice < slices; slice += team) phase(1, slice, s);
+      if (reset_before) {
+        if (meet) {
+#pragma omp barrier
+        }
+        for (int slice = tid; slice < slices; slice += team) phase(2, slice, s);
+      }
+      if (meet) {
 #pragma omp barrier
       }
     }
-  }
+  });
   const index_t last = training ? (a.reverse ? 0 : steps) : steps % 2;
   std::copy(h_states + last * bh, h_states + (last + 1) * bh, a.h_n);
   if (lstm) std::copy(c_states + last * bh, c_states + (last + 1) * bh, a.c_n);
@@ -314,6 +334,17 @@ void layer_backward(const LayerBackward<T>& a) {
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, g = gate_count(a.cell);
   const index_t gh = g * hd, bh = batch * hd, rows_all = steps * batch;
   const bool lstm = a.cell == Cell::Lstm, reset_before = a.cell == Cell::GruResetBefore;
+  if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
+    if (a.dh_n)
+      std::copy(a.dh_n, a.dh_n + bh, a.dh0);
+    else
+      std::fill(a.dh0, a.dh0 + bh, T(0));
+    if (lstm && a.dc_n)
+      std::copy(a.dc_n, a.dc_n + bh, a.dc0);
+    else if (lstm)
+      std::fill(a.dc0, a.dc0 + bh, T(0));
+    return;
+  }
 
   // dL/d(pre-activations) of every step; the recurrent side differs only for linear-before-reset.
   // Every element is written by its step (zeros for ended sequences) before any product reads it.
@@ -342,31 +373,22 @@ void layer_backward(const LayerBackward<T>& a) {
   std::vector<T> work = buffer<T>(split.threads * per_thread);
   std::vector<uint8_t> active(static_cast<size_t>(split.threads * batch));
 
-#pragma omp parallel num_threads(split.threads) if (split.threads > 1)
-  {
-    const FlushDenormals thread_flush;
-    const int tid = thread_index();
-    const Slice sl = slice_of(split, tid, batch, hd);
-    const index_t rows = sl.b1 - sl.b0, units = sl.u1 - sl.u0;
-    T* scratch = work.data() + tid * per_thread;
-    T* pack = scratch + units_cap;
-    uint8_t* act = active.data() + tid * batch;
-    const PackedB<T>& wf = w_first[split.by_rows ? 0 : tid];
-    const PackedB<T>& wn = w_n[split.by_rows ? 0 : tid];
-    T* dh = dh_bufs.data();
-    T* dh_prev = dh_bufs.data() + bh;
-
-    for (index_t s = steps - 1; s >= 0; --s) {
+  const int slices = split.threads;
+  run_team(slices, [&](int tid, int team) {
+    // Step s in three phases: the gate gradients of the slice's units (1); for the reset-before
+    // GRU, the reset gate's, which needs every unit's n gradient (2); dh_prev += dG W_hh, which
+    // reads every unit's gate gradients (3).
+    auto phase = [&](int part, int slice, index_t s) {
+      const Slice sl = slice_of(split, slice, batch, hd);
+      const index_t rows = sl.b1 - sl.b0, units = sl.u1 - sl.u0;
+      T* scratch = work.data() + slice * per_thread;
+      T* pack = scratch + units_cap;
+      uint8_t* act = active.data() + slice * batch;
+      const PackedB<T>& wf = w_first[split.by_rows ? 0 : slice];
+      const PackedB<T>& wn = w_n[split.by_rows ? 0 : slice];
+      T* dh = dh_bufs.data() + ((steps - 1 - s) % 2) * bh;  // the two buffers swap every step
+      T* dh_prev = dh_bufs.data() + ((steps - s) % 2) * bh;
       const index_t t = a.reverse ? steps - 1 - s : s;
-      mark_active(a.lengths, sl.b0, sl.b1, t, act);
-      if (a.dy) {  // y is a constant zero past a sequence's end: its gradient is dropped there
-        for (index_t r = 0; r < rows; ++r) {
-          if (!act[r]) continue;
-          const T* dyr = a.dy + (t * batch + sl.b0 + r) * a.ldy + sl.u0;
-          T* dhr = dh + (sl.b0 + r) * hd + sl.u0;
-          for (index_t j = 0; j < units; ++j) dhr[j] += dyr[j];
-        }
-      }
       StepBackward<T> st{};
       st.batch = rows;
       st.hidden = hd;
@@ -387,24 +409,41 @@ void layer_backward(const LayerBackward<T>& a) {
       st.dh_prev = dh_prev + sl.b0 * hd;
       st.scratch = scratch;
       st.active = act;
-
-      backward_step(a.cell, st);
-      if (reset_before) {  // dL/d(r*h) = dan W_hn needs every unit's dan
-        if (!split.by_rows) {
-#pragma omp barrier
+      if (part == 1) {
+        mark_active(a.lengths, sl.b0, sl.b1, t, act);
+        if (a.dy) {  // y is a constant zero past a sequence's end: its gradient is dropped there
+          for (index_t r = 0; r < rows; ++r) {
+            if (!act[r]) continue;
+            const T* dyr = a.dy + (t * batch + sl.b0 + r) * a.ldy + sl.u0;
+            T* dhr = dh + (sl.b0 + r) * hd + sl.u0;
+            for (index_t j = 0; j < units; ++j) dhr[j] += dyr[j];
+          }
         }
+        backward_step(a.cell, st);
+      } else if (part == 2) {  // dL/d(r*h) = dan W_hn
         gemm_on_this_thread(Trans::No, rows, units, hd, static_cast<const T*>(st.dgx + 2 * hd), gh,
                             wn, false, d_rh.data() + sl.b0 * hd + sl.u0, hd, pack);
         gru_reset_before_backward_reset(st, static_cast<const T*>(d_rh.data() + sl.b0 * hd));
+      } else {
+        gemm_on_this_thread(Trans::No, rows, units, g_first * hd, static_cast<const T*>(st.dgh), gh,
+                            wf, true, st.dh_prev + sl.u0, hd, pack);
       }
-      if (!split.by_rows) {  // the product below reads every unit's gate gradients
+    };
+    const bool meet = !split.by_rows && team > 1;
+    for (index_t s = steps - 1; s >= 0; --s) {
+      for (int slice = tid; slice < slices; slice += team) phase(1, slice, s);
+      if (reset_before) {
+        if (meet) {
+#pragma omp barrier
+        }
+        for (int slice = tid; slice < slices; slice += team) phase(2, slice, s);
+      }
+      if (meet) {
 #pragma omp barrier
       }
-      gemm_on_this_thread(Trans::No, rows, units, g_first * hd, static_cast<const T*>(st.dgh), gh,
-                          wf, true, st.dh_prev + sl.u0, hd, pack);
-      std::swap(dh, dh_prev);
+      for (int slice = tid; slice < slices; slice += team) phase(3, slice, s);
     }
-  }
+  });
   const T* dh_last = dh_bufs.data() + (steps % 2) * bh;
   std::copy(dh_last, dh_last + bh, a.dh0);
   if (lstm) std::copy(dc.begin(), dc.end(), a.dc0);

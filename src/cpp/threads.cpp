@@ -1,13 +1,26 @@
 #include "threads.h"
 
 #include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define RNNFAST_HAVE_PTHREAD 1
+#endif
 
 namespace rnnfast {
 namespace {
 
 int default_num_threads() {
 #ifdef RNNFAST_HAVE_OPENMP
-  return std::max(1, omp_get_max_threads());  // honours OMP_NUM_THREADS
+  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // honours OMP_NUM_THREADS
 #else
   return 1;
 #endif
@@ -18,14 +31,124 @@ std::atomic<int>& thread_setting() {
   return n;
 }
 
+// The largest team known to start (0: none checked yet); teams are capped by it.
+std::atomic<int> g_startable{0};
+std::mutex g_check_mutex;
+
+// Set once a team of more than one thread has run; a child forked after that runs alone.
+std::atomic<bool> g_team_started{false};
+std::atomic<bool> g_forked_child{false};
+
+#ifdef RNNFAST_HAVE_PTHREAD
+void on_fork_child() {
+  if (g_team_started.load(std::memory_order_relaxed)) g_forked_child.store(true);
+}
+
+const bool g_atfork_registered = [] {
+  return pthread_atfork(nullptr, nullptr, &on_fork_child) == 0;
+}();
+
+// The stack size libgomp gives its threads: OMP_STACKSIZE / GOMP_STACKSIZE ("size[B|K|M|G]",
+// kilobytes by default), else the platform default (0 here).
+size_t openmp_stack_size() {
+  for (const char* name : {"OMP_STACKSIZE", "GOMP_STACKSIZE"}) {
+    const char* text = std::getenv(name);
+    if (!text || !*text) continue;
+    char* end = nullptr;
+    const unsigned long long value = std::strtoull(text, &end, 10);
+    while (end && std::isspace(static_cast<unsigned char>(*end))) ++end;
+    const char unit = end && *end ? static_cast<char>(std::toupper(*end)) : 'K';
+    const int shift = unit == 'B' ? 0 : unit == 'M' ? 20 : unit == 'G' ? 30 : 10;
+    return static_cast<size_t>(value) << shift;
+  }
+  return 0;
+}
+
+void* idle(void*) {
+  return nullptr;
+}
+
+// Starts n - 1 threads as libgomp would (same stack size) and joins them: libgomp exits the
+// process when it cannot create a thread, so a team is tried here first. Returns how many
+// threads (the caller included) could run, and the error of the first failure.
+int try_start(int n, int* error) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (const size_t stack = openmp_stack_size()) pthread_attr_setstacksize(&attr, stack);
+  std::vector<pthread_t> started;
+  *error = 0;
+  for (int i = 1; i < n && *error == 0; ++i) {
+    pthread_t t;
+    *error = pthread_create(&t, &attr, &idle, nullptr);
+    if (*error == 0) started.push_back(t);
+  }
+  for (pthread_t t : started) pthread_join(t, nullptr);
+  pthread_attr_destroy(&attr);
+  return static_cast<int>(started.size()) + 1;
+}
+#else
+int try_start(int n, int* error) {
+  *error = 0;
+  return n;
+}
+#endif
+
+// The largest team up to n that can start; checks once per new high-water mark.
+int startable(int n, int* error) {
+  *error = 0;
+  if (n <= g_startable.load()) return n;
+  const std::lock_guard<std::mutex> lock(g_check_mutex);
+  const int known = g_startable.load();
+  if (n <= known) return n;
+  const int got = try_start(n, error);
+  if (got > known) g_startable.store(got);
+  return std::min(n, got);
+}
+
 }  // namespace
 
 void set_num_threads(int n) {
-  thread_setting().store(std::max(1, n));
+  if (n < 1 || n > kMaxThreads) {
+    throw std::invalid_argument("n: expected a number of threads in [1, " +
+                                std::to_string(kMaxThreads) + "], got " + std::to_string(n));
+  }
+  int error = 0;
+  const int got = startable(n, &error);
+  if (got < n) {
+    throw std::runtime_error("n: only " + std::to_string(got) + " of " + std::to_string(n) +
+                             " threads could be started here (" + std::strerror(error) +
+                             "); the thread count stays " + std::to_string(get_num_threads()));
+  }
+  thread_setting().store(n);
 }
+
 int get_num_threads() {
   return thread_setting().load();
 }
+
+bool in_forked_child() {
+  return g_forked_child.load(std::memory_order_relaxed);
+}
+
+int usable_threads() {
+  if (in_forked_child()) return 1;
+  int error = 0;
+  return startable(get_num_threads(), &error);
+}
+
+namespace detail {
+
+int team_for(int wanted) {
+  if (wanted <= 1 || in_forked_child()) return 1;
+#ifdef RNNFAST_HAVE_OPENMP
+  if (omp_in_parallel()) return 1;  // inside someone's team: no nested teams of our own
+#endif
+  const int n = std::min(wanted, usable_threads());
+  if (n > 1) g_team_started.store(true, std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace detail
 
 bool have_openmp() {
 #ifdef RNNFAST_HAVE_OPENMP

@@ -1,4 +1,11 @@
-// Thread-count setting and the one parallel_for every kernel uses.
+// The thread-count setting, and the one way kernels run on several threads: run_team.
+//
+// A parallel region may get fewer threads than it asks for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call
+// from inside another parallel region, a thread that cannot be created), so every region plans
+// its work from the team it actually got: body(thread, team) for thread in [0, team). Work is
+// split so that who computes an element never changes how, so results are bitwise the same for
+// any team. A process forked after rnnfast started a team runs single-threaded: libgomp's pool
+// does not survive fork() and the child would hang in its first region.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -18,10 +25,24 @@ namespace rnnfast {
 
 using index_t = std::ptrdiff_t;
 
-// The only mutable global of the library: how many threads kernels may use (>= 1).
+// The most threads set_num_threads accepts: far beyond any useful team, small enough that a
+// typo (99999999999) is refused rather than tried.
+inline constexpr int kMaxThreads = 1024;
+
+// The only mutable global of the library: how many threads kernels may use.
+// Throws std::invalid_argument for n outside [1, kMaxThreads], std::runtime_error when n threads
+// cannot be started here (the setting is then left as it was).
 void set_num_threads(int n);
 int get_num_threads();
+// The team a region may ask for now: the setting, capped by what could be started, 1 in a child
+// forked after rnnfast ran a team.
+int usable_threads();
 bool have_openmp();
+bool in_forked_child();
+
+namespace detail {
+int team_for(int wanted);  // usable_threads() capped by `wanted`; records that a team ran
+}
 
 // While alive, the calling thread flushes denormal results to zero and reads denormal inputs as
 // zero (FTZ/DAZ): denormals are a known cause of erratic RNN slowdowns on CPUs (a saturating
@@ -53,36 +74,35 @@ class FlushDenormals {
   unsigned long long saved_ = 0;  // MXCSR (32 bits) or FPCR (64 bits)
 };
 
-inline int thread_index() {
-#ifdef RNNFAST_HAVE_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-// Calls body(begin, end) on contiguous chunks of [0, n), each at least `grain` long, one chunk a
-// thread. Serial when the range is small, when one thread is allowed, or when already inside a
-// parallel region. The split only decides who computes an element, never how: every result is
-// reduced in the same order whatever the thread count, so outputs are bitwise reproducible.
+// Runs body(thread, team) on a team of at most `wanted` threads, each thread with denormals
+// flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`.
 template <typename Body>
-void parallel_for(index_t n, index_t grain, const Body& body) {
-  if (n <= 0) return;
-  const index_t max_chunks = (n + std::max<index_t>(grain, 1) - 1) / std::max<index_t>(grain, 1);
-  const index_t chunks = std::min<index_t>(get_num_threads(), max_chunks);
+void run_team(int wanted, const Body& body) {
+  const int n = detail::team_for(wanted);
 #ifdef RNNFAST_HAVE_OPENMP
-  if (chunks > 1 && !omp_in_parallel()) {
-#pragma omp parallel num_threads(static_cast<int>(chunks))
+  if (n > 1) {
+#pragma omp parallel num_threads(n)
     {
       const FlushDenormals flush;
-      const index_t id = omp_get_thread_num();
-      const index_t count = omp_get_num_threads();
-      body(n * id / count, n * (id + 1) / count);
+      body(omp_get_thread_num(), omp_get_num_threads());
     }
     return;
   }
 #endif
-  body(0, n);
+  const FlushDenormals flush;
+  body(0, 1);
+}
+
+// Calls body(begin, end) on contiguous chunks of [0, n), each at least `grain` long, one chunk a
+// thread. Serial when the range is small or one thread is allowed. The split only decides who
+// computes an element, never how: every result is reduced in the same order whatever the team.
+template <typename Body>
+void parallel_for(index_t n, index_t grain, const Body& body) {
+  if (n <= 0) return;
+  const index_t g = std::max<index_t>(grain, 1);
+  const index_t chunks = std::min<index_t>(get_num_threads(), (n + g - 1) / g);
+  run_team(static_cast<int>(chunks),
+           [&](int id, int count) { body(n * id / count, n * (id + 1) / count); });
 }
 
 }  // namespace rnnfast

@@ -12,7 +12,7 @@ from typing import Any
 from . import _core, clip, init, nn, optim, reference, tasks, tbptt
 from ._fast import FastEngine
 from ._modules import GRUBase, LSTMBase, Module, RecurrentBase, RNNBase, Tape
-from ._validate import check_size
+from ._validate import check_int
 
 __version__: str = _core.__version__
 
@@ -34,13 +34,23 @@ class GRU(GRUBase):
     _engine = _FAST
 
 
+MAX_THREADS: int = _core.MAX_THREADS
+
+
 def set_num_threads(n: int) -> None:
-    """Threads the C++ kernels may use (default: OMP_NUM_THREADS, else all cores)."""
-    _core.set_num_threads(check_size(n, "n"))
+    """Threads the C++ kernels may use (default: OMP_NUM_THREADS, else all cores), at most
+    MAX_THREADS. Raises RuntimeError, keeping the previous count, when n threads cannot be
+    started here (libgomp would end the process instead)."""
+    count = check_int(n, "n")
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"n: expected a number of threads in [1, {MAX_THREADS}], got {count}")
+    _core.set_num_threads(count)
 
 
 def get_num_threads() -> int:
-    return int(_core.get_num_threads())
+    """The thread count kernels use: the setting, or 1 in a process forked after rnnfast ran a
+    team of threads (libgomp's threads do not survive fork)."""
+    return int(_core.usable_threads())
 
 
 def isa() -> str:

@@ -6,6 +6,7 @@ A concrete class pairs one of these with an engine (the C++ core in `rnnfast`, N
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, Union
 
@@ -74,19 +75,37 @@ def _nbytes(obj: Any) -> int:
 
 class Module:
     """Parameters as named NumPy arrays (`params`), their gradients (`grads`, accumulated by
-    backward like PyTorch's .grad), and state dicts of copies."""
+    backward like PyTorch's .grad), and state dicts of copies.
+
+    Thread safety: forward calls may run concurrently on one module; backward calls too (their
+    additions to `grads` are serialised by a lock). Changing parameters or grads while another
+    thread runs forward or backward on the module is not safe, as in any framework.
+    """
 
     dtype: np.dtype
     params: dict[str, np.ndarray]
     grads: dict[str, np.ndarray]
+    _grad_lock: threading.Lock
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_grad_lock", None)  # a lock is neither copied nor pickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.dtype = np.dtype(self.dtype.name)  # NumPy's own instance, not an unpickled twin
+        self._grad_lock = threading.Lock()
+
     def _init_uniform(self, bound: float, seed: int | None) -> None:
         """Every parameter uniform in [-bound, bound] (PyTorch's default schemes), seeded;
         gradients zeroed."""
-        rng = np.random.default_rng(seed)
+        if not hasattr(self, "_grad_lock"):
+            self._grad_lock = threading.Lock()
+        rng = np.random.default_rng(v.check_seed(seed))
         self.params = {
             name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             for name, shape in self._param_shapes().items()
@@ -161,12 +180,13 @@ class RecurrentBase(Module):
         self.input_size = v.check_size(input_size, "input_size")
         self.hidden_size = v.check_size(hidden_size, "hidden_size")
         self.num_layers = v.check_size(num_layers, "num_layers")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.bidirectional = bool(bidirectional)
+        self.bias = v.check_bool(bias, "bias")
+        self.batch_first = v.check_bool(batch_first, "batch_first")
+        self.bidirectional = v.check_bool(bidirectional, "bidirectional")
         self.dtype = v.check_dtype(dtype)
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self._shapes = self._compute_param_shapes()
         self.reset_parameters(seed)
 
     # --- parameters -------------------------------------------------------------------------
@@ -181,6 +201,9 @@ class RecurrentBase(Module):
         raise NotImplementedError
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self._shapes
+
+    def _compute_param_shapes(self) -> dict[str, tuple[int, ...]]:
         gh, hd, d = self._gates * self.hidden_size, self.hidden_size, self.num_directions
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(self.num_layers):
@@ -203,7 +226,7 @@ class RecurrentBase(Module):
         names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
         if self.bias:
             names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
-        shapes = self._param_shapes()
+        shapes = self._shapes
         out = []
         for name in names:
             p = self.params.get(name)
@@ -227,8 +250,12 @@ class RecurrentBase(Module):
 
     # --- running ----------------------------------------------------------------------------
 
-    def _to_time_major(self, x: Any, name: str) -> np.ndarray:
-        arr = v.as_float_array(x, name, self.dtype)
+    def _to_time_major(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        """x as a C-contiguous (T, B, I) array of the module dtype, and whether that array is a
+        copy of rnnfast's own (False: it may be, or view, the caller's memory)."""
+        given = np.asarray(x)
+        numbers = isinstance(x, (list, tuple, float))
+        arr = v.as_float_array(given, name, self.dtype, python_numbers=numbers)
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
         if arr.ndim != 3:
             raise ValueError(
@@ -240,7 +267,8 @@ class RecurrentBase(Module):
                 f"{name}: expected input size (last dimension) {self.input_size}, "
                 f"got {arr.shape[2]}"
             )
-        return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
+        out = np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
+        return out, out is not given and out.flags.owndata
 
     def _check_state(
         self, state: Any, batch: int, name: str
@@ -277,14 +305,16 @@ class RecurrentBase(Module):
     ) -> tuple[np.ndarray, State, Tape | None]:
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
         `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length."""
-        x_tm = self._to_time_major(x, "x")
+        training = v.check_bool(training, "training")
+        x_tm, owned = self._to_time_major(x, "x")
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
         h0, c0 = self._check_state(state, batch, "state")
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(x_tm, x):
-            # backward must see x as it was, whatever the caller does with its array next
+        if training and not owned:
+            # backward must see x as it was, whatever the caller does with its memory next
+            # (an ndarray, a memoryview, a tensor: anything np.asarray may view)
             x_tm = x_tm.copy()
-        y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, bool(training))
+        y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, training)
         tape = None
         if training:
             meta = {"steps": steps, "batch": batch}
@@ -326,8 +356,10 @@ class RecurrentBase(Module):
         dh_n = dc_n = None
         if dstate_n is not None:
             dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
+        input_grad = v.check_bool(input_grad, "input_grad")
         tape._consumed = True
-        dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n, bool(input_grad))
+        with self._grad_lock:  # concurrent backward calls add to the same grads
+            dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n, input_grad)
         tape._saved = None  # free the memory now
         if not input_grad or dx is None:
             return None, self._pack_state(dh0, dc0)
@@ -395,7 +427,7 @@ class GRUBase(RecurrentBase):
         linear_before_reset: bool = True,
         **kwargs: Any,
     ) -> None:
-        self.linear_before_reset = bool(linear_before_reset)
+        self.linear_before_reset = v.check_bool(linear_before_reset, "linear_before_reset")
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
     @property

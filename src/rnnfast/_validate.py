@@ -22,39 +22,98 @@ def check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def check_size(value: Any, name: str, minimum: int = 1) -> int:
-    """A whole number >= minimum (bools are refused: True is not a size)."""
+def check_int(value: Any, name: str) -> int:
+    """A whole number (bools are refused: True is not a count)."""
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected an integer, got bool")
     try:
-        n = operator.index(value)
+        return operator.index(value)
     except TypeError as exc:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from exc
+
+
+def check_size(value: Any, name: str, minimum: int = 1) -> int:
+    """A whole number >= minimum."""
+    n = check_int(value, name)
     if n < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {n}")
     return n
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """A real boolean: 'False' or 0 would be a typo passing for an answer."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {value!r}")
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """None (fresh entropy) or a non-negative integer."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool):
+        raise TypeError(f"{name}: expected None or an integer >= 0, got bool")
+    try:
+        n = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"{name}: expected None or an integer >= 0, got {seed!r}") from None
+    if n < 0:
+        raise ValueError(f"{name}: expected None or an integer >= 0, got {n}")
+    return n
+
+
+def _integers_exact(arr: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether every integer of arr is exactly a value of the floating dtype."""
+    if arr.dtype.kind == "b" or arr.size == 0:
+        return True
+    limit = 2 ** (np.finfo(dtype).nmant + 1)  # every integer up to 2^24 (2^53) is a float32 (64)
+    info = np.iinfo(arr.dtype)
+    if -limit <= info.min and info.max <= limit:
+        return True
+    big = arr[(arr > limit) | (arr < -limit)] if info.min < 0 else arr[arr > limit]
+    if big.size == 0:
+        return True
+    as_float = big.astype(dtype)
+    # A value that rounds to 2^63 (2^64 unsigned) has no integer of arr's type to compare with.
+    fits = (as_float >= float(info.min)) & (as_float < 2.0 ** (info.bits - (info.min < 0)))
+    return bool(fits.all() and np.array_equal(as_float.astype(arr.dtype), big))
+
+
 def as_float_array(
-    value: Any, name: str, dtype: np.dtype, *, convert_floats: bool = False
+    value: Any,
+    name: str,
+    dtype: np.dtype,
+    *,
+    convert_floats: bool = False,
+    python_numbers: bool | None = None,
 ) -> np.ndarray:
     """`value` as an array of `dtype`, never the caller's array modified.
 
     Integer and boolean arrays are converted when every value is exactly representable. A floating
     array of another precision is refused (as PyTorch does), unless `convert_floats` (loading a
-    state dict, where PyTorch converts too).
+    state dict, where PyTorch converts too). Python numbers and (nested) lists or tuples of them
+    carry no precision of their own: they are rounded to `dtype`, as torch.tensor rounds them,
+    and refused only when a value overflows it (`python_numbers` says whether `value` came from
+    such, when the caller has already made it an array).
     """
+    if python_numbers is None:
+        python_numbers = isinstance(value, (list, tuple, float))
     arr = np.asarray(value)
     if arr.dtype == dtype:
         return arr
     kind = arr.dtype.kind
     if kind in "iub":
-        converted = arr.astype(dtype)
-        if kind != "b" and not np.array_equal(converted, arr):
+        if not _integers_exact(arr, dtype):
             raise TypeError(
                 f"{name}: integer values cannot be represented exactly in {dtype}; "
                 f"convert it yourself with .astype({dtype.name})"
             )
+        return arr.astype(dtype)
+    if kind == "f" and python_numbers:
+        with np.errstate(over="ignore"):
+            converted = arr.astype(dtype)
+        if np.isinf(converted).sum() != np.isinf(arr).sum():
+            raise ValueError(f"{name}: values beyond the range of {dtype}")
         return converted
     if kind == "f" and convert_floats:
         return arr.astype(dtype)

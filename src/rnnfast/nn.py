@@ -41,7 +41,7 @@ class Linear(Module):
     ) -> None:
         self.in_features = v.check_size(in_features, "in_features")
         self.out_features = v.check_size(out_features, "out_features")
-        self.bias = bool(bias)
+        self.bias = v.check_bool(bias, "bias")
         self.dtype = v.check_dtype(dtype)
         self.reset_parameters(seed)
 

@@ -120,7 +120,9 @@ def _direction_backward(
             dh = dh + np.where(m, dy[t], 0)
         h_prev = step["h_prev"]
         if cell in ("rnn_tanh", "rnn_relu"):
-            slope = 1 - step["h"] ** 2 if cell == "rnn_tanh" else (step["h"] > 0).astype(x.dtype)
+            # ReLU's slope is 1 at NaN, as in PyTorch (its gradient passes there).
+            h = step["h"]
+            slope = 1 - h**2 if cell == "rnn_tanh" else np.where(h <= 0, 0, 1).astype(x.dtype)
             da_x = dh * slope
             da_h = da_x
             dh_prev = np.zeros_like(dh)
@@ -159,18 +161,21 @@ def _direction_backward(
                 da_h = da_x
         da_x = np.where(m, da_x, 0)
         da_h = np.where(m, da_h, 0)
-        gw_ih += da_x.T @ x[t]
+        # Only the rows still running touch a gradient: whatever padding holds (NaN included)
+        # must not reach one, and 0 * NaN would.
+        act = mask[t]
+        gw_ih += da_x[act].T @ x[t][act]
         if cell == "gru_reset_before":
-            gw_hh[: 2 * hd] += da_h[:, : 2 * hd].T @ h_prev
-            gw_hh[2 * hd :] += da_h[:, 2 * hd :].T @ step["rh"]
+            gw_hh[: 2 * hd] += da_h[act, : 2 * hd].T @ h_prev[act]
+            gw_hh[2 * hd :] += da_h[act, 2 * hd :].T @ step["rh"][act]
             dh_prev = dh_prev + da_h[:, : 2 * hd] @ w_hh[: 2 * hd]
         else:
-            gw_hh += da_h.T @ h_prev
+            gw_hh += da_h[act].T @ h_prev[act]
             dh_prev = dh_prev + da_h @ w_hh
         if gb_ih is not None:
-            gb_ih += da_x.sum(axis=0)
-            gb_hh += da_h.sum(axis=0)
-        dx[t] = da_x @ w_ih
+            gb_ih += da_x[act].sum(axis=0)
+            gb_hh += da_h[act].sum(axis=0)
+        dx[t] = np.where(m, da_x @ w_ih, 0)
         dh = np.where(m, dh_prev, dh)  # an ended sequence passes dh through unchanged
         if dc is not None:
             dc = np.where(m, dc_prev, dc)
@@ -190,9 +195,13 @@ class ReferenceEngine:
         training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         steps, batch, _ = x.shape
+        dirs = module.num_directions
+        if batch == 0:  # no sequence: nothing runs, whatever T is
+            y = np.zeros((steps, 0, dirs * module.hidden_size), module.dtype)
+            c_n = None if c0 is None else c0.copy()
+            return y, h0.copy(), c_n, ({"empty": x.shape} if training else None)
         lens = np.full(batch, steps) if lengths is None else lengths
         mask = np.arange(steps)[:, None] < lens[None, :]
-        dirs = module.num_directions
         h_n, c_n = np.empty_like(h0), None if c0 is None else np.empty_like(c0)
         layer_in, inputs, caches = x, [], []
         for layer in range(module.num_layers):
@@ -222,13 +231,15 @@ class ReferenceEngine:
         dc_n: np.ndarray | None,
         input_grad: bool = True,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         hd, dirs = module.hidden_size, module.num_directions
-        batch = inputs[0].shape[1]
         lstm = module.cell == "lstm"
+        batch = 0 if "empty" in saved else saved["inputs"][0].shape[1]
         shape = (module.num_layers * dirs, batch, hd)
         dh_n = np.zeros(shape, module.dtype) if dh_n is None else dh_n
         dc_n = (np.zeros(shape, module.dtype) if dc_n is None else dc_n) if lstm else None
+        if "empty" in saved:  # nothing ran: the gradient passes to the initial state
+            return np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc_n
+        inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         dh0 = np.empty(shape, module.dtype)
         dc0 = np.empty(shape, module.dtype) if lstm else None
         d_out = dy
