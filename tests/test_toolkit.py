@@ -366,7 +366,8 @@ def test_checkpoint_is_atomic_and_round_trips(tmp_path, monkeypatch):
     path = tmp_path / "run.npz"
     checkpoint.save(path, {"a": np.arange(3.0)}, {"step": 1})
     arrays, meta = checkpoint.load(path)
-    assert meta == {"step": 1} and arrays["a"].tolist() == [0, 1, 2]
+    assert meta == {"format": "rnnfast-checkpoint", "step": 1}
+    assert arrays["a"].tolist() == [0, 1, 2]
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # interrupted in the middle of writing
@@ -376,7 +377,7 @@ def test_checkpoint_is_atomic_and_round_trips(tmp_path, monkeypatch):
         checkpoint.save(path, {"a": np.zeros(3)}, {"step": 2})
     monkeypatch.undo()
     arrays, meta = checkpoint.load(path)  # the old checkpoint, intact
-    assert meta == {"step": 1} and arrays["a"].tolist() == [0, 1, 2]
+    assert meta["step"] == 1 and arrays["a"].tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable checkpoint"):

@@ -3,86 +3,61 @@
 `rnnfast.RNN`, `rnnfast.LSTM` and `rnnfast.GRU` run on the C++ core; `rnnfast.reference` holds
 the same classes in plain NumPy (the oracle the core is tested against). The training toolkit:
 `nn` (Linear, losses), `clip`, `init`, `optim`, `tbptt` (truncated BPTT) and `tasks`.
+
+Only the extension is loaded at import (so a bad RNNFAST_ISA fails here); every other name is
+imported on first use (PEP 562), which keeps `import rnnfast` and the command line quick.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import _core, clip, init, nn, optim, reference, tasks, tbptt
-from ._fast import FastEngine
-from ._modules import GRUBase, LSTMBase, Module, RecurrentBase, RNNBase, Tape
-from ._validate import check_int
+from . import _core
+from ._runtime import MAX_THREADS, get_num_threads, isa, set_num_threads, show_config
 
 __version__: str = _core.__version__
 
-_FAST = FastEngine()
+_SUBMODULES = {"checkpoint", "clip", "init", "nn", "optim", "reference", "tasks", "tbptt"}
+_NAMES = {
+    "RNN": "_fast",
+    "LSTM": "_fast",
+    "GRU": "_fast",
+    "Module": "_modules",
+    "RecurrentBase": "_modules",
+    "Tape": "_modules",
+}
+
+if TYPE_CHECKING:
+    from . import checkpoint, clip, init, nn, optim, reference, tasks, tbptt
+    from ._fast import GRU, LSTM, RNN
+    from ._modules import Module, RecurrentBase, Tape
 
 
-class RNN(RNNBase):
-    __doc__ = RNNBase.__doc__
-    _engine = _FAST
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value  # found once, then a plain attribute
+        return value
+    raise AttributeError(f"module 'rnnfast' has no attribute {name!r}")
 
 
-class LSTM(LSTMBase):
-    __doc__ = LSTMBase.__doc__
-    _engine = _FAST
-
-
-class GRU(GRUBase):
-    __doc__ = GRUBase.__doc__
-    _engine = _FAST
-
-
-MAX_THREADS: int = _core.MAX_THREADS
-
-
-def set_num_threads(n: int) -> None:
-    """Threads the C++ kernels may use (default: OMP_NUM_THREADS, else all cores), at most
-    MAX_THREADS. Raises RuntimeError, keeping the previous count, when n threads cannot be
-    started here (libgomp would end the process instead)."""
-    count = check_int(n, "n")
-    if not 1 <= count <= MAX_THREADS:
-        raise ValueError(f"n: expected a number of threads in [1, {MAX_THREADS}], got {count}")
-    _core.set_num_threads(count)
-
-
-def get_num_threads() -> int:
-    """The thread count kernels use: the setting, or 1 in a process forked after rnnfast ran a
-    team of threads (libgomp's threads do not survive fork)."""
-    return int(_core.usable_threads())
-
-
-def isa() -> str:
-    """The instruction set the kernels use: avx512, avx2, neon or generic.
-
-    The best one this CPU and OS support is chosen at import; the environment variable
-    RNNFAST_ISA (set before import) forces a lower one, and an unsupported value fails the import.
-    """
-    return str(_core.isa())
-
-
-def show_config() -> dict[str, Any]:
-    """What this build runs with: version, ISA (and the others runnable here), compiler,
-    OpenMP and threads."""
-    return {
-        "version": __version__,
-        "isa": isa(),
-        "supported_isas": list(_core.supported_isas()),
-        "compiler": _core.compiler(),
-        "openmp": bool(_core.have_openmp()),
-        "num_threads": get_num_threads(),
-    }
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES | set(_NAMES))
 
 
 __all__ = [
     "GRU",
     "LSTM",
+    "MAX_THREADS",
     "RNN",
     "Module",
     "RecurrentBase",
     "Tape",
     "__version__",
+    "checkpoint",
     "clip",
     "get_num_threads",
     "init",

@@ -1,5 +1,9 @@
 """Command line: `rnnfast bench`, `rnnfast train TASK`, `rnnfast charrnn train|sample`
-(also `python -m rnnfast ...`)."""
+(also `python -m rnnfast ...`).
+
+A user's mistake (a bad option, an unreadable file, a run that does not fit in memory) is one
+line on stderr and a non-zero exit, never a traceback; so is Ctrl-C, at any point (exit 130).
+"""
 
 from __future__ import annotations
 
@@ -17,23 +21,7 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     from . import __version__, bench, charrnn, train
 
     parser = Parser(prog="rnnfast", description="Fast CPU RNN, LSTM and GRU.")
@@ -42,28 +30,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_arguments(
         sub.add_parser("bench", help="time rnnfast against the reference and PyTorch")
     )
-    train.add_arguments(
-        sub.add_parser("train", help="train on a long-range-dependency task"),
-        positive_int,
-        positive_float,
-    )
-    charrnn.add_arguments(
-        sub.add_parser("charrnn", help="character-level language model"),
-        positive_int,
-        positive_float,
-    )
+    train.add_arguments(sub.add_parser("train", help="train on a long-range-dependency task"))
+    charrnn.add_arguments(sub.add_parser("charrnn", help="character-level language model"))
     args = parser.parse_args(argv)
+    name = f"rnnfast {args.command}"
     try:
         if args.command == "bench":
             return bench.run(args)
         if args.command == "charrnn":
             return charrnn.main(args)
         return train.main(args)
-    except (ValueError, OSError, KeyError) as exc:  # the user's input: one line, no traceback
-        print(f"rnnfast {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # the user's input: one line, no traceback
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"rnnfast {args.command}: interrupted", file=sys.stderr)
+    except MemoryError as exc:
+        detail = str(exc) or "out of memory"
+        print(
+            f"{name}: error: this run does not fit in memory ({detail}); "
+            "use smaller sizes (--hidden, --batch, --seq-len) or a smaller corpus",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # at any point, start-up included
+        print("rnnfast: interrupted", file=sys.stderr)
         return 130
 
 

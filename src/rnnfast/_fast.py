@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._modules import RecurrentBase
+from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase
 
 _CELL_CODES = {
     "rnn_tanh": _core.CELL_RNN_TANH,
@@ -122,3 +122,24 @@ class FastEngine:
                     dc0[k] = dc
             d_out = dx
         return d_out, dh0, dc0
+
+
+_FAST = FastEngine()
+
+
+class RNN(RNNBase):
+    __doc__ = RNNBase.__doc__
+    __module__ = "rnnfast"
+    _engine = _FAST
+
+
+class LSTM(LSTMBase):
+    __doc__ = LSTMBase.__doc__
+    __module__ = "rnnfast"
+    _engine = _FAST
+
+
+class GRU(GRUBase):
+    __doc__ = GRUBase.__doc__
+    __module__ = "rnnfast"
+    _engine = _FAST

@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from . import GRU, LSTM, RNN, _core, get_num_threads, isa, reference, set_num_threads
+from . import _core, reference
+from ._args import THREADS
+from ._fast import GRU, LSTM, RNN
+from ._runtime import get_num_threads, isa, set_num_threads
 
 # DESIGN.md section 5: (T, B, I = H).
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
@@ -208,9 +211,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a subset that finishes in under a minute")
     p.add_argument("--cells", type=parse_cells, default=list(CELLS), help="e.g. lstm,gru")
     p.add_argument("--sizes", type=parse_sizes, help="TxBxH list, e.g. 100x1x128,50x64x512")
-    from .__main__ import positive_int
-
-    p.add_argument("--threads", type=positive_int, help="threads for rnnfast and PyTorch")
+    p.add_argument("--threads", type=THREADS, help="threads for rnnfast and PyTorch")
     p.add_argument("--min-time", type=float, help="seconds to spend timing each measurement")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")

@@ -26,9 +26,24 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, clip, nn, optim, set_num_threads, tbptt
+from . import checkpoint, clip, nn, optim, tbptt
+from ._args import (
+    BATCH,
+    HIDDEN,
+    LAYERS,
+    SEQ_LEN,
+    THREADS,
+    bounded_int,
+    clip_norm,
+    positive_float,
+    positive_int,
+    seed,
+)
+from ._interrupt import StopOnSignal
+from ._memory import check_fits, recurrent_model_bytes, sequence_bytes
+from ._runtime import set_num_threads
 from .progress import Progress
-from .train import CELLS
+from .train import CELLS, GATES
 
 DEFAULT_CORPUS_CHARS = 3_000_000
 
@@ -79,17 +94,26 @@ class CharModel:
         cls, kw = CELLS[cfg.cell]
         v = len(cfg.vocab)
         self.cfg = cfg
-        self.index = {c: i for i, c in enumerate(cfg.vocab)}
+        codes = np.frombuffer(cfg.vocab.encode("utf-32-le", "surrogatepass"), np.uint32)
+        self._order = np.argsort(codes, kind="stable")  # sorted position -> vocabulary index
+        self._codes = codes[self._order]
         self.rnn = cls(v, cfg.hidden, cfg.layers, seed=cfg.seed, **kw)
         self.head = nn.Linear(cfg.hidden, v, seed=cfg.seed + 1)
         self.eye = np.eye(v, dtype=np.float32)
         self.loss = nn.CrossEntropyLoss()
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
-        missing = sorted(set(text) - set(self.index))
-        if missing:
+        """Character indices (int32): code points looked up in the sorted vocabulary at once,
+        4 bytes a character where a Python list would take ten times that."""
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+        idx = np.searchsorted(self._codes, codes)
+        known = (idx < len(self._codes)) & (
+            self._codes[np.minimum(idx, len(self._codes) - 1)] == codes
+        )
+        if not known.all():
+            missing = sorted({chr(c) for c in codes[~known][:1000]})
             raise ValueError(f"{what}: characters not in the model's vocabulary: {missing[:10]!r}")
-        return np.array([self.index[c] for c in text], dtype=np.int64)
+        return self._order[idx].astype(np.int32)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: Any) -> tuple[float, Any]:
         """One truncated-BPTT chunk: x, y (T, B) character indices. Returns loss, final state."""
@@ -131,14 +155,32 @@ class CharModel:
         return prime + "".join(chars)
 
 
-def _save(path: str, model: CharModel, opt: optim.Optimizer, step: int, pos: int) -> None:
+KIND = "rnnfast charrnn"
+# What --resume may change (applied, and said); the rest is fixed by the checkpoint.
+CHANGEABLE = ("lr", "clip")
+FIXED = ("cell", "hidden", "layers", "seq_len", "batch", "seed")
+
+
+def _state_arrays(state: Any) -> dict[str, np.ndarray]:
+    if state is None:
+        return {}
+    if isinstance(state, tuple):
+        return {"state.h": state[0], "state.c": state[1]}
+    return {"state.h": state}
+
+
+def _save(
+    path: str, model: CharModel, opt: optim.Optimizer, step: int, pos: int, state: Any
+) -> None:
     sd = opt.state_dict()
     arrays = {
         **checkpoint.module_arrays("rnn", model.rnn),
         **checkpoint.module_arrays("head", model.head),
         **checkpoint.optimizer_arrays(opt),
+        **_state_arrays(state),  # the carried state: a resumed run continues bit for bit
     }
     meta = {
+        "kind": KIND,
         "config": asdict(model.cfg),
         "step": step,
         "pos": pos,
@@ -149,37 +191,86 @@ def _save(path: str, model: CharModel, opt: optim.Optimizer, step: int, pos: int
 
 def load_model(path: str) -> tuple[CharModel, dict[str, np.ndarray], dict[str, Any]]:
     arrays, meta = checkpoint.load(path)
-    if "config" not in meta or "vocab" not in meta["config"]:
-        raise ValueError(f"{path}: not a charrnn checkpoint")
-    model = CharModel(CharConfig(**meta["config"]))
-    model.rnn.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("rnn.")})
-    model.head.load_state_dict({k[5:]: v for k, v in arrays.items() if k.startswith("head.")})
+    if meta.get("kind") not in (None, KIND) or "vocab" not in meta.get("config", {}):
+        raise checkpoint.CheckpointError(
+            f"{path}: not a checkpoint of rnnfast charrnn (rnnfast train's? it resumes with "
+            "`rnnfast train TASK --resume`)"
+        )
+    cfg = checkpoint.config_from(meta, CharConfig, path, KIND)
+    if not cfg.vocab or len(set(cfg.vocab)) != len(cfg.vocab) or cfg.cell not in CELLS:
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (vocabulary or cell)")
+    for name in ("hidden", "layers", "seq_len", "batch"):
+        if getattr(cfg, name) < 1:
+            raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ({name} < 1)")
+    model = CharModel(cfg)
+    try:
+        model.rnn.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("rnn.")})
+        model.head.load_state_dict({k[5:]: v for k, v in arrays.items() if k.startswith("head.")})
+    except (KeyError, ValueError, TypeError) as exc:
+        raise checkpoint.CheckpointError(f"{path}: does not fit its own model ({exc})") from None
     return model, arrays, meta
 
 
+def _saved_state(arrays: dict[str, np.ndarray], model: CharModel, path: str) -> Any:
+    if "state.h" not in arrays:
+        return None
+    h = arrays["state.h"]
+    state = (h, arrays.get("state.c")) if model.rnn._has_cell_state else h
+    try:
+        model.rnn._check_state(state, model.cfg.batch, "state")
+    except (TypeError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ({exc})") from None
+    return state
+
+
+def _check_corpus_fits(files: Sequence[str]) -> None:
+    """A corpus costs about 16 bytes a byte of text at its peak (the text, its UTF-32 code
+    points, the indices); refuse one that cannot fit before reading it."""
+    total = 0
+    for name in files:
+        try:
+            total += Path(name).stat().st_size
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    check_fits(16 * total, f"a corpus of {total / 2**30:.2f} GiB of text")
+
+
 def train(args: argparse.Namespace) -> int:
-    text = read_corpus(args.files) if args.files else default_corpus()
-    if len(text) < 100:
-        raise ValueError(f"the corpus has {len(text)} characters; at least 100 are needed")
+    given = {k: getattr(args, k) for k in (*FIXED, *CHANGEABLE) if getattr(args, k) is not None}
+    if args.files:
+        _check_corpus_fits(args.files)
+    checkpoint.check_writable(args.checkpoint)
     if args.threads is not None:
         set_num_threads(args.threads)
     if args.resume:
         model, arrays, meta = load_model(args.checkpoint)
         cfg = model.cfg
-    else:
-        cfg = CharConfig(
-            vocab="".join(sorted(set(text))),
-            cell=args.cell,
-            hidden=args.hidden,
-            layers=args.layers,
-            seq_len=args.seq_len,
-            batch=args.batch,
-            lr=args.lr,
-            clip=args.clip,
-            seed=args.seed,
-        )
+        for name, value in given.items():
+            if name in FIXED and value != getattr(cfg, name):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} {value}: the checkpoint was trained with {flag} "
+                    f"{getattr(cfg, name)}, which --resume keeps; only --lr, --clip, --steps, "
+                    "--minutes, --eval-every and --val-chars can change"
+                )
+            if name in CHANGEABLE and value != getattr(cfg, name):
+                print(
+                    f"--resume: {name} {value} (the checkpoint had {getattr(cfg, name)})",
+                    file=sys.stderr,
+                )
+                setattr(cfg, name, value)
+    text = read_corpus(args.files) if args.files else default_corpus()
+    if len(text) < 100:
+        raise ValueError(f"the corpus has {len(text)} characters; at least 100 are needed")
+    if not args.resume:
+        cfg = CharConfig(vocab="".join(sorted(set(text))), **given)
+        g, v = GATES[cfg.cell], len(cfg.vocab)
+        need = recurrent_model_bytes(g, v, cfg.hidden, cfg.layers, v, optimizer_states=2)
+        need += 3 * cfg.batch * cfg.seq_len * sequence_bytes(g, v, cfg.hidden, cfg.layers, v)
+        check_fits(need, f"a {cfg.cell} of {cfg.layers}x{cfg.hidden} with this batch")
         model = CharModel(cfg)
     ids = model.encode(text, "corpus")
+    del text
     split = len(ids) - max(len(ids) // 20, cfg.seq_len + 2)
     train_ids, val_ids = ids[:split], ids[split : split + args.val_chars]
     stream_len = len(train_ids) // cfg.batch
@@ -190,21 +281,31 @@ def train(args: argparse.Namespace) -> int:
         )
     streams = train_ids[: stream_len * cfg.batch].reshape(cfg.batch, stream_len)
     opt = optim.Adam([model.rnn, model.head], lr=cfg.lr)
-    step, pos = 0, 0
+    step, pos, state = 0, 0, None
     if args.resume:
-        checkpoint.restore(arrays, {"rnn": model.rnn, "head": model.head}, opt, meta["optim"])
-        step, pos = meta["step"], meta["pos"]
+        checkpoint.restore(
+            arrays, {"rnn": model.rnn, "head": model.head}, opt, meta["optim"], args.checkpoint
+        )
+        opt.hyper["lr"] = cfg.lr  # --lr may have changed
+        step = checkpoint.field(meta, "step", int, args.checkpoint)
+        pos = checkpoint.field(meta, "pos", int, args.checkpoint)
+        state = _saved_state(arrays, model, args.checkpoint)
+        if step >= args.steps:
+            raise ValueError(
+                f"--steps {args.steps}: the checkpoint has already trained {step} steps; "
+                "give a larger --steps to continue"
+            )
     budget_s = args.minutes * 60 if args.minutes else float("inf")
     progress = Progress(args.steps)
-    state, t0, seen = None, time.perf_counter(), 0
+    t0, seen = time.perf_counter(), 0
     elapsed0 = cfg.history[-1][0] if cfg.history else 0.0
     print(
         f"charrnn: {len(ids):,} characters, vocabulary {len(cfg.vocab)}, {cfg.cell} "
         f"{cfg.layers}x{cfg.hidden}, {cfg.batch} streams x {cfg.seq_len} steps",
         file=sys.stderr,
     )
-    try:
-        while step < args.steps and time.perf_counter() - t0 < budget_s:
+    with StopOnSignal() as stop:
+        while step < args.steps and time.perf_counter() - t0 < budget_s and not stop.requested:
             if pos + cfg.seq_len + 1 > stream_len:
                 pos, state = 0, None  # every stream starts again from its beginning
             x = streams[:, pos : pos + cfg.seq_len].T
@@ -229,20 +330,20 @@ def train(args: argparse.Namespace) -> int:
                     f"  sample: {model.sample(160, 0.8, seed=step)!r}",
                     file=sys.stderr,
                 )
-                _save(args.checkpoint, model, opt, step, pos)
-    except KeyboardInterrupt:
+                _save(args.checkpoint, model, opt, step, pos, state)
         progress.close()
-        _save(args.checkpoint, model, opt, step, pos)
-        print(
-            f"charrnn: interrupted at step {step}; checkpoint saved to {args.checkpoint}",
-            file=sys.stderr,
-        )
-        return 130
-    progress.close()
+        if stop.requested:
+            _save(args.checkpoint, model, opt, step, pos, state)
+            print(
+                f"charrnn: stopped at step {step}; checkpoint saved to {args.checkpoint} "
+                "(continue with --resume)",
+                file=sys.stderr,
+            )
+            return stop.exit_code
     val = model.nats_per_char(val_ids)
     elapsed = time.perf_counter() - t0
     cfg.history.append([elapsed0 + elapsed, step, val])
-    _save(args.checkpoint, model, opt, step, pos)
+    _save(args.checkpoint, model, opt, step, pos, state)
     print(
         json.dumps(
             {
@@ -258,38 +359,41 @@ def train(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
-    if not args.temperature > 0:
-        raise ValueError("--temperature: expected a positive number")
+    if not (args.temperature > 0 and np.isfinite(args.temperature)):
+        raise ValueError(f"--temperature: expected a positive number, got {args.temperature}")
     model, _, _ = load_model(args.checkpoint)
     print(model.sample(args.length, args.temperature, args.prime, args.seed))
     return 0
 
 
-def add_arguments(p: argparse.ArgumentParser, positive_int: Any, positive_float: Any) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults of the options --resume keeps are None: given or not is then known. CharConfig
+    # holds the real defaults.
+    d = CharConfig(vocab="")
     sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     t = sub.add_parser("train", help="train on FILES (default: the Python standard library)")
     t.add_argument("files", nargs="*")
-    t.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    t.add_argument("--hidden", type=positive_int, default=256)
-    t.add_argument("--layers", type=positive_int, default=1)
-    t.add_argument("--seq-len", type=positive_int, default=64)
-    t.add_argument("--batch", type=positive_int, default=32)
-    t.add_argument("--lr", type=positive_float, default=2e-3)
-    t.add_argument("--clip", type=float, default=5.0)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--cell", choices=sorted(CELLS), help=f"default {d.cell}")
+    t.add_argument("--hidden", type=HIDDEN, help=f"default {d.hidden}")
+    t.add_argument("--layers", type=LAYERS, help=f"default {d.layers}")
+    t.add_argument("--seq-len", type=SEQ_LEN, help=f"default {d.seq_len}")
+    t.add_argument("--batch", type=BATCH, help=f"default {d.batch}")
+    t.add_argument("--lr", type=positive_float, help=f"default {d.lr}")
+    t.add_argument("--clip", type=clip_norm, help=f"max gradient norm, 0 for none ({d.clip})")
+    t.add_argument("--seed", type=seed, help=f"default {d.seed}")
     t.add_argument("--steps", type=positive_int, default=10**9, help="stop after this many steps")
     t.add_argument("--minutes", type=positive_float, help="stop after this much training time")
     t.add_argument("--eval-every", type=positive_int, default=500)
     t.add_argument("--val-chars", type=positive_int, default=20000)
-    t.add_argument("--threads", type=positive_int)
+    t.add_argument("--threads", type=THREADS)
     t.add_argument("--checkpoint", default="charrnn.npz")
     t.add_argument("--resume", action="store_true")
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("checkpoint")
-    s.add_argument("--length", type=positive_int, default=500)
-    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--length", type=bounded_int(1, 10**7), default=500)
+    s.add_argument("--temperature", type=positive_float, default=1.0)
     s.add_argument("--prime", default="")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=seed)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -96,8 +96,19 @@ class Optimizer:
         for key, arrays in sd["state"].items():
             for name, arr in arrays.items():
                 self.state[key][name][...] = arr
+        hyper = dict(sd["hyper"])
+        if set(hyper) != set(self.hyper):
+            raise ValueError(
+                f"state_dict: hyperparameters {sorted(hyper)} do not match {sorted(self.hyper)}"
+            )
+        for name, value in hyper.items():
+            want_bool = isinstance(self.hyper[name], bool)
+            if isinstance(value, bool) != want_bool or not isinstance(value, (int, float)):
+                raise ValueError(f"state_dict: hyperparameter {name}={value!r} is not valid here")
+        if not isinstance(sd["t"], (int, np.integer)) or sd["t"] < 0:
+            raise ValueError(f"state_dict: step count {sd['t']!r} is not valid")
         self.t = int(sd["t"])
-        self.hyper = dict(sd["hyper"])
+        self.hyper = hyper
 
 
 class SGD(Optimizer):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,15 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from . import GRU, LSTM, RNN, checkpoint, clip, init, nn, optim, set_num_threads, tasks
+from . import checkpoint, clip, init, nn, optim, tasks
+from ._args import BATCH, HIDDEN, SEQ_LEN, THREADS, clip_norm, positive_float, positive_int, seed
+from ._fast import GRU, LSTM, RNN
+from ._interrupt import StopOnSignal
+from ._memory import check_fits, recurrent_model_bytes, sequence_bytes
+from ._runtime import set_num_threads
 from .progress import Progress
 
+GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
 CELLS = {
     "rnn": (RNN, {"nonlinearity": "tanh"}),
     "rnn-relu": (RNN, {"nonlinearity": "relu"}),
     "lstm": (LSTM, {}),
     "gru": (GRU, {}),
 }
+OPTIMIZER_STATES = {"sgd": 1, "adagrad": 1, "rmsprop": 3, "adam": 2, "adamw": 2}
 OPTIMIZERS = {
     "sgd": optim.SGD,
     "adagrad": optim.Adagrad,
@@ -156,36 +164,112 @@ class Model:
         return loss
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+KIND = "rnnfast train"
+# What may change when a run is resumed (applied, and said); every other option is fixed by the
+# checkpoint (the architecture, the data, the optimiser) and refused when given differently.
+CHANGEABLE = ("steps", "lr", "clip", "eval_every")
+
+
+@dataclass
+class Resumed:
+    step: int
+    smooth: float | None
+    rng: dict
+    arrays: dict
+    optim: dict
+
+
+def _load_resume(path: str, cfg: Config, given: dict[str, Any]) -> tuple[Config, Resumed]:
+    """The checkpoint's configuration with the changeable options the user gave applied, and
+    what training needs to continue exactly where it stopped."""
+    arrays, meta = checkpoint.load(path)
+    if "vocab" in meta.get("config", {}) or meta.get("kind") == "rnnfast charrnn":
+        raise checkpoint.CheckpointError(
+            f"{path}: a checkpoint of rnnfast charrnn; resume it with `rnnfast charrnn train "
+            "--resume`"
+        )
+    saved = checkpoint.config_from(meta, Config, path, KIND)
+    if saved.task not in TASKS or saved.cell not in CELLS or saved.optim not in OPTIMIZERS:
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (unknown task/cell/optim)")
+    for name, value in given.items():
+        old = getattr(saved, name)
+        if name in CHANGEABLE or value == old:
+            continue
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(
+            f"{flag} {value}: the checkpoint was trained with {flag} {old}, which --resume "
+            f"keeps; only {', '.join('--' + c.replace('_', '-') for c in CHANGEABLE)} can change"
+        )
+    step = checkpoint.field(meta, "step", int, path)
+    smooth = meta.get("smooth")
+    if smooth is not None and not isinstance(smooth, (int, float)):
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ('smooth' is not a number)")
+    resumed = Resumed(
+        step=step,
+        smooth=smooth,
+        rng=checkpoint.field(meta, "rng", dict, path),
+        arrays=arrays,
+        optim=checkpoint.field(meta, "optim", dict, path),
+    )
+    if given.get("steps", saved.steps) <= step:
+        raise ValueError(
+            f"--steps {given.get('steps', saved.steps)}: the checkpoint has already trained "
+            f"{step} steps; give a larger --steps to continue"
+        )
+    for name in CHANGEABLE:
+        if name in given and given[name] != getattr(saved, name):
+            if name != "steps":  # continuing for longer is what --resume is for
+                print(
+                    f"--resume: {name.replace('_', '-')} {given[name]} (the checkpoint had "
+                    f"{getattr(saved, name)})",
+                    file=sys.stderr,
+                )
+            setattr(saved, name, given[name])
+    return saved, resumed
 
 
 def run(
-    cfg: Config, *, checkpoint_path: str, resume: bool, plot_path: str | None, threads: int | None
+    cfg: Config,
+    *,
+    checkpoint_path: str,
+    resume: Resumed | None = None,
+    plot_path: str | None = None,
+    threads: int | None = None,
 ) -> int:
     if threads is not None:
         set_num_threads(threads)
+    spec, g = TASKS[cfg.task], GATES[cfg.cell]
+    need = recurrent_model_bytes(
+        g, spec.inputs, cfg.hidden, 1, spec.outputs, OPTIMIZER_STATES[cfg.optim]
+    )
+    steps = cfg.seq_len * (3 * cfg.batch + cfg.eval_batch)  # training, plus the held-out set
+    need += steps * sequence_bytes(g, spec.inputs, cfg.hidden, 1, spec.outputs)
+    check_fits(need, f"a {cfg.cell} of {cfg.hidden} units on batches of {cfg.batch}")
     model = Model(cfg)
     opt = OPTIMIZERS[cfg.optim]([model.rnn, model.head], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    start = 0
-    if resume:
-        arrays, meta = checkpoint.load(checkpoint_path)
-        saved = Config(**meta["config"])
-        for k in ("task", "cell", "hidden", "optim"):
-            if getattr(saved, k) != getattr(cfg, k):
-                raise ValueError(
-                    f"--resume: the checkpoint has {k}={getattr(saved, k)!r}, "
-                    f"not {getattr(cfg, k)!r}"
-                )
-        checkpoint.restore(arrays, {"rnn": model.rnn, "head": model.head}, opt, meta["optim"])
-        rng.bit_generator.state = meta["rng"]
-        start, cfg.history = meta["step"], saved.history
+    start, smooth = 0, None
+    if resume is not None:
+        checkpoint.restore(
+            resume.arrays,
+            {"rnn": model.rnn, "head": model.head},
+            opt,
+            resume.optim,
+            checkpoint_path,
+        )
+        opt.hyper["lr"] = cfg.lr  # --lr may have changed
+        try:
+            rng.bit_generator.state = resume.rng
+        except (TypeError, ValueError, KeyError) as exc:
+            raise checkpoint.CheckpointError(
+                f"{checkpoint_path}: damaged checkpoint (random state: {exc})"
+            ) from None
+        start, smooth = resume.step, resume.smooth
     held_out = TASKS[cfg.task].make(
         cfg.eval_batch, cfg.seq_len, np.random.default_rng(10**6 + cfg.seed)
     )
     progress = Progress(cfg.steps)
-    smooth, t0, metric, seen = None, time.perf_counter(), float("nan"), 0
+    t0, metric, seen = time.perf_counter(), float("nan"), 0
 
     def save(step: int) -> None:
         arrays = {
@@ -195,34 +279,48 @@ def run(
         }
         sd = opt.state_dict()
         meta = {
+            "kind": KIND,
             "config": asdict(cfg),
             "step": step,
-            "rng": _rng_state(rng),
+            "smooth": smooth,
+            "rng": rng.bit_generator.state,
             "optim": {"type": sd["type"], "t": sd["t"], "hyper": sd["hyper"]},
         }
         checkpoint.save(checkpoint_path, arrays, meta)
 
-    for step in range(start, cfg.steps):
-        opt.zero_grad()
-        batch = TASKS[cfg.task].make(cfg.batch, cfg.seq_len, rng)
-        seen += batch.x.shape[0] * batch.x.shape[1]  # timesteps x sequences: tokens
-        loss = model.train_step(batch)
-        if cfg.clip > 0:
-            clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
-        opt.step()
-        smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            metric = model.spec.score(model.predict(held_out)[0], held_out)
-            cfg.history.append([done, float(smooth), metric])
+    done = start
+    with StopOnSignal() as stop:
+        for step in range(start, cfg.steps):
+            if stop.requested:
+                break
+            opt.zero_grad()
+            batch = TASKS[cfg.task].make(cfg.batch, cfg.seq_len, rng)
+            seen += batch.x.shape[0] * batch.x.shape[1]  # timesteps x sequences: tokens
+            loss = model.train_step(batch)
+            if cfg.clip > 0:
+                clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
+            opt.step()
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                metric = model.spec.score(model.predict(held_out)[0], held_out)
+                cfg.history.append([done, float(smooth), metric])
+                save(done)
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            progress.update(
+                done,
+                f"loss {smooth:.4f} {model.spec.metric} {metric:.4f} "
+                f"{(done - start) / elapsed:.1f} steps/s {seen / elapsed:.0f} tokens/s",
+            )
+        progress.close()
+        if stop.requested:
             save(done)
-        elapsed = max(time.perf_counter() - t0, 1e-9)
-        progress.update(
-            done,
-            f"loss {smooth:.4f} {model.spec.metric} {metric:.4f} "
-            f"{(done - start) / elapsed:.1f} steps/s {seen / elapsed:.0f} tokens/s",
-        )
-    progress.close()
+            print(
+                f"rnnfast train: stopped at step {done}; checkpoint saved to {checkpoint_path} "
+                "(continue with --resume)",
+                file=sys.stderr,
+            )
+            return stop.exit_code
     elapsed = time.perf_counter() - t0
     print(
         json.dumps(
@@ -262,28 +360,36 @@ def _plot(cfg: Config, path: str, metric: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def add_arguments(p: argparse.ArgumentParser, positive_int: Any, positive_float: Any) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are None: an option the user did not give is told apart from one they did, so that
+    # --resume can refuse changes it cannot make. Config holds the real defaults.
+    d = Config(task="")
     p.add_argument("task", choices=sorted(TASKS))
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    p.add_argument("--hidden", type=positive_int, default=64)
-    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--cell", choices=sorted(CELLS), help=f"default {d.cell}")
+    p.add_argument("--hidden", type=HIDDEN, help=f"hidden units (default {d.hidden})")
+    p.add_argument("--steps", type=positive_int, help=f"training steps (default {d.steps})")
     p.add_argument(
         "--seq-len",
-        type=positive_int,
-        default=100,
-        help="T (adding, mass-spring) or the copy delay",
+        type=SEQ_LEN,
+        help=f"T (adding, mass-spring) or the copy delay (default {d.seq_len})",
     )
-    p.add_argument("--batch", type=positive_int, default=32)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--optim", choices=sorted(OPTIMIZERS), default="adam")
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--init", choices=INITS, default="default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int)
-    p.add_argument("--eval-every", type=positive_int, default=100)
+    p.add_argument("--batch", type=BATCH, help=f"sequences a step (default {d.batch})")
+    p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--optim", choices=sorted(OPTIMIZERS), help=f"default {d.optim}")
+    p.add_argument(
+        "--clip", type=clip_norm, help=f"max gradient norm, 0 for none (default {d.clip})"
+    )
+    p.add_argument("--init", choices=INITS, help=f"default {d.init}")
+    p.add_argument("--seed", type=seed, help=f"default {d.seed}")
+    p.add_argument("--threads", type=THREADS)
+    p.add_argument("--eval-every", type=positive_int, help=f"default {d.eval_every}")
     p.add_argument("--checkpoint", help="checkpoint file (default: rnnfast-TASK-CELL.npz)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--plot", metavar="FILE.png", help="loss curves (needs matplotlib)")
+
+
+OPTIONS = ("cell", "hidden", "steps", "seq_len", "batch", "lr", "optim", "clip", "init", "seed")
+OPTIONS = (*OPTIONS, "eval_every")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -292,26 +398,16 @@ def main(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib (pip install matplotlib)") from None
-    if args.seq_len < 2:
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    cfg = Config(task=args.task, **given)
+    if cfg.seq_len < 2:
         raise ValueError("--seq-len: expected at least 2")
-    cfg = Config(
-        task=args.task,
-        cell=args.cell,
-        hidden=args.hidden,
-        steps=args.steps,
-        seq_len=args.seq_len,
-        batch=args.batch,
-        lr=args.lr,
-        optim=args.optim,
-        clip=args.clip,
-        init=args.init,
-        seed=args.seed,
-        eval_every=args.eval_every,
-    )
-    path = args.checkpoint or f"rnnfast-{args.task}-{args.cell}.npz"
-    return run(
-        cfg, checkpoint_path=path, resume=args.resume, plot_path=args.plot, threads=args.threads
-    )
+    path = args.checkpoint or f"rnnfast-{args.task}-{cfg.cell}.npz"
+    resumed = None
+    if args.resume:
+        cfg, resumed = _load_resume(path, cfg, {"task": args.task, **given})
+    checkpoint.check_writable(path)  # before training, not after it
+    return run(cfg, checkpoint_path=path, resume=resumed, plot_path=args.plot, threads=args.threads)
 
 
 __all__ = ["TASKS", "Config", "Model", "run"]
