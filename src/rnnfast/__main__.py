@@ -8,8 +8,11 @@ line on stderr and a non-zero exit, never a traceback; so is Ctrl-C, at any poin
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 
@@ -21,8 +24,13 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _run(argv: Sequence[str] | None) -> int:
-    from . import __version__, bench, charrnn, train
+def _run(argv: Sequence[str] | None, interrupted: list[int]) -> int:
+    try:
+        from . import __version__, bench, charrnn, train
+    except ImportError:
+        if interrupted:  # NumPy turns a Ctrl-C during its own import into an ImportError
+            raise KeyboardInterrupt from None
+        raise
 
     parser = Parser(prog="rnnfast", description="Fast CPU RNN, LSTM and GRU.")
     parser.add_argument("--version", action="version", version=f"rnnfast {__version__}")
@@ -54,11 +62,22 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupted: list[int] = []
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
-        return _run(argv)
+        return _run(argv, interrupted)
     except KeyboardInterrupt:  # at any point, start-up included
         print("rnnfast: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
