@@ -70,3 +70,16 @@ def threads() -> Iterator[Any]:
     before = rnnfast.get_num_threads()
     yield rnnfast.set_num_threads
     rnnfast.set_num_threads(before)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-long",
+        action="store_true",
+        help="run the fuzz tests (test_fuzz.py) for 100,000 calls instead of the quick budget",
+    )
+
+
+@pytest.fixture(scope="session")
+def fuzz_long(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--fuzz-long"))

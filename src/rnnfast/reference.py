@@ -182,6 +182,11 @@ def _direction_backward(
     return dx, dh, dc
 
 
+def _quiet() -> np.errstate:
+    """NumPy's warnings off: NaN and inf propagate by design, as in the C++ engine."""
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
+
+
 class ReferenceEngine:
     """Layers and directions in NumPy; lengths become a (T, B) mask."""
 
@@ -209,9 +214,10 @@ class ReferenceEngine:
             for d in range(dirs):
                 k = layer * dirs + d
                 w = self._weights(module, layer, d)
-                y, h, c, cache = _direction_forward(
-                    module.cell, layer_in, w, h0[k], None if c0 is None else c0[k], mask, d == 1
-                )
+                with _quiet():
+                    y, h, c, cache = _direction_forward(
+                        module.cell, layer_in, w, h0[k], None if c0 is None else c0[k], mask, d == 1
+                    )
                 outs.append(y)
                 h_n[k] = h
                 if c_n is not None:
@@ -253,17 +259,18 @@ class ReferenceEngine:
                     for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                 ]
                 dy_d = None if d_out is None else d_out[:, :, d * hd : (d + 1) * hd]
-                dx, dh, dc = _direction_backward(
-                    module.cell,
-                    inputs[layer],
-                    self._weights(module, layer, d),
-                    grads,
-                    caches[k],
-                    dy_d,
-                    dh_n[k],
-                    None if dc_n is None else dc_n[k],
-                    mask,
-                )
+                with _quiet():
+                    dx, dh, dc = _direction_backward(
+                        module.cell,
+                        inputs[layer],
+                        self._weights(module, layer, d),
+                        grads,
+                        caches[k],
+                        dy_d,
+                        dh_n[k],
+                        None if dc_n is None else dc_n[k],
+                        mask,
+                    )
                 dx_total += dx
                 dh0[k] = dh
                 if dc0 is not None:
