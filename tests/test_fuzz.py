@@ -79,8 +79,8 @@ def _layout(arr: np.ndarray, layout: str, dtype) -> object:
         ro = arr.copy()
         ro.setflags(write=False)
         return ro
-    if layout == "list":
-        return arr.astype(np.float64).tolist() if dtype == np.float64 else arr
+    if layout == "list":  # (an empty array's shape does not survive as a list)
+        return arr.tolist() if dtype == np.float64 and arr.size else arr
     if layout == "int":
         return np.round(arr).astype(np.int16)
     return arr

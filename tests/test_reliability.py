@@ -417,3 +417,20 @@ def test_module_copies_and_pickles():
         np.testing.assert_array_equal(other(x)[0], m(x)[0])
         _, _, tape = other.forward(x)
         other.backward(tape)
+
+
+@pytest.mark.parametrize("engine", [rnnfast, reference], ids=["fast", "reference"])
+def test_nan_made_by_a_real_step_does_not_leak_through_padding(engine):
+    """Found by the long fuzz run: a NaN state made at a sequence's last real step is carried
+    through its padding, where dW_hh = dG^T h_prev multiplied it by zero gradients. (Seen with
+    ReLU, whose slope at NaN is 1; other cells' gate derivatives are NaN at that real step
+    already, so their dW_hh is NaN there as in PyTorch.)"""
+    x = np.ones((4, 2, 3))
+    x[0, 1, 0] = np.nan  # sequence 1's only real step makes a NaN state
+    m = engine.RNN(3, 4, nonlinearity="relu", dtype=np.float64, seed=0)
+    _, _, tape = m.forward(x, lengths=[4, 1])
+    m.backward(tape)  # no gradient anywhere: dG = 0 at every step
+    # dW_ih has 0 * NaN at the real step (as in PyTorch); dW_hh's real steps read h0 (finite)
+    # and must not see the NaN state carried through the padding.
+    assert np.isnan(m.grads["weight_ih_l0"]).any()
+    assert np.isfinite(m.grads["weight_hh_l0"]).all()

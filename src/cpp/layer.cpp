@@ -455,14 +455,18 @@ void layer_backward(const LayerBackward<T>& a) {
     gemm(Trans::No, rows_all, a.input, gh, dgx_c, gh,
          PackedB<T>(Trans::No, gh, a.input, a.w_ih, a.input), a.accumulate_dx, a.dx, a.input);
   }
+  // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
+  // zero, but 0 * NaN is not.
+  const kernels::PaddingRows padding{a.lengths, batch};
   gemm(Trans::Yes, gh, a.input, rows_all, dgx_c, gh,
-       PackedB<T>(Trans::No, rows_all, a.input, a.x, a.input), true, a.dw_ih, a.input);
+       PackedB<T>(Trans::No, rows_all, a.input, a.x, a.input, padding), true, a.dw_ih, a.input);
   const T* h_prev_all = a.hs + (a.reverse ? bh : 0);  // the state each step started from
   gemm(Trans::Yes, g_first * hd, hd, rows_all, dgh_c, gh,
-       PackedB<T>(Trans::No, rows_all, hd, h_prev_all, hd), true, a.dw_hh, hd);
+       PackedB<T>(Trans::No, rows_all, hd, h_prev_all, hd, padding), true, a.dw_hh, hd);
   if (reset_before) {  // W_hn multiplies r * h_prev, kept in extra
     gemm(Trans::Yes, hd, hd, rows_all, dgh_c + 2 * hd, gh,
-         PackedB<T>(Trans::No, rows_all, hd, a.extra, hd), true, a.dw_hh + 2 * hd * hd, hd);
+         PackedB<T>(Trans::No, rows_all, hd, a.extra, hd, padding), true, a.dw_hh + 2 * hd * hd,
+         hd);
   }
   if (a.db_ih) kernels::add_column_sums(rows_all, gh, dgx_c, gh, a.db_ih);
   if (a.db_hh) kernels::add_column_sums(rows_all, gh, dgh_c, gh, a.db_hh);

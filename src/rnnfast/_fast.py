@@ -34,10 +34,6 @@ class FastEngine:
         cell = _CELL_CODES[module.cell]
         steps, batch, _ = x.shape
         hd, dirs = module.hidden_size, module.num_directions
-        if training and lengths is not None:
-            # x is the tape's own copy. Padding is never read as a step, but dW_ih = dG^T x
-            # multiplies it by zeros, and 0 * NaN would reach the gradient.
-            x[np.arange(steps)[:, None] >= lengths[None, :]] = 0
         h_n = np.empty_like(h0)
         c_n = np.empty_like(c0) if c0 is not None else None
         inputs, tapes = [], []

@@ -37,7 +37,7 @@ void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen
 }  // namespace
 
 template <typename T>
-PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb)
+PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip)
     : kernels_(&active_kernels<T>()), k_(k), n_(n) {
   const index_t nr = kernels_->nr;
   const index_t panels = (n + nr - 1) / nr;
@@ -53,6 +53,10 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb)
                      continue;
                    }
                    for (index_t kk = 0; kk < k; ++kk) {  // a short contiguous copy per k
+                     if (skip.padding(kk)) {
+                       std::fill(dst + kk * nr, dst + (kk + 1) * nr, T(0));
+                       continue;
+                     }
                      std::copy(b + kk * ldb + j0, b + kk * ldb + j0 + cols, dst + kk * nr);
                      std::fill(dst + kk * nr + cols, dst + (kk + 1) * nr, T(0));
                    }

@@ -5,6 +5,7 @@
 // blocks. Every element of C is owned by one thread and summed over K in a fixed order (K blocks
 // of kKc, then k ascending), so results do not depend on the thread count or the batch size.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -17,12 +18,22 @@ enum class Trans { No, Yes };
 
 inline constexpr index_t kKc = 256;  // depth of a K block: fixed, it decides the summation order
 
+// Rows of a time-major [T*B, ...] operand that belong to padding: row t*batch + b is padding
+// when t >= lengths[b]. Packing writes zeros there, so that whatever padding holds (a carried
+// NaN included) reaches no weight gradient, where 0 * NaN would.
+struct PaddingRows {
+  const int64_t* lengths = nullptr;  // null: no row is padding
+  index_t batch = 1;
+  bool padding(index_t row) const { return lengths && row / batch >= lengths[row % batch]; }
+};
+
 // op(B), a K x N matrix, packed into ceil(N / nr) panels of K rows by nr columns, zero padded.
-// op(B)(k, j) = b[k*ldb + j] for Trans::No, b[j*ldb + k] for Trans::Yes.
+// op(B)(k, j) = b[k*ldb + j] for Trans::No, b[j*ldb + k] for Trans::Yes. With `skip`, rows k of
+// op(B) that are padding are packed as zeros (Trans::No only).
 template <typename T>
 class PackedB {
  public:
-  PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb);
+  PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip = {});
   index_t rows() const { return k_; }
   index_t cols() const { return n_; }
   const KernelTable<T>& kernels() const { return *kernels_; }
