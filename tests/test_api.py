@@ -102,22 +102,44 @@ def test_threads_setting_round_trips(threads):
     assert cfg["num_threads"] == 2 and cfg["openmp"] is True
 
 
+def _binding_args(obj) -> list[str]:
+    # pybind11 puts the signature on the docstring's first line: name(a: t, b: t) -> r
+    sig = obj.__doc__.splitlines()[0]
+    return re.findall(r"(\w+):", sig[sig.index("(") : sig.rindex(")")])
+
+
+def _stub_args(node: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in node.args.args]
+
+
 def test_stub_matches_the_binding():
-    """_core.pyi names every function and constant of the extension, with the same arguments."""
+    """_core.pyi names every function, class and constant of the extension, with the same
+    arguments (methods included)."""
     tree = ast.parse((Path(rnnfast.__file__).parent / "_core.pyi").read_text())
-    stub_funcs = {
-        n.name: [a.arg for a in n.args.args] for n in tree.body if isinstance(n, ast.FunctionDef)
-    }
+    stub_funcs = {n.name: _stub_args(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stub_classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     stub_names = {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     for name in (n for n in dir(_core) if not n.startswith("_")):
         obj = getattr(_core, name)
+        if isinstance(obj, type):
+            assert name in stub_classes, f"_core.pyi lacks the class {name}"
+            methods = {m.name: m for m in stub_classes[name].body if isinstance(m, ast.FunctionDef)}
+            for attr in (a for a in vars(obj) if not a.startswith("_") or a == "__init__"):
+                member = getattr(obj, attr)
+                if isinstance(member, property):
+                    assert attr in methods, f"_core.pyi lacks {name}.{attr}"
+                    continue
+                if not callable(member) or not (member.__doc__ or "").startswith(f"{attr}("):
+                    continue  # not a pybind11 function (a class without a constructor, say)
+                assert attr in methods, f"_core.pyi lacks {name}.{attr}"
+                # the binding names `self` too; the stub's `self` is its first argument
+                assert _binding_args(member) == _stub_args(methods[attr]), f"{name}.{attr}"
+            continue
         if not callable(obj):
             assert name in stub_names, f"_core.pyi lacks the constant {name}"
             continue
         assert name in stub_funcs, f"_core.pyi lacks the function {name}"
-        # pybind11 puts the signature on the docstring's first line: name(a: t, b: t) -> r
-        sig = obj.__doc__.splitlines()[0]
-        args = re.findall(r"(\w+):", sig[sig.index("(") : sig.rindex(")")])
+        args = _binding_args(obj)
         assert args == stub_funcs[name], f"{name}: binding {args}, stub {stub_funcs[name]}"
 
 

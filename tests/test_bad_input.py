@@ -150,12 +150,13 @@ def test_dy_and_dstate_wrong_shape(lstm):
 
 
 def test_replaced_parameter_with_wrong_shape(lstm):
-    lstm.params["weight_hh_l1"] = np.zeros((12, 4), np.float32)
     with pytest.raises(
-        ValueError,
-        match=r"params\['weight_hh_l1'\]: expected an array of dtype float32 and shape \(12, 3\)",
+        ValueError, match=r"params\['weight_hh_l1'\]: expected shape \(12, 3\), got \(12, 4\)"
     ):
-        lstm(x_ok())
+        lstm.params["weight_hh_l1"] = np.zeros((12, 4), np.float32)
+    with pytest.raises(ValueError, match=r"assignment destination is read-only"):
+        lstm.params["weight_hh_l1"][0, 0] = 1.0  # in place only inside params.writable()
+    lstm(x_ok())
 
 
 def test_load_state_dict_checks_keys_and_shapes(lstm):
@@ -216,43 +217,46 @@ def test_inputs_never_modified(cls, kw):
 
 
 def test_core_refuses_bad_arrays_itself():
-    """The binding checks shapes and output arrays even when called directly."""
-    x = np.zeros((3, 2, 4), np.float32)
+    """The binding checks shapes, dtypes and output arrays even when called directly."""
+    stack = _core.Stack("gru", 4, 3, 1, False, False, "float32")
     w_ih, w_hh = np.zeros((9, 4), np.float32), np.zeros((9, 3), np.float32)
-    h0 = np.zeros((2, 3), np.float32)
-    y = np.zeros((3, 2, 3), np.float32)
-    args = dict(
-        cell=_core.CELL_GRU,
-        reverse=False,
-        x=x,
-        w_ih=w_ih,
-        w_hh=w_hh,
-        b_ih=None,
-        b_hh=None,
-        h0=h0,
-        c0=None,
-        lengths=None,
-        y=y,
-        y_offset=0,
-        training=True,
-    )
-    _core.layer_forward(**args)
-    with pytest.raises(ValueError, match=re.escape("w_ih: expected shape (9, 4), got (12, 4)")):
-        _core.layer_forward(**{**args, "w_ih": np.zeros((12, 4), np.float32)})
-    ro = y.copy()
+    with pytest.raises(
+        ValueError, match=re.escape("params[0]: expected shape (9, 4), got (12, 4)")
+    ):
+        stack.set_params([np.zeros((12, 4), np.float32), w_hh])
+    with pytest.raises(ValueError, match=r"params: expected 2 arrays, got 1"):
+        stack.set_params([w_ih])
+    stack.set_params([w_ih, w_hh])
+    ro = np.zeros((9, 4), np.float32)
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match=r"y: must be writeable"):
-        _core.layer_forward(**{**args, "y": ro})
-    with pytest.raises(TypeError, match=r"y: expected dtype float32, got float64"):
-        _core.layer_forward(**{**args, "y": y.astype(np.float64)})
-    with pytest.raises(ValueError, match=r"y_offset"):
-        _core.layer_forward(**{**args, "y_offset": 1})
+    with pytest.raises(ValueError, match=r"grads\[0\]: expected a writeable array"):
+        stack.set_grads([ro, w_hh.copy()])
+    with pytest.raises(TypeError, match=r"grads\[1\]: expected dtype float32, got float64"):
+        stack.set_grads([w_ih.copy(), w_hh.astype(np.float64)])
+    stack.set_grads([w_ih.copy(), w_hh.copy()])
+    x = np.zeros((3, 2, 4), np.float32)
+    stack.forward(x, None, None, None, True, 0)
     with pytest.raises(ValueError, match=r"lengths: expected values in \[1, 3\], got 4"):
-        _core.layer_forward(**{**args, "lengths": np.array([4, 1])})
-    with pytest.raises(ValueError, match=r"cell: unknown cell code 9"):
-        _core.layer_forward(**{**args, "cell": 9})
-    with pytest.raises(TypeError, match=r"x: expected dtype float32 or float64, got int64"):
-        _core.layer_forward(**{**args, "x": x.astype(np.int64)})
+        stack.forward(x, None, None, np.array([4, 1]), False, 0)
+    with pytest.raises(TypeError, match=r"x: expected dtype float32, got int64"):
+        stack.forward(x.astype(np.int64), None, None, None, False, 0)
+    with pytest.raises(ValueError, match=r"x: expected a C-contiguous array"):
+        stack.forward(
+            np.zeros((3, 4, 2), np.float32).transpose(0, 2, 1), None, None, None, False, 0
+        )
+    with pytest.raises(ValueError, match=re.escape("h0: expected shape (1, 2, 3), got (1, 1, 3)")):
+        stack.forward(x, np.zeros((1, 1, 3), np.float32), None, None, False, 0)
+    with pytest.raises(ValueError, match=r"cell: expected rnn_tanh, rnn_relu, lstm, gru"):
+        _core.Stack("tcn", 4, 3, 1, False, False, "float32")
+    other = _core.Stack("gru", 4, 3, 1, False, False, "float32")
+    other.set_params([w_ih, w_hh])
+    other.set_grads([w_ih.copy(), w_hh.copy()])
+    _, _, _, tape = other.forward(x, None, None, None, True, 0)
+    with pytest.raises(ValueError, match=r"tape: it was made by another module"):
+        stack.backward(tape, None, None, None, True)
+    other.backward(tape, None, None, None, True)
+    with pytest.raises(ValueError, match=r"tape: already used by backward"):
+        other.backward(tape, None, None, None, True)
 
 
 def test_set_num_threads_checks_its_argument(threads):

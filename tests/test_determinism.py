@@ -50,7 +50,6 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
     from conftest import assert_close, make_pair
 
     from rnnfast import _core
-    from rnnfast._fast import _CELL_CODES
 
     size = MODES[mode]
     fast, ref = make_pair(
@@ -63,7 +62,7 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
         seed=9,
     )
     threads(2)
-    plan = _core.recurrence_plan(_CELL_CODES[fast.cell], size["batch"], size["hidden"], False)
+    plan = _core.recurrence_plan(fast.cell, size["batch"], size["hidden"], "float64")
     assert plan == (2, mode)
     rng = np.random.default_rng(2)
     steps = size["steps"]

@@ -65,10 +65,9 @@ def test_rnnfast_toolkit_reproduces_min_char_rnn_step_by_step():
     rnn = rnnfast.RNN(vocab, HIDDEN, dtype=np.float64)
     head = nn.Linear(HIDDEN, vocab, dtype=np.float64)
     for m, shapes in ((rnn, ("weight_ih_l0", "weight_hh_l0")), (head, ("weight",))):
-        for name in m.params:  # min-char-rnn's init: N(0, 0.01^2) weights, zero biases
-            m.params[name][...] = (
-                rng.standard_normal(m.params[name].shape) * 0.01 if name in shapes else 0
-            )
+        with m.params.writable() as params:  # min-char-rnn's init: N(0, 0.01^2), zero biases
+            for name, p in params.items():
+                p[...] = rng.standard_normal(p.shape) * 0.01 if name in shapes else 0
     opt = optim.Adagrad([rnn, head], lr=LR, eps=1e-8, eps_inside_sqrt=True)
     ce = nn.CrossEntropyLoss(reduction="sum")
     eye = np.eye(vocab)

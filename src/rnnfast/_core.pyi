@@ -1,54 +1,52 @@
-"""Type stub for rnnfast._core, the C++ extension (one direction of one layer per call)."""
+"""Type stub for rnnfast._core, the C++ extension: recurrent stacks and their kernels."""
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
-CELL_RNN_TANH: int
-CELL_RNN_RELU: int
-CELL_LSTM: int
-CELL_GRU: int
-CELL_GRU_RESET_BEFORE: int
+MAX_THREADS: int
 
 _Arr = npt.NDArray[np.floating]
-_Tape = tuple[_Arr, _Arr, _Arr | None, _Arr | None]
 
-def layer_forward(
-    cell: int,
-    reverse: bool,
-    x: _Arr,
-    w_ih: _Arr,
-    w_hh: _Arr,
-    b_ih: _Arr | None,
-    b_hh: _Arr | None,
-    h0: _Arr,
-    c0: _Arr | None,
-    lengths: npt.NDArray[np.int64] | None,
-    y: _Arr,
-    y_offset: int,
-    training: bool,
-) -> tuple[_Arr, _Arr | None, _Tape | None]: ...
-def layer_backward(
-    cell: int,
-    reverse: bool,
-    x: _Arr,
-    w_ih: _Arr,
-    w_hh: _Arr,
-    lengths: npt.NDArray[np.int64] | None,
-    tape: _Tape,
-    dy: _Arr | None,
-    dy_offset: int,
-    dh_n: _Arr | None,
-    dc_n: _Arr | None,
-    dx: _Arr | None,
-    accumulate_dx: bool,
-    dw_ih: _Arr,
-    dw_hh: _Arr,
-    db_ih: _Arr | None,
-    db_hh: _Arr | None,
-) -> tuple[_Arr, _Arr | None]: ...
+class Tape:
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def consumed(self) -> bool: ...
 
-MAX_THREADS: int
+class Stack:
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        bias: bool,
+        dtype: str,
+    ) -> None: ...
+    def set_params(self, arrays: list[_Arr]) -> None: ...
+    def set_grads(self, arrays: list[_Arr]) -> None: ...
+    def forward(
+        self,
+        x: _Arr,
+        h0: _Arr | None,
+        c0: _Arr | None,
+        lengths: npt.NDArray[np.int64] | None,
+        training: bool,
+        version: int,
+    ) -> tuple[_Arr, _Arr, _Arr | None, Tape | None]: ...
+    def backward(
+        self,
+        tape: Tape,
+        dy: _Arr | None,
+        dh_n: _Arr | None,
+        dc_n: _Arr | None,
+        input_grad: bool,
+    ) -> tuple[_Arr | None, _Arr, _Arr | None]: ...
+    def tape_bytes(self, steps: int, batch: int) -> int: ...
+    def cached_bytes(self) -> int: ...
+    def release_memory(self) -> None: ...
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
@@ -57,9 +55,42 @@ def have_openmp() -> bool: ...
 def isa() -> str: ...
 def supported_isas() -> list[str]: ...
 def compiler() -> str: ...
+def cells() -> dict[str, dict[str, object]]: ...
+def recurrence_plan(cell: str, batch: int, hidden: int, dtype: str) -> tuple[int, str]: ...
 def activation(name: str, x: _Arr) -> _Arr: ...
-def recurrence_plan(cell: int, batch: int, hidden: int, float32: bool) -> tuple[int, str]: ...
 def matmul(a: _Arr, b: _Arr, transpose_b: bool = False) -> _Arr: ...
-def optimizer_update(
-    kind: str, param: _Arr, grad: _Arr, states: list[_Arr], hyper: dict[str, float | bool | int]
+def adagrad_update(
+    param: _Arr,
+    grad: _Arr,
+    sum: _Arr,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    eps_inside_sqrt: bool,
+) -> None: ...
+def rmsprop_update(
+    param: _Arr,
+    grad: _Arr,
+    square_avg: _Arr,
+    grad_avg: _Arr,
+    momentum_buffer: _Arr,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+) -> None: ...
+def adam_update(
+    param: _Arr,
+    grad: _Arr,
+    exp_avg: _Arr,
+    exp_avg_sq: _Arr,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step: int,
+    decoupled: bool,
 ) -> None: ...

@@ -6,26 +6,33 @@ A concrete class pairs one of these with an engine (the C++ core in `rnnfast`, N
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, Protocol, Union
 
 import numpy as np
 
+from . import _core
 from . import _validate as v
 
 State = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
+# What each cell is (gates, cell state), as the C++ core defines it: one source of truth.
+CELLS: dict[str, dict[str, Any]] = _core.cells()
+
 
 class Engine(Protocol):
     """What a concrete engine implements. Arrays are time-major: x (T, B, I), y (T, B, D*H),
-    states (L*D, B, H). `c0`/`c_n` are None except for LSTM."""
+    states (L*D, B, H) or None for zeros. `c0`/`c_n` are None except for LSTM."""
+
+    def attach(self, module: RecurrentBase) -> None: ...
 
     def forward(
         self,
         module: RecurrentBase,
         x: np.ndarray,
-        h0: np.ndarray,
+        h0: np.ndarray | None,
         c0: np.ndarray | None,
         lengths: np.ndarray | None,
         training: bool,
@@ -43,7 +50,8 @@ class Engine(Protocol):
 
 
 class Tape:
-    """What a training forward keeps for backward. Use it once, with the module that made it."""
+    """What a training forward keeps for backward. Use it once, with the module that made it,
+    before the module's parameters change."""
 
     __slots__ = ("_consumed", "_meta", "_module", "_saved")
 
@@ -56,7 +64,10 @@ class Tape:
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays of this tape."""
-        return _nbytes(self._saved)
+        saved = self._saved
+        if saved is not None and hasattr(saved, "nbytes") and not isinstance(saved, np.ndarray):
+            return int(saved.nbytes)
+        return _nbytes(saved)
 
     def __repr__(self) -> str:
         state = "consumed" if self._consumed else "ready"
@@ -73,9 +84,81 @@ def _nbytes(obj: Any) -> int:
     return 0
 
 
+class Parameters(MutableMapping[str, np.ndarray]):
+    """A module's parameters by PyTorch's names: read-only views of arrays the module owns.
+
+    Every change goes through here, so the module knows its parameters' version and the fast
+    engine may keep weights packed between calls: `params[name] = value` copies `value` in
+    (checked and converted like load_state_dict); inside `with params.writable() as w:` the arrays
+    `w[name]` may be changed in place (no packed weights are kept while the block is open, and the
+    version moves on when it closes). Optimisers, `load_state_dict`, `rnnfast.init` and
+    `reset_parameters` use these. Writing into `params[name]` itself raises NumPy's "assignment
+    destination is read-only".
+    """
+
+    def __init__(self, owner: Module, arrays: dict[str, np.ndarray]) -> None:
+        self._owner = owner
+        self._arrays = arrays
+        self._views = {}
+        self._editing = 0
+        self._make_views()
+
+    def _make_views(self) -> None:
+        self._views = {}
+        for name, a in self._arrays.items():
+            view = a.view()
+            view.flags.writeable = False
+            self._views[name] = view
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"owner": self._owner, "arrays": self._arrays}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._owner = state["owner"]
+        self._arrays = state["arrays"]
+        self._editing = 0
+        self._make_views()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._views[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if name not in self._arrays:
+            raise KeyError(f"params: no parameter {name!r}; this module has {list(self._arrays)}")
+        target = self._arrays[name]
+        arr = v.as_float_array(value, f"params[{name!r}]", target.dtype, convert_floats=True)
+        v.check_shape(arr, f"params[{name!r}]", target.shape)
+        target[...] = arr
+        self._owner._params_changed()
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("params: parameters cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {a.shape}" for k, a in self._arrays.items())
+        return f"Parameters({shapes})"
+
+    @contextlib.contextmanager
+    def writable(self) -> Iterator[dict[str, np.ndarray]]:
+        """The parameter arrays themselves, to change in place (see the class docstring)."""
+        self._editing += 1
+        self._owner._params_changed()
+        try:
+            yield dict(self._arrays)
+        finally:
+            self._editing -= 1
+            self._owner._params_changed()
+
+
 class Module:
-    """Parameters as named NumPy arrays (`params`), their gradients (`grads`, accumulated by
-    backward like PyTorch's .grad), and state dicts of copies.
+    """Parameters as named NumPy arrays (`params`, read-only views; see `Parameters`), their
+    gradients (`grads`, accumulated by backward like PyTorch's .grad), and state dicts of copies.
 
     Thread safety: forward calls may run concurrently on one module; backward calls too (their
     additions to `grads` are serialised by a lock). Changing parameters or grads while another
@@ -83,8 +166,9 @@ class Module:
     """
 
     dtype: np.dtype
-    params: dict[str, np.ndarray]
+    params: Parameters
     grads: dict[str, np.ndarray]
+    _version: int = 0
     _grad_lock: threading.Lock
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -100,20 +184,36 @@ class Module:
         self.dtype = np.dtype(self.dtype.name)  # NumPy's own instance, not an unpickled twin
         self._grad_lock = threading.Lock()
 
+    def _params_changed(self) -> None:
+        self._version += 1
+
+    def _param_version(self) -> int:
+        """The version the engine keys packed weights on: -1 (keep none) while params are being
+        edited in place."""
+        return -1 if self.params._editing else self._version
+
     def _init_uniform(self, bound: float, seed: int | None) -> None:
         """Every parameter uniform in [-bound, bound] (PyTorch's default schemes), seeded;
         gradients zeroed."""
         if not hasattr(self, "_grad_lock"):
             self._grad_lock = threading.Lock()
         rng = np.random.default_rng(v.check_seed(seed))
-        self.params = {
+        values = {
             name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             for name, shape in self._param_shapes().items()
         }
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        if isinstance(getattr(self, "params", None), Parameters):  # re-initialise in place
+            with self.params.writable() as arrays:
+                for name, value in values.items():
+                    arrays[name][...] = value
+        else:
+            self.params = Parameters(self, values)
+            self.grads = {name: np.zeros_like(p) for name, p in values.items()}
+        self.zero_grad()
 
     def _take_tape(self, tape: Any) -> Any:
-        """What `tape` saved, after checking it was made by this module and not used yet."""
+        """What `tape` saved, after checking it was made by this module, is not used yet, and the
+        parameters have not changed since."""
         if not isinstance(tape, Tape):
             raise TypeError(
                 "tape: expected the Tape returned by forward(training=True), "
@@ -125,6 +225,12 @@ class Module:
             )
         if tape._consumed:
             raise ValueError("tape: already used by backward; run forward(training=True) again")
+        made = tape._meta.get("version")
+        if made is not None and made >= 0 and made != self._param_version():
+            raise ValueError(
+                "tape: the parameters changed since the forward that made it (an optimiser step, "
+                "load_state_dict, ...); its gradient would be of neither. Run forward again"
+            )
         return tape._saved
 
     def zero_grad(self) -> None:
@@ -133,7 +239,7 @@ class Module:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, keyed by PyTorch's names."""
-        return {name: p.copy() for name, p in self.params.items()}
+        return {name: np.array(p) for name, p in self.params.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Loads parameters in place, e.g. a PyTorch module's
@@ -154,16 +260,15 @@ class Module:
             )
             v.check_shape(arr, f"state_dict[{name!r}]", shape)
             loaded[name] = arr
-        for name, arr in loaded.items():
-            self.params[name][...] = arr
+        with self.params.writable() as arrays:
+            for name, arr in loaded.items():
+                arrays[name][...] = arr
 
 
 class RecurrentBase(Module):
     """A stack of recurrent layers with PyTorch's parameter names, shapes and gate order."""
 
-    _gates: ClassVar[int]
     _engine: ClassVar[Engine]
-    _has_cell_state: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -184,10 +289,18 @@ class RecurrentBase(Module):
         self.batch_first = v.check_bool(batch_first, "batch_first")
         self.bidirectional = v.check_bool(bidirectional, "bidirectional")
         self.dtype = v.check_dtype(dtype)
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
         self._shapes = self._compute_param_shapes()
         self.reset_parameters(seed)
+        self._engine.attach(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_stack", None)  # the C++ side is rebuilt, not pickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._engine.attach(self)
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -199,6 +312,14 @@ class RecurrentBase(Module):
     def cell(self) -> str:
         """The cell kind the engines run: rnn_tanh, rnn_relu, lstm, gru, gru_reset_before."""
         raise NotImplementedError
+
+    @property
+    def _gates(self) -> int:
+        return int(CELLS[self.cell]["gates"])
+
+    @property
+    def _has_cell_state(self) -> bool:
+        return bool(CELLS[self.cell]["cell_state"])
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
         return self._shapes
@@ -220,33 +341,32 @@ class RecurrentBase(Module):
         """PyTorch's default: every parameter uniform in [-1/sqrt(H), 1/sqrt(H)], seeded."""
         self._init_uniform(1.0 / np.sqrt(self.hidden_size), seed)
 
-    def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
-        """(w_ih, w_hh, b_ih, b_hh) of one layer and direction, checked (biases None if none)."""
+    def layer_weights(self, layer: int, direction: int) -> tuple[np.ndarray | None, ...]:
+        """(w_ih, w_hh, b_ih, b_hh) of one layer and direction (biases None if none)."""
         suffix = "_reverse" if direction else ""
         names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
         if self.bias:
             names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
-        shapes = self._shapes
-        out = []
-        for name in names:
-            p = self.params.get(name)
-            if not isinstance(p, np.ndarray) or p.dtype != self.dtype or p.shape != shapes[name]:
-                got = (p.dtype, p.shape) if isinstance(p, np.ndarray) else type(p).__name__
-                raise ValueError(
-                    f"params[{name!r}]: expected an array of dtype {self.dtype} and shape "
-                    f"{shapes[name]}, got {got}"
-                )
-            out.append(p)
-        return tuple(out) + (None, None) * (not self.bias)
+        out: list[np.ndarray | None] = [self.params[n] for n in names]
+        return (*out, None, None) if not self.bias else tuple(out)
+
+    def _ordered(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Arrays in the core's order: for each layer and direction, w_ih, w_hh, b_ih, b_hh."""
+        return [arrays[name] for name in self._shapes]
 
     def tape_bytes(self, steps: int, batch: int) -> int:
         """Bytes a training forward of T = steps, B = batch keeps for backward (fast engine)."""
-        t, b, hd, d = steps, batch, self.hidden_size, self.num_directions
-        per_dir = t * b * self._gates * hd + (t + 1) * b * hd
-        per_dir += (t + 1) * b * hd if self._has_cell_state else 0
-        per_dir += t * b * hd if self._gates == 3 else 0
-        inputs = t * b * (self.input_size + (self.num_layers - 1) * d * hd)
-        return (self.num_layers * d * per_dir + inputs) * self.dtype.itemsize
+        stack = _core.Stack(
+            self.cell,
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.bias,
+            self.dtype.name,
+        )
+        steps, batch = v.check_size(steps, "steps", 0), v.check_size(batch, "batch", 0)
+        return int(stack.tape_bytes(steps, batch))
 
     # --- running ----------------------------------------------------------------------------
 
@@ -272,11 +392,12 @@ class RecurrentBase(Module):
 
     def _check_state(
         self, state: Any, batch: int, name: str
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The (h, c) arrays of a state, checked; (None, None) for no state (zeros)."""
         shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if state is None:
+            return None, None
         if self._has_cell_state:
-            if state is None:
-                return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise TypeError(
                     f"{name}: expected a pair (h, c) for LSTM, got {type(state).__name__}"
@@ -287,8 +408,6 @@ class RecurrentBase(Module):
                 v.check_shape(arr, f"{name}[{label}]", shape, "(num_layers*D, B, H)")
                 arrays.append(np.ascontiguousarray(arr))
             return arrays[0], arrays[1]
-        if state is None:
-            return np.zeros(shape, self.dtype), None
         arr = v.as_float_array(state, name, self.dtype)
         v.check_shape(arr, name, shape, "(num_layers*D, B, H)")
         return np.ascontiguousarray(arr), None
@@ -306,19 +425,15 @@ class RecurrentBase(Module):
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
         `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length."""
         training = v.check_bool(training, "training")
-        x_tm, owned = self._to_time_major(x, "x")
+        x_tm, _ = self._to_time_major(x, "x")
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
         h0, c0 = self._check_state(state, batch, "state")
-        if training and not owned:
-            # backward must see x as it was, whatever the caller does with its memory next
-            # (an ndarray, a memoryview, a tensor: anything np.asarray may view)
-            x_tm = x_tm.copy()
+        version = self._param_version()
         y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, training)
         tape = None
         if training:
-            meta = {"steps": steps, "batch": batch}
-            tape = Tape(self, saved, meta)
+            tape = Tape(self, saved, {"steps": steps, "batch": batch, "version": version})
         y_out = np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
         return y_out, self._pack_state(h_n, c_n), tape
 
@@ -379,8 +494,6 @@ class RecurrentBase(Module):
 class RNNBase(RecurrentBase):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu."""
 
-    _gates = 1
-
     def __init__(
         self,
         input_size: int,
@@ -403,9 +516,6 @@ class RNNBase(RecurrentBase):
 class LSTMBase(RecurrentBase):
     """LSTM, gates i, f, g, o: c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
 
-    _gates = 4
-    _has_cell_state = True
-
     @property
     def cell(self) -> str:
         return "lstm"
@@ -415,8 +525,6 @@ class GRUBase(RecurrentBase):
     """GRU, gates r, z, n; `linear_before_reset=True` is PyTorch/cuDNN's variant
     n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), False the original (Cho et al. 2014)
     n = tanh(W_in x + b_in + W_hn (r*h) + b_hn); then h_t = (1-z)*n + z*h_{t-1}."""
-
-    _gates = 3
 
     def __init__(
         self,

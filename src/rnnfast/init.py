@@ -98,16 +98,17 @@ def init_module(
     rng = np.random.default_rng(seed)
     gates = module._gates if isinstance(module, RecurrentBase) else 1
     hidden = module.hidden_size if isinstance(module, RecurrentBase) else None
-    for name, p in module.params.items():
-        if name.startswith("bias"):
-            if bias == "zeros":
-                p.fill(0)
-            else:
-                bound = 1.0 / np.sqrt(hidden or p.shape[0])
-                p[...] = rng.uniform(-bound, bound, size=p.shape)
-            continue
-        scheme = weight_hh if name.startswith("weight_hh") else weight_ih
-        init_weight(p, scheme, blocks=gates, gain=gain, seed=rng, hidden=hidden)
+    with module.params.writable() as params:
+        for name, p in params.items():
+            if name.startswith("bias"):
+                if bias == "zeros":
+                    p.fill(0)
+                else:
+                    bound = 1.0 / np.sqrt(hidden or p.shape[0])
+                    p[...] = rng.uniform(-bound, bound, size=p.shape)
+                continue
+            scheme = weight_hh if name.startswith("weight_hh") else weight_ih
+            init_weight(p, scheme, blocks=gates, gain=gain, seed=rng, hidden=hidden)
 
 
 __all__ = ["init_module", "init_weight", "orthogonal"]

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _core
-from ._modules import Module
+from ._modules import Module, Parameters
 
 
 def _positive(value: float, name: str, *, allow_zero: bool = False) -> float:
@@ -40,6 +40,11 @@ def _positive(value: float, name: str, *, allow_zero: bool = False) -> float:
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name}: expected a {kind} number, got {value!r}")
     return x
+
+
+def _writable(module: Module) -> Mapping[str, np.ndarray]:
+    params = module.params
+    return params._arrays if isinstance(params, Parameters) else params
 
 
 class Optimizer:
@@ -55,10 +60,12 @@ class Optimizer:
         self.modules = mods
         self.hyper = hyper
         self.t = 0
+        # The parameters' own arrays, updated in place; each module is told after each step
+        # (its packed weights are then rebuilt).
         self._entries = [
             (f"{i}.{name}", p, m.grads[name])
             for i, m in enumerate(mods)
-            for name, p in m.params.items()
+            for name, p in _writable(m).items()
         ]
         self.state: dict[str, dict[str, np.ndarray]] = {
             key: {s: np.zeros_like(p) for s in self._state_names} for key, p, _ in self._entries
@@ -72,6 +79,8 @@ class Optimizer:
         self.t += 1
         for key, p, g in self._entries:
             self._update(p, g, self.state[key])
+        for m in self.modules:
+            m._params_changed()
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -168,7 +177,10 @@ class Adagrad(Optimizer):
         )
 
     def _update(self, p, g, state):
-        _core.optimizer_update("adagrad", p, g, [state["sum"]], self.hyper)
+        h = self.hyper
+        _core.adagrad_update(
+            p, g, state["sum"], h["lr"], h["eps"], h["weight_decay"], h["eps_inside_sqrt"]
+        )
 
 
 class RMSprop(Optimizer):
@@ -195,8 +207,20 @@ class RMSprop(Optimizer):
         )
 
     def _update(self, p, g, state):
-        arrays = [state["square_avg"], state["grad_avg"], state["momentum_buffer"]]
-        _core.optimizer_update("rmsprop", p, g, arrays, self.hyper)
+        h = self.hyper
+        _core.rmsprop_update(
+            p,
+            g,
+            state["square_avg"],
+            state["grad_avg"],
+            state["momentum_buffer"],
+            h["lr"],
+            h["alpha"],
+            h["eps"],
+            h["weight_decay"],
+            h["momentum"],
+            h["centered"],
+        )
 
 
 class Adam(Optimizer):
@@ -224,8 +248,20 @@ class Adam(Optimizer):
         )
 
     def _update(self, p, g, state):
-        hyper = {**self.hyper, "step": self.t, "decoupled": self._decoupled}
-        _core.optimizer_update("adam", p, g, [state["exp_avg"], state["exp_avg_sq"]], hyper)
+        h = self.hyper
+        _core.adam_update(
+            p,
+            g,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            h["lr"],
+            h["beta1"],
+            h["beta2"],
+            h["eps"],
+            h["weight_decay"],
+            self.t,
+            self._decoupled,
+        )
 
 
 class AdamW(Adam):

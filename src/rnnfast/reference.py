@@ -190,17 +190,26 @@ def _quiet() -> np.errstate:
 class ReferenceEngine:
     """Layers and directions in NumPy; lengths become a (T, B) mask."""
 
+    def attach(self, module: RecurrentBase) -> None:
+        pass  # nothing is kept between calls
+
     def forward(
         self,
         module: RecurrentBase,
         x: np.ndarray,
-        h0: np.ndarray,
+        h0: np.ndarray | None,
         c0: np.ndarray | None,
         lengths: np.ndarray | None,
         training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         steps, batch, _ = x.shape
         dirs = module.num_directions
+        shape = (module.num_layers * dirs, batch, module.hidden_size)
+        h0 = np.zeros(shape, module.dtype) if h0 is None else h0
+        if module.cell == "lstm" and c0 is None:
+            c0 = np.zeros(shape, module.dtype)
+        if training:
+            x = x.copy()  # backward must see x as it was, whatever the caller does next
         if batch == 0:  # no sequence: nothing runs, whatever T is
             y = np.zeros((steps, 0, dirs * module.hidden_size), module.dtype)
             c_n = None if c0 is None else c0.copy()
@@ -244,7 +253,8 @@ class ReferenceEngine:
         dh_n = np.zeros(shape, module.dtype) if dh_n is None else dh_n
         dc_n = (np.zeros(shape, module.dtype) if dc_n is None else dc_n) if lstm else None
         if "empty" in saved:  # nothing ran: the gradient passes to the initial state
-            return np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc_n
+            dc0 = None if dc_n is None else dc_n.copy()
+            return np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc0
         inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         dh0 = np.empty(shape, module.dtype)
         dc0 = np.empty(shape, module.dtype) if lstm else None

@@ -1,4 +1,4 @@
-// Regions get whatever team OpenMP grants: a layer run from inside someone else's parallel region
+// Regions get whatever team OpenMP grants: a stack run from inside someone else's parallel region
 // (nested, or with nesting enabled), or with more threads asked than cores, gives the same bits
 // as one thread. Built by CMake (-DRNNFAST_BUILD_TESTS=ON) and run by tests/test_reliability.py.
 #include <omp.h>
@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "layer.h"
+#include "rnn/stack.h"
 
 using namespace rnnfast;
 
@@ -19,9 +19,11 @@ struct Case {
   index_t steps, batch, input, hidden;
 };
 
-// Forward (training) then backward; every output concatenated.
+// A 2-layer bidirectional stack: forward (training) then backward; every output concatenated.
 std::vector<float> run(const Case& c) {
-  const index_t g = gate_count(c.cell), gh = g * c.hidden, bh = c.batch * c.hidden;
+  const StackSpec spec{c.cell, c.input, c.hidden, 2, 2, true};
+  const index_t g = cell_info(c.cell).gates, gh = g * c.hidden, bh = c.batch * c.hidden;
+  const index_t states = spec.count() * bh, width = 2 * c.hidden;
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.f, 0.3f);
   auto random = [&](index_t n) {
@@ -29,65 +31,38 @@ std::vector<float> run(const Case& c) {
     for (auto& e : v) e = nd(rng);
     return v;
   };
-  const auto x = random(c.steps * c.batch * c.input), w_ih = random(gh * c.input);
-  const auto w_hh = random(gh * c.hidden), b_ih = random(gh), b_hh = random(gh);
-  const auto h0 = random(bh), c0 = random(bh), dy = random(c.steps * bh);
+  std::vector<std::vector<float>> weights, grads;
+  StackParams<float> params;
+  StackGrads<float> gr;
+  for (index_t k = 0; k < spec.count(); ++k) {
+    const index_t in = spec.layer_input(k / 2);
+    for (index_t n : {gh * in, gh * c.hidden, gh, gh}) {
+      weights.push_back(random(n));
+      grads.emplace_back(static_cast<size_t>(n), 0.f);
+    }
+    const size_t w = weights.size() - 4;
+    params.layers.push_back(
+        {weights[w].data(), weights[w + 1].data(), weights[w + 2].data(), weights[w + 3].data()});
+    gr.w_ih.push_back(grads[w].data());
+    gr.w_hh.push_back(grads[w + 1].data());
+    gr.b_ih.push_back(grads[w + 2].data());
+    gr.b_hh.push_back(grads[w + 3].data());
+  }
+  const auto x = random(c.steps * c.batch * c.input), h0 = random(states), c0 = random(states);
+  const auto dy = random(c.steps * c.batch * width);
   std::vector<int64_t> lengths(static_cast<size_t>(c.batch));
   for (index_t b = 0; b < c.batch; ++b) lengths[b] = c.steps - b % 3;
-  std::vector<float> y(c.steps * bh), h_n(bh), c_n(bh), gates(c.steps * c.batch * gh);
-  std::vector<float> hs((c.steps + 1) * bh), cs((c.steps + 1) * bh), extra(c.steps * bh);
-  LayerForward<float> f{};
-  f.cell = c.cell;
-  f.steps = c.steps;
-  f.batch = c.batch;
-  f.input = c.input;
-  f.hidden = c.hidden;
-  f.x = x.data();
-  f.w_ih = w_ih.data();
-  f.w_hh = w_hh.data();
-  f.b_ih = b_ih.data();
-  f.b_hh = b_hh.data();
-  f.h0 = h0.data();
-  f.c0 = c0.data();
-  f.lengths = lengths.data();
-  f.y = y.data();
-  f.ldy = c.hidden;
-  f.h_n = h_n.data();
-  f.c_n = c_n.data();
-  f.gates = gates.data();
-  f.hs = hs.data();
-  f.cs = cs.data();
-  f.extra = extra.data();
-  layer_forward(f);
-  std::vector<float> dx(c.steps * c.batch * c.input), dh0(bh), dc0(bh);
-  std::vector<float> dw_ih(gh * c.input), dw_hh(gh * c.hidden), db_ih(gh), db_hh(gh);
-  LayerBackward<float> b{};
-  b.cell = c.cell;
-  b.steps = c.steps;
-  b.batch = c.batch;
-  b.input = c.input;
-  b.hidden = c.hidden;
-  b.x = x.data();
-  b.w_ih = w_ih.data();
-  b.w_hh = w_hh.data();
-  b.lengths = lengths.data();
-  b.gates = gates.data();
-  b.hs = hs.data();
-  b.cs = cs.data();
-  b.extra = extra.data();
-  b.dy = dy.data();
-  b.ldy = c.hidden;
-  b.dx = dx.data();
-  b.dh0 = dh0.data();
-  b.dc0 = dc0.data();
-  b.dw_ih = dw_ih.data();
-  b.dw_hh = dw_hh.data();
-  b.db_ih = db_ih.data();
-  b.db_hh = db_hh.data();
-  layer_backward(b);
+  std::vector<float> y(c.steps * c.batch * width), h_n(states), c_n(states);
+  std::vector<float> dx(c.steps * c.batch * c.input), dh0(states), dc0(states);
+  Stack<float> stack(spec);
+  Tape<float> tape;
+  stack.forward(params, 1, c.steps, c.batch, x.data(), h0.data(), c0.data(), lengths.data(),
+                y.data(), h_n.data(), c_n.data(), &tape);
+  stack.backward(params, tape, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(), gr);
   std::vector<float> all;
-  for (const auto* v : {&y, &h_n, &c_n, &dx, &dh0, &dc0, &dw_ih, &dw_hh, &db_ih, &db_hh})
+  for (const auto* v : {&y, &h_n, &c_n, &dx, &dh0, &dc0})
     all.insert(all.end(), v->begin(), v->end());
+  for (const auto& v : grads) all.insert(all.end(), v.begin(), v.end());
   return all;
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/table.h"
-#include "threads.h"
+#include "runtime/threads.h"
 
 namespace rnnfast::kernels {
 

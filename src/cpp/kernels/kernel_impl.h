@@ -235,10 +235,30 @@ void sigmoid_array(index_t n, const typename V::T* x, typename V::T* y) {
   map_array<V>(n, x, y, [](V v) { return sigmoid_v(v); });
 }
 
+#include "kernels/recurrent_impl.h"
+
 template <typename V>
 constexpr KernelTable<typename V::T> make_table(Isa isa) {
-  return {isa,           V::kMr,         2 * V::kWidth,    &gemm_block<V>, &pack_b_transposed<V>,
-          &exp_array<V>, &tanh_array<V>, &sigmoid_array<V>};
+  return {isa,
+          V::kMr,
+          2 * V::kWidth,
+          &gemm_block<V>,
+          &pack_b_transposed<V>,
+          &exp_array<V>,
+          &tanh_array<V>,
+          &sigmoid_array<V>,
+          V::kWidth,
+          &rnn_forward<V>,
+          &lstm_forward<V>,
+          &gru_forward<V>,
+          &gru_rb_gates<V>,
+          &gru_rb_update<V>,
+          &rnn_backward<V>,
+          &lstm_backward<V>,
+          &gru_backward<V>,
+          &gru_rb_backward<V>,
+          &gru_rb_backward_reset<V>,
+          &final_dh<V>};
 }
 
 // This ISA's tables, found by table.cpp through overloading on the element type.

@@ -1,24 +1,11 @@
-// Runtime kernel dispatch: the ISAs this build has, which one the CPU (and OS) can run, and the
-// table of kernel function pointers for the active one.
+// Runtime kernel dispatch: the table of kernel function pointers of each ISA this build has, and
+// the one of the active ISA (runtime/isa.h).
 #pragma once
-#include <string>
-
-#include "threads.h"
+#include "kernels/recurrent.h"
+#include "runtime/isa.h"
+#include "runtime/types.h"
 
 namespace rnnfast::kernels {
-
-enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
-
-const char* isa_name(Isa isa);
-// Throws std::invalid_argument for a name that is no ISA.
-Isa parse_isa(const std::string& name);
-// Compiled into this build, and runnable on this CPU with this OS (CPUID plus XGETBV on x86).
-bool isa_supported(Isa isa);
-Isa best_isa();
-// The ISA every kernel call uses: best_isa() unless select_isa() chose another at start-up.
-Isa active_isa();
-// Throws std::invalid_argument if `isa` is not supported here. Called once, at import.
-void select_isa(Isa isa);
 
 template <typename T>
 struct KernelTable {
@@ -37,6 +24,19 @@ struct KernelTable {
   void (*exp)(index_t n, const T* x, T* y);
   void (*tanh)(index_t n, const T* x, T* y);
   void (*sigmoid)(index_t n, const T* x, T* y);
+  // Fused recurrent steps (kernels/recurrent.h), on groups of `width` units.
+  index_t width;
+  void (*rnn_forward)(const ForwardStep<T>&);
+  void (*lstm_forward)(const ForwardStep<T>&);
+  void (*gru_forward)(const ForwardStep<T>&);
+  void (*gru_rb_gates)(const ForwardStep<T>&);
+  void (*gru_rb_update)(const ForwardStep<T>&);
+  void (*rnn_backward)(const BackwardStep<T>&);
+  void (*lstm_backward)(const BackwardStep<T>&);
+  void (*gru_backward)(const BackwardStep<T>&);
+  void (*gru_rb_backward)(const BackwardStep<T>&);
+  void (*gru_rb_backward_reset)(const BackwardStep<T>&);
+  void (*final_dh)(const BackwardStep<T>&);
 };
 
 template <typename T>

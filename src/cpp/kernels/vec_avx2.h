@@ -2,7 +2,7 @@
 #pragma once
 #include <immintrin.h>
 
-#include "threads.h"
+#include "runtime/types.h"
 
 namespace rnnfast::kernels::avx2 {
 
@@ -14,6 +14,13 @@ struct VecF32 {
   __m256 v;
   static VecF32 load(const T* p) { return {_mm256_loadu_ps(p)}; }
   void store(T* p) const { _mm256_storeu_ps(p, v); }
+  // The first n < kWidth lanes (the others read as 0, are not written).
+  static __m256i first(index_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static VecF32 load_n(const T* p, index_t n) { return {_mm256_maskload_ps(p, first(n))}; }
+  void store_n(T* p, index_t n) const { _mm256_maskstore_ps(p, first(n), v); }
   static VecF32 set1(T x) { return {_mm256_set1_ps(x)}; }
   friend VecF32 operator+(VecF32 a, VecF32 b) { return {_mm256_add_ps(a.v, b.v)}; }
   friend VecF32 operator-(VecF32 a, VecF32 b) { return {_mm256_sub_ps(a.v, b.v)}; }
@@ -69,6 +76,11 @@ struct VecF64 {
   __m256d v;
   static VecF64 load(const T* p) { return {_mm256_loadu_pd(p)}; }
   void store(T* p) const { _mm256_storeu_pd(p, v); }
+  static __m256i first(index_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static VecF64 load_n(const T* p, index_t n) { return {_mm256_maskload_pd(p, first(n))}; }
+  void store_n(T* p, index_t n) const { _mm256_maskstore_pd(p, first(n), v); }
   static VecF64 set1(T x) { return {_mm256_set1_pd(x)}; }
   friend VecF64 operator+(VecF64 a, VecF64 b) { return {_mm256_add_pd(a.v, b.v)}; }
   friend VecF64 operator-(VecF64 a, VecF64 b) { return {_mm256_sub_pd(a.v, b.v)}; }

@@ -2,7 +2,7 @@
 #pragma once
 #include <immintrin.h>
 
-#include "threads.h"
+#include "runtime/types.h"
 
 namespace rnnfast::kernels::avx512 {
 
@@ -14,6 +14,10 @@ struct VecF32 {
   __m512 v;
   static VecF32 load(const T* p) { return {_mm512_loadu_ps(p)}; }
   void store(T* p) const { _mm512_storeu_ps(p, v); }
+  // The first n < kWidth lanes (the others read as 0, are not written).
+  static __mmask16 first(index_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+  static VecF32 load_n(const T* p, index_t n) { return {_mm512_maskz_loadu_ps(first(n), p)}; }
+  void store_n(T* p, index_t n) const { _mm512_mask_storeu_ps(p, first(n), v); }
   static VecF32 set1(T x) { return {_mm512_set1_ps(x)}; }
   friend VecF32 operator+(VecF32 a, VecF32 b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend VecF32 operator-(VecF32 a, VecF32 b) { return {_mm512_sub_ps(a.v, b.v)}; }
@@ -53,6 +57,9 @@ struct VecF64 {
   __m512d v;
   static VecF64 load(const T* p) { return {_mm512_loadu_pd(p)}; }
   void store(T* p) const { _mm512_storeu_pd(p, v); }
+  static __mmask8 first(index_t n) { return static_cast<__mmask8>((1u << n) - 1); }
+  static VecF64 load_n(const T* p, index_t n) { return {_mm512_maskz_loadu_pd(first(n), p)}; }
+  void store_n(T* p, index_t n) const { _mm512_mask_storeu_pd(p, first(n), v); }
   static VecF64 set1(T x) { return {_mm512_set1_pd(x)}; }
   friend VecF64 operator+(VecF64 a, VecF64 b) { return {_mm512_add_pd(a.v, b.v)}; }
   friend VecF64 operator-(VecF64 a, VecF64 b) { return {_mm512_sub_pd(a.v, b.v)}; }

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "threads.h"
+#include "runtime/types.h"
 
 namespace rnnfast::kernels::generic {
 
@@ -26,6 +26,15 @@ struct VecArr {
   }
   void store(T* p) const {
     for (int i = 0; i < N; ++i) p[i] = v[i];
+  }
+  // The first n < N lanes (the others read as 0, are not written).
+  static VecArr load_n(const T* p, index_t n) {
+    VecArr r = set1(T(0));
+    for (index_t i = 0; i < n; ++i) r.v[i] = p[i];
+    return r;
+  }
+  void store_n(T* p, index_t n) const {
+    for (index_t i = 0; i < n; ++i) p[i] = v[i];
   }
   static VecArr set1(T x) {
     VecArr r;

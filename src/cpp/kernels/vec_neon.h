@@ -3,7 +3,7 @@
 #pragma once
 #include <arm_neon.h>
 
-#include "threads.h"
+#include "runtime/types.h"
 
 namespace rnnfast::kernels::neon {
 
@@ -16,6 +16,17 @@ struct VecF32 {
   float32x4_t v;
   static VecF32 load(const T* p) { return {vld1q_f32(p)}; }
   void store(T* p) const { vst1q_f32(p, v); }
+  // The first n < kWidth lanes (the others read as 0, are not written), through a buffer.
+  static VecF32 load_n(const T* p, index_t n) {
+    T buf[4] = {};
+    for (index_t i = 0; i < n; ++i) buf[i] = p[i];
+    return load(buf);
+  }
+  void store_n(T* p, index_t n) const {
+    T buf[4];
+    store(buf);
+    for (index_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
   static VecF32 set1(T x) { return {vdupq_n_f32(x)}; }
   friend VecF32 operator+(VecF32 a, VecF32 b) { return {vaddq_f32(a.v, b.v)}; }
   friend VecF32 operator-(VecF32 a, VecF32 b) { return {vsubq_f32(a.v, b.v)}; }
@@ -52,6 +63,16 @@ struct VecF64 {
   float64x2_t v;
   static VecF64 load(const T* p) { return {vld1q_f64(p)}; }
   void store(T* p) const { vst1q_f64(p, v); }
+  static VecF64 load_n(const T* p, index_t n) {
+    T buf[2] = {};
+    for (index_t i = 0; i < n; ++i) buf[i] = p[i];
+    return load(buf);
+  }
+  void store_n(T* p, index_t n) const {
+    T buf[2];
+    store(buf);
+    for (index_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
   static VecF64 set1(T x) { return {vdupq_n_f64(x)}; }
   friend VecF64 operator+(VecF64 a, VecF64 b) { return {vaddq_f64(a.v, b.v)}; }
   friend VecF64 operator-(VecF64 a, VecF64 b) { return {vsubq_f64(a.v, b.v)}; }

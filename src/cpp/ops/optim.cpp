@@ -1,4 +1,4 @@
-#include "optim.h"
+#include "ops/optim.h"
 
 #include <cmath>
 

@@ -3,7 +3,7 @@
 // operations as rnnfast.optim's docstring; elements are independent, so the split among
 // threads never changes a result. All arrays have n elements.
 #pragma once
-#include "threads.h"
+#include "runtime/threads.h"
 
 namespace rnnfast {
 

@@ -1,4 +1,5 @@
-// The thread-count setting, and the one way kernels run on several threads: run_team.
+// The thread-count setting, the one way kernels run on several threads (run_team), and the
+// barrier that threads sharing a sequence meet at once a step.
 //
 // A parallel region may get fewer threads than it asks for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call
 // from inside another parallel region, a thread that cannot be created), so every region plans
@@ -8,28 +9,23 @@
 // does not survive fork() and the child would hang in its first region.
 #pragma once
 #include <algorithm>
-#include <cstddef>
+#include <atomic>
+#include <cstdint>
+
+#include "runtime/fpenv.h"
+#include "runtime/types.h"
 
 #ifdef RNNFAST_HAVE_OPENMP
 #include <omp.h>
 #endif
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#define RNNFAST_HAVE_MXCSR 1
-#elif defined(__aarch64__)
-#include <cstdint>
-#define RNNFAST_HAVE_FPCR 1
-#endif
 
 namespace rnnfast {
-
-using index_t = std::ptrdiff_t;
 
 // The most threads set_num_threads accepts: far beyond any useful team, small enough that a
 // typo (99999999999) is refused rather than tried.
 inline constexpr int kMaxThreads = 1024;
 
-// The only mutable global of the library: how many threads kernels may use.
+// The only mutable global setting of the library: how many threads kernels may use.
 // Throws std::invalid_argument for n outside [1, kMaxThreads], std::runtime_error when n threads
 // cannot be started here (the setting is then left as it was).
 void set_num_threads(int n);
@@ -43,36 +39,6 @@ bool in_forked_child();
 namespace detail {
 int team_for(int wanted);  // usable_threads() capped by `wanted`; records that a team ran
 }
-
-// While alive, the calling thread flushes denormal results to zero and reads denormal inputs as
-// zero (FTZ/DAZ): denormals are a known cause of erratic RNN slowdowns on CPUs (a saturating
-// gate's derivative decays into them). The caller's mode is restored on exit. Every thread that
-// runs kernel code holds one, so results do not depend on which thread computed them.
-class FlushDenormals {
- public:
-  FlushDenormals() {
-#if defined(RNNFAST_HAVE_MXCSR)
-    saved_ = _mm_getcsr();
-    _mm_setcsr(static_cast<unsigned>(saved_) | 0x8040u);  // FTZ | DAZ
-#elif defined(RNNFAST_HAVE_FPCR)
-    __asm__ volatile("mrs %0, fpcr" : "=r"(saved_));
-    const uint64_t flushing = saved_ | (uint64_t{1} << 24);  // FZ: inputs and results
-    __asm__ volatile("msr fpcr, %0" : : "r"(flushing));
-#endif
-  }
-  ~FlushDenormals() {
-#if defined(RNNFAST_HAVE_MXCSR)
-    _mm_setcsr(static_cast<unsigned>(saved_));
-#elif defined(RNNFAST_HAVE_FPCR)
-    __asm__ volatile("msr fpcr, %0" : : "r"(saved_));
-#endif
-  }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-
- private:
-  unsigned long long saved_ = 0;  // MXCSR (32 bits) or FPCR (64 bits)
-};
 
 // Runs body(thread, team) on a team of at most `wanted` threads, each thread with denormals
 // flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`.
@@ -104,5 +70,48 @@ void parallel_for(index_t n, index_t grain, const Body& body) {
   run_team(static_cast<int>(chunks),
            [&](int id, int count) { body(n * id / count, n * (id + 1) / count); });
 }
+
+// Where a team's members meet once per step of a sequence. A waiting member spins briefly, then
+// yields its core, then sleeps (a futex on Linux): on a busy machine, a member whose teammate has
+// been descheduled gives its core away instead of burning it. A member that has waited longer
+// than any step should take (the teammate lost its core for a scheduler time slice) asks to go on
+// alone: that barrier then ends with it as the soloist, who does the remaining work of every
+// member while the others leave. Which member computes a slice never changes a result.
+class StepBarrier {
+ public:
+  enum class After { kTogether, kSolo, kLeave };
+
+  explicit StepBarrier(int team) : team_(team) {}
+  StepBarrier(const StepBarrier&) = delete;
+  StepBarrier& operator=(const StepBarrier&) = delete;
+
+  After arrive(int member);
+  bool went_solo() const { return soloist_.load(std::memory_order_relaxed) >= 0; }
+
+ private:
+  static constexpr uint64_t kCountMask = 0xffffffffu;
+  static constexpr uint64_t kSoloBit = uint64_t{1} << 32;
+
+  void ask_to_go_alone(int member);
+  After outcome(int member) const;
+
+  const int team_;
+  std::atomic<uint64_t> state_{0};       // arrivals this step, and the solo request bit
+  std::atomic<uint32_t> generation_{0};  // steps completed (the futex word)
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> requester_{-1};
+  std::atomic<int> soloist_{-1};
+};
+
+// Memory of a busy machine across calls: after a region went solo, the next regions that would
+// meet at a barrier every step run on one thread; their number doubles each time a trial team
+// goes solo again (up to kMaxBackoff) and resets when one does not.
+namespace contention {
+inline constexpr int kMaxBackoff = 256;
+// The team a step-synchronised region should ask for (1 while backing off).
+int team_for_stepped_region(int wanted);
+// What happened in such a region.
+void record(bool went_solo);
+}  // namespace contention
 
 }  // namespace rnnfast

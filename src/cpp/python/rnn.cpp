@@ -1,0 +1,263 @@
+// _core.Stack and _core.Tape: a module's C++ stack driver, one call per forward and backward.
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "python/arrays.h"
+#include "rnn/stack.h"
+
+namespace rnnfast::python {
+namespace {
+
+template <typename T>
+struct Typed {
+  explicit Typed(const StackSpec& spec) : core(spec) {}
+  Stack<T> core;
+  StackParams<T> params;
+  StackGrads<T> grads;
+  std::vector<py::array> param_refs, grad_refs;  // keep the bound arrays alive
+};
+
+class PyTape {
+ public:
+  const void* owner = nullptr;
+  std::variant<std::unique_ptr<Tape<float>>, std::unique_ptr<Tape<double>>> tape;
+
+  index_t bytes() const {
+    return std::visit([](const auto& t) { return t ? t->bytes() : 0; }, tape);
+  }
+  bool consumed() const {
+    return std::visit([](const auto& t) { return !t || t->consumed; }, tape);
+  }
+};
+
+class PyStack {
+  // (auto-returning helpers first: they must be defined before their uses)
+  template <typename F>
+  auto visit(const F& f) {
+    return f32_ ? f(*f32_) : f(*f64_);
+  }
+  template <typename F>
+  auto visit_const(const F& f) const {
+    return f32_ ? f(static_cast<const Typed<float>&>(*f32_))
+                : f(static_cast<const Typed<double>&>(*f64_));
+  }
+
+ public:
+  PyStack(const std::string& cell, index_t input, index_t hidden, index_t layers,
+          bool bidirectional, bool bias, const std::string& dtype)
+      : spec_{parse_cell(cell), input, hidden, layers, bidirectional ? 2 : 1, bias},
+        dtype_(parse_dtype(dtype)) {
+    if (input < 1 || hidden < 1 || layers < 1)
+      throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
+    if (dtype_ == Dtype::F32) {
+      f32_ = std::make_unique<Typed<float>>(spec_);
+    } else {
+      f64_ = std::make_unique<Typed<double>>(spec_);
+    }
+  }
+
+  // The module's parameters, in PyTorch's order: for each layer and direction, w_ih, w_hh and (with
+  // bias) b_ih, b_hh. Bound once; read at every call (their values may change in place).
+  void set_params(const py::list& arrays) {
+    visit([&](auto& t) { bind(t, arrays, false); });
+  }
+  void set_grads(const py::list& arrays) {
+    visit([&](auto& t) { bind(t, arrays, true); });
+  }
+
+  py::tuple forward(const py::array& x, const py::object& h0, const py::object& c0,
+                    const py::object& lengths, bool training, int64_t version) {
+    return visit([&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version); });
+  }
+
+  py::tuple backward(PyTape& tape, const py::object& dy, const py::object& dh_n,
+                     const py::object& dc_n, bool input_grad) {
+    if (tape.owner != this) throw std::invalid_argument("tape: it was made by another module");
+    if (tape.consumed())
+      throw std::invalid_argument("tape: already used by backward; run forward again");
+    return visit([&](auto& t) { return backward_typed(t, tape, dy, dh_n, dc_n, input_grad); });
+  }
+
+  index_t tape_bytes(index_t steps, index_t batch) const {
+    const index_t size = dtype_ == Dtype::F32 ? 4 : 8;
+    return visit_const([&](const auto& t) { return t.core.tape_values(steps, batch) * size; });
+  }
+  size_t cached_bytes() const {
+    return visit_const([](const auto& t) { return t.core.cached_bytes(); });
+  }
+  void release_memory() {
+    visit([](auto& t) {
+      py::gil_scoped_release release;
+      t.core.release_memory();
+    });
+  }
+
+ private:
+  std::vector<index_t> state_shape(index_t batch) const {
+    return {spec_.count(), batch, spec_.hidden};
+  }
+
+  template <typename T>
+  void bind(Typed<T>& t, const py::list& arrays, bool grads) {
+    const index_t per = spec_.bias ? 4 : 2, g = cell_info(spec_.cell).gates * spec_.hidden;
+    const std::string what = grads ? "grads" : "params";
+    if (static_cast<index_t>(arrays.size()) != spec_.count() * per) {
+      throw std::invalid_argument(what + ": expected " + std::to_string(spec_.count() * per) +
+                                  " arrays, got " + std::to_string(arrays.size()));
+    }
+    std::vector<py::array> refs;
+    StackParams<T> params;
+    StackGrads<T> gr;
+    for (index_t k = 0; k < spec_.count(); ++k) {
+      const index_t in = spec_.layer_input(k / spec_.directions);
+      const std::vector<std::vector<index_t>> shapes = {{g, in}, {g, spec_.hidden}, {g}, {g}};
+      T* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
+      for (index_t j = 0; j < per; ++j) {
+        py::array a = arrays[static_cast<size_t>(k * per + j)].cast<py::array>();
+        const std::string name = what + "[" + std::to_string(k * per + j) + "]";
+        ptr[j] =
+            grads ? output<T>(name, a, shapes[j]) : const_cast<T*>(input<T>(name, a, shapes[j]));
+        refs.push_back(a);
+      }
+      params.layers.push_back({ptr[0], ptr[1], ptr[2], ptr[3]});
+      gr.w_ih.push_back(ptr[0]);
+      gr.w_hh.push_back(ptr[1]);
+      gr.b_ih.push_back(ptr[2]);
+      gr.b_hh.push_back(ptr[3]);
+    }
+    if (grads) {
+      t.grads = gr;
+      t.grad_refs = refs;
+    } else {
+      t.params = params;
+      t.param_refs = refs;
+    }
+  }
+
+  template <typename T>
+  void check_bound(const Typed<T>& t, bool grads) const {
+    if (t.param_refs.empty()) throw std::logic_error("Stack: set_params was never called");
+    if (grads && t.grad_refs.empty()) throw std::logic_error("Stack: set_grads was never called");
+  }
+
+  template <typename T>
+  py::tuple forward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                          const py::object& c0, const py::object& lengths, bool training,
+                          int64_t version) {
+    check_bound(t, false);
+    if (x.ndim() != 3)
+      throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got " +
+                                  std::to_string(x.ndim()));
+    const index_t steps = x.shape(0), batch = x.shape(1);
+    const T* px = input<T>("x", x, {steps, batch, spec_.input});
+    const T* ph0 = input_or_null<T>("h0", h0, state_shape(batch));
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    const T* pc0 = lstm ? input_or_null<T>("c0", c0, state_shape(batch)) : nullptr;
+    const int64_t* lens = nullptr;
+    if (!lengths.is_none()) {
+      lens = input<int64_t>("lengths", lengths.cast<py::array>(), {batch});
+      for (index_t b = 0; b < batch; ++b) {
+        if (lens[b] < 1 || lens[b] > steps) {
+          throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(steps) +
+                                      "], got " + std::to_string(lens[b]) + " at index " +
+                                      std::to_string(b));
+        }
+      }
+    }
+    auto y = new_array<T>({steps, batch, spec_.directions * spec_.hidden});
+    auto h_n = new_array<T>(state_shape(batch));
+    py::object c_n = py::none();
+    T* pc_n = nullptr;
+    if (lstm) {
+      auto c = new_array<T>(state_shape(batch));
+      pc_n = c.mutable_data();
+      c_n = c;
+    }
+    std::unique_ptr<Tape<T>> tape = training ? std::make_unique<Tape<T>>() : nullptr;
+    T* py_ = y.mutable_data();
+    T* ph_n = h_n.mutable_data();
+    {
+      py::gil_scoped_release release;
+      t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), steps,
+                     batch, px, ph0, pc0, lens, py_, ph_n, pc_n, tape.get());
+    }
+    py::object tape_obj = py::none();
+    if (tape) {
+      PyTape pt;
+      pt.owner = this;
+      pt.tape = std::move(tape);
+      tape_obj = py::cast(std::move(pt));
+    }
+    return py::make_tuple(y, h_n, c_n, tape_obj);
+  }
+
+  template <typename T>
+  py::tuple backward_typed(Typed<T>& t, PyTape& pt, const py::object& dy, const py::object& dh_n,
+                           const py::object& dc_n, bool input_grad) {
+    check_bound(t, true);
+    auto* holder = std::get_if<std::unique_ptr<Tape<T>>>(&pt.tape);
+    if (!holder || !*holder) throw std::invalid_argument("tape: not of this module's dtype");
+    Tape<T>& tape = **holder;
+    const index_t steps = tape.steps, batch = tape.batch;
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    const T* pdy = input_or_null<T>("dy", dy, {steps, batch, spec_.directions * spec_.hidden});
+    const T* pdh = input_or_null<T>("dh_n", dh_n, state_shape(batch));
+    const T* pdc = lstm ? input_or_null<T>("dc_n", dc_n, state_shape(batch)) : nullptr;
+    py::object dx = py::none();
+    T* pdx = nullptr;
+    if (input_grad) {
+      auto a = new_array<T>({steps, batch, spec_.input});
+      pdx = a.mutable_data();
+      dx = a;
+    }
+    auto dh0 = new_array<T>(state_shape(batch));
+    py::object dc0 = py::none();
+    T* pdc0 = nullptr;
+    if (lstm) {
+      auto a = new_array<T>(state_shape(batch));
+      pdc0 = a.mutable_data();
+      dc0 = a;
+    }
+    T* pdh0 = dh0.mutable_data();
+    {
+      py::gil_scoped_release release;
+      t.core.backward(t.params, tape, pdy, pdh, pdc, pdx, pdh0, pdc0, t.grads);
+    }
+    holder->reset();  // its memory is back in the pool
+    return py::make_tuple(dx, dh0, dc0);
+  }
+
+  StackSpec spec_;
+  Dtype dtype_;
+  std::unique_ptr<Typed<float>> f32_;
+  std::unique_ptr<Typed<double>> f64_;
+};
+
+}  // namespace
+
+void init_rnn(py::module_& m) {
+  py::class_<PyTape>(m, "Tape", "What a training forward keeps for backward (C++-owned memory).")
+      .def_property_readonly("nbytes", &PyTape::bytes)
+      .def_property_readonly("consumed", &PyTape::consumed);
+  py::class_<PyStack>(m, "Stack", "A recurrent module's C++ driver: layers x directions.")
+      .def(
+          py::init<const std::string&, index_t, index_t, index_t, bool, bool, const std::string&>(),
+          py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+          py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"))
+      .def("set_params", &PyStack::set_params, py::arg("arrays"))
+      .def("set_grads", &PyStack::set_grads, py::arg("arrays"))
+      .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
+           py::arg("version"),
+           "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache.")
+      .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),
+           py::arg("dh_n").none(true), py::arg("dc_n").none(true), py::arg("input_grad"),
+           "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None).")
+      .def("tape_bytes", &PyStack::tape_bytes, py::arg("steps"), py::arg("batch"))
+      .def("cached_bytes", &PyStack::cached_bytes)
+      .def("release_memory", &PyStack::release_memory);
+}
+
+}  // namespace rnnfast::python

@@ -1,0 +1,80 @@
+// _core's process-wide settings and facts: threads, the ISA, the build, the cell table.
+#include <string>
+#include <vector>
+
+#include "kernels/table.h"
+#include "python/arrays.h"
+#include "rnn/cell.h"
+#include "rnn/plan.h"
+#include "runtime/isa.h"
+#include "runtime/threads.h"
+
+namespace rnnfast::python {
+namespace {
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+void init_runtime(py::module_& m) {
+  m.attr("MAX_THREADS") = kMaxThreads;
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Raises ValueError out of [1, MAX_THREADS], RuntimeError if n threads cannot start.");
+  m.def("get_num_threads", &get_num_threads, "The setting.");
+  m.def("usable_threads", &usable_threads,
+        "The team a region may have now (1 in a child forked after a team ran).");
+  m.def("have_openmp", &have_openmp);
+  m.def(
+      "isa", [] { return std::string(isa_name(active_isa())); },
+      "The instruction set the kernels run with.");
+  m.def(
+      "supported_isas",
+      [] {
+        std::vector<std::string> names;
+        for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Generic})
+          if (isa_supported(isa)) names.emplace_back(isa_name(isa));
+        return names;
+      },
+      "ISAs this build has and this CPU runs, best first.");
+  m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def(
+      "cells",
+      [] {
+        py::dict out;
+        for (Cell cell : kCells) {
+          const CellInfo& c = cell_info(cell);
+          py::dict d;
+          d["gates"] = c.gates;
+          d["cell_state"] = c.cell_state;
+          d["gate_names"] = std::string(c.gate_names);
+          std::vector<std::string> tape = {"gates", "hs"};
+          if (c.cell_state) tape.emplace_back("cs");
+          if (c.extra) tape.emplace_back("extra");
+          d["tape"] = tape;
+          out[c.name] = d;
+        }
+        return out;
+      },
+      "What each cell is: gates, cell state, the arrays a training forward keeps.");
+  m.def(
+      "recurrence_plan",
+      [](const std::string& cell, index_t batch, index_t hidden, const std::string& dtype) {
+        const index_t width = parse_dtype(dtype) == Dtype::F32
+                                  ? kernels::active_kernels<float>().width
+                                  : kernels::active_kernels<double>().width;
+        const auto plan = plan_recurrence(parse_cell(cell), batch, hidden, width);
+        return py::make_tuple(plan.threads, plan.by_rows ? "rows" : "units");
+      },
+      py::arg("cell"), py::arg("batch"), py::arg("hidden"), py::arg("dtype"),
+      "How the recurrence of such a layer is split now: (threads, 'rows' or 'units').");
+}
+
+}  // namespace rnnfast::python

@@ -1,0 +1,34 @@
+#include "rnn/cell.h"
+
+#include <stdexcept>
+
+namespace rnnfast {
+
+const CellInfo& cell_info(Cell cell) {
+  static const CellInfo kInfo[] = {
+      {"rnn_tanh", 1, false, false, false, "a"},
+      {"rnn_relu", 1, false, false, false, "a"},
+      {"lstm", 4, true, false, false, "i,f,g,o"},
+      {"gru", 3, false, true, false, "r,z,n"},
+      {"gru_reset_before", 3, false, true, true, "r,z,n"},
+  };
+  return kInfo[static_cast<int>(cell)];
+}
+
+Cell parse_cell(const std::string& name) {
+  for (Cell cell : kCells)
+    if (name == cell_info(cell).name) return cell;
+  throw std::invalid_argument(
+      "cell: expected rnn_tanh, rnn_relu, lstm, gru or gru_reset_before, got '" + name + "'");
+}
+
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden) {
+  const CellInfo& info = cell_info(cell);
+  const index_t bh = batch * hidden;
+  index_t n = steps * bh * info.gates + (steps + 1) * bh;
+  if (info.cell_state) n += (steps + 1) * bh;
+  if (info.extra) n += steps * bh;
+  return n;
+}
+
+}  // namespace rnnfast

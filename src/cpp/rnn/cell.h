@@ -1,0 +1,31 @@
+// What a cell is, decided once, here: its gates, its state, what a training forward keeps for
+// backward. Python reads this table (rnnfast._core.cells()) instead of deciding it again.
+#pragma once
+#include <string>
+
+#include "runtime/types.h"
+
+namespace rnnfast {
+
+enum class Cell : int { RnnTanh, RnnRelu, Lstm, Gru, GruResetBefore };
+
+struct CellInfo {
+  const char* name;        // rnn_tanh, rnn_relu, lstm, gru, gru_reset_before
+  int gates;               // G: gate blocks of H rows in W_ih and W_hh (PyTorch's order)
+  bool cell_state;         // LSTM's c
+  bool extra;              // GRU: one [T, B, H] array more in the tape
+  bool two_part;           // reset-before GRU: the W_hn product needs every unit's r first
+  const char* gate_names;  // e.g. "i,f,g,o"
+};
+
+const CellInfo& cell_info(Cell cell);
+// Throws std::invalid_argument naming `cell` for an unknown name.
+Cell parse_cell(const std::string& name);
+inline constexpr Cell kCells[] = {Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell::Gru,
+                                  Cell::GruResetBefore};
+
+// Values (of the layer's dtype) a training forward keeps for one direction of one layer:
+// gates [T, B, G*H], states [T+1, B, H] (and cell states), GRU's extra [T, B, H].
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden);
+
+}  // namespace rnnfast

@@ -1,0 +1,399 @@
+#include "rnn/layer.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "kernels/table.h"
+#include "rnn/plan.h"
+#include "runtime/threads.h"
+
+namespace rnnfast {
+namespace {
+
+using kernels::gemm;
+using kernels::gemm_on_this_thread;
+using kernels::PackedB;
+using kernels::Trans;
+
+// Which of the rows [b0, b1) still run at step t: active[b - b0].
+void mark_active(const int64_t* lengths, index_t b0, index_t b1, index_t t, uint8_t* active) {
+  for (index_t b = b0; b < b1; ++b) active[b - b0] = !lengths || t < lengths[b];
+}
+
+// Index in hs/cs of the state step t starts from and of the one it makes.
+inline index_t state_before(bool reverse, index_t t) {
+  return reverse ? t + 1 : t;
+}
+inline index_t state_after(bool reverse, index_t t) {
+  return reverse ? t : t + 1;
+}
+
+// The team of a layer's time loop, and what one member of it computes. A member owns rows (all
+// units) or groups of units (all rows, meeting the others at a barrier each step); after a
+// barrier that went solo, the soloist owns everything and the others have left.
+struct Team {
+  RecurrencePlan plan;
+  index_t batch, groups;
+  std::unique_ptr<StepBarrier> barrier;
+  std::atomic<bool> went_solo{false};
+
+  Team(Cell cell, index_t batch_, index_t hidden, index_t width)
+      : plan(plan_recurrence(cell, batch_, hidden, width)),
+        batch(batch_),
+        groups(ceil_div(hidden, width)) {}
+
+  // Threads to ask for: a busy machine's history shrinks teams that meet every step.
+  int wanted() const {
+    return plan.by_rows ? plan.threads : contention::team_for_stepped_region(plan.threads);
+  }
+};
+
+struct Member {
+  int id, team;
+  index_t b0, b1, g0, g1;
+  bool meet;  // units are shared: meet the others after every phase
+  bool solo = false;
+
+  Member(Team& t, int id_, int team_) : id(id_), team(team_) {
+    const bool rows = t.plan.by_rows || team == 1;
+    const Share r = rows ? share_of(t.batch, id, team) : Share{0, t.batch};
+    const Share g = rows ? Share{0, t.groups} : share_of(t.groups, id, team);
+    b0 = r.first, b1 = r.last, g0 = g.first, g1 = g.last;
+    meet = !rows;
+  }
+
+  // After the work that others read: wait for them. False when this member must leave.
+  bool sync(Team& t) {
+    if (!meet) return true;
+    switch (t.barrier->arrive(id)) {
+      case StepBarrier::After::kTogether:
+        return true;
+      case StepBarrier::After::kSolo:
+        g0 = 0, g1 = t.groups, meet = false, solo = true;
+        t.went_solo = true;
+        return true;
+      case StepBarrier::After::kLeave:
+        break;
+    }
+    return false;
+  }
+};
+
+// Runs body(member) on the layer's team; the barrier is built inside the region, for the team
+// OpenMP granted.
+template <typename Body>
+void run_layer_team(Team& team, const Body& body) {
+  run_team(team.wanted(), [&](int id, int size) {
+    if (size > 1 && !team.plan.by_rows) {
+#pragma omp single
+      team.barrier = std::make_unique<StepBarrier>(size);
+    }  // (the implicit barrier of `single`: everyone sees it built)
+    Member m(team, id, size);
+    body(m);
+  });
+  if (!team.plan.by_rows && team.plan.threads > 1) contention::record(team.went_solo);
+}
+
+template <typename T>
+void forward_kernel(const kernels::KernelTable<T>& kt, Cell cell,
+                    const kernels::ForwardStep<T>& s) {
+  switch (cell) {
+    case Cell::RnnTanh:
+    case Cell::RnnRelu:
+      return kt.rnn_forward(s);
+    case Cell::Lstm:
+      return kt.lstm_forward(s);
+    case Cell::Gru:
+      return kt.gru_forward(s);
+    case Cell::GruResetBefore:
+      return kt.gru_rb_gates(s);  // its second part is called on its own
+  }
+}
+
+template <typename T>
+void backward_kernel(const kernels::KernelTable<T>& kt, Cell cell,
+                     const kernels::BackwardStep<T>& s) {
+  switch (cell) {
+    case Cell::RnnTanh:
+    case Cell::RnnRelu:
+      return kt.rnn_backward(s);
+    case Cell::Lstm:
+      return kt.lstm_backward(s);
+    case Cell::Gru:
+      return kt.gru_backward(s);
+    case Cell::GruResetBefore:
+      return kt.gru_rb_backward(s);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void layer_forward(const LayerForward<T>& a) {
+  const FlushDenormals flush;
+  const CellInfo& info = cell_info(a.cell);
+  const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
+  const index_t gh = info.gates * hd, bh = batch * hd;
+  const bool training = a.gates != nullptr, lstm = info.cell_state, two_part = info.two_part;
+  if (steps == 0 || batch == 0) {  // no step to run: O(1) whatever T (or B) is
+    std::copy(a.h0, a.h0 + bh, a.h_n);
+    if (lstm) std::copy(a.c0, a.c0 + bh, a.c_n);
+    if (training) std::copy(a.h0, a.h0 + bh, a.hs);
+    if (training && lstm) std::copy(a.c0, a.c0 + bh, a.cs);
+    return;
+  }
+  const auto& kt = kernels::active_kernels<T>();
+  const ForwardPacks<T>& pk = *a.packs;
+  Team team(a.cell, batch, hd, kt.width);
+
+  // The input projection x W_ih^T. Training keeps all of it in the tape: one product over every
+  // step first. Inference projects chunks of steps as the loop reaches them and so keeps
+  // O(B*H) of it, not O(T*B*H).
+  if (training) gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, gh);
+  const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
+  const bool rows_mode = team.plan.by_rows;
+  Buffer<T> pre(a.pool, training ? 0 : chunk * batch * (gh + (rows_mode ? in : 0)));
+  Buffer<T> states(a.pool, training ? 0 : 2 * bh), cells(a.pool, training || !lstm ? 0 : 2 * bh);
+  Buffer<T> rh(a.pool, !training && two_part ? bh : 0);
+  Buffer<T> pack_space(a.pool, team.plan.threads * kernels::gemm_workspace_size(kt));
+  Buffer<uint8_t> active(a.pool, team.plan.threads * batch);
+
+  T* h_states = training ? a.hs : states.data();
+  T* c_states = lstm ? (training ? a.cs : cells.data()) : nullptr;
+  T* extra = training ? a.extra : rh.data();
+  const index_t first = training ? state_before(a.reverse, a.reverse ? steps - 1 : 0) : 0;
+  std::copy(a.h0, a.h0 + bh, h_states + first * bh);
+  if (lstm) std::copy(a.c0, a.c0 + bh, c_states + first * bh);
+
+  run_layer_team(team, [&](Member& m) {
+    T* pack = pack_space.data() + m.id * kernels::gemm_workspace_size(kt);
+    uint8_t* act = active.data() + m.id * batch;
+    // Inference: where step t's projection of this member's rows lives. Members owning rows keep
+    // their rows of a chunk contiguous (x's rows gathered first) for one product; members
+    // sharing units each project some rows of the chunk for every unit, then meet.
+    index_t t_lo = 0;
+    auto pre_row = [&](index_t t) -> T* {
+      if (training) return a.gates + (t * batch + m.b0) * gh;
+      if (rows_mode) return pre.data() + (chunk * m.b0 + (t - t_lo) * (m.b1 - m.b0)) * gh;
+      return pre.data() + ((t - t_lo) * batch + m.b0) * gh;
+    };
+    for (index_t s = 0; s < steps; ++s) {
+      const index_t t = a.reverse ? steps - 1 - s : s;
+      if (!training && s % chunk == 0) {
+        const index_t n = std::min(chunk, steps - s);
+        t_lo = a.reverse ? steps - s - n : s;
+        if (rows_mode) {
+          const index_t rows = m.b1 - m.b0;
+          T* xg = pre.data() + chunk * batch * gh + chunk * m.b0 * in;
+          for (index_t i = 0; i < n; ++i)
+            std::copy(a.x + ((t_lo + i) * batch + m.b0) * in,
+                      a.x + ((t_lo + i) * batch + m.b1) * in, xg + i * rows * in);
+          gemm_on_this_thread(Trans::No, n * rows, gh, in, xg, in, pk.w_ih_t, false, pre_row(t_lo),
+                              gh, pack);
+        } else {
+          const Share r = m.meet ? share_of(n * batch, m.id, m.team) : Share{0, n * batch};
+          gemm_on_this_thread(Trans::No, r.last - r.first, gh, in,
+                              a.x + (t_lo * batch + r.first) * in, in, pk.w_ih_t, false,
+                              pre.data() + r.first * gh, gh, pack);
+          if (!m.sync(team)) return;
+        }
+      }
+      const index_t before = training ? state_before(a.reverse, t) : s % 2;
+      const index_t after = training ? state_after(a.reverse, t) : (s + 1) % 2;
+      mark_active(a.lengths, m.b0, m.b1, t, act);
+      kernels::ForwardStep<T> st;
+      st.p.rows = m.b1 - m.b0;
+      st.p.depth = hd;
+      st.p.a = h_states + before * bh + m.b0 * hd;
+      st.p.lda = hd;
+      st.p.w = pk.rec.data.data();
+      st.p.w_stride = pk.rec.stride;
+      st.p.g0 = m.g0;
+      st.p.g1 = m.g1;
+      st.p.hidden = hd;
+      st.gates = pre_row(t);
+      st.ld_gates = gh;
+      st.bias = pk.bias.empty() ? nullptr : pk.bias.data();
+      st.bias_hn = pk.bias_hn.empty() ? nullptr : pk.bias_hn.data();
+      st.h_prev = st.p.a;
+      st.h = h_states + after * bh + m.b0 * hd;
+      if (lstm) {
+        st.c_prev = c_states + before * bh + m.b0 * hd;
+        st.c = c_states + after * bh + m.b0 * hd;
+      }
+      st.y = a.y + (t * batch + m.b0) * a.ldy;
+      st.ldy = a.ldy;
+      if (extra) st.extra = extra + (training ? t * bh : 0) + m.b0 * hd;
+      st.active = act;
+      st.relu = a.cell == Cell::RnnRelu;
+      forward_kernel(kt, a.cell, st);
+      if (two_part) {  // n = tanh(... + W_hn (r*h)): every unit's r*h first
+        if (!m.sync(team)) return;
+        kernels::ForwardStep<T> st2 = st;
+        st2.p.a = st.extra;
+        st2.p.w = pk.rec_n.data.data();
+        st2.p.w_stride = pk.rec_n.stride;
+        st2.p.g0 = m.g0;
+        st2.p.g1 = m.g1;
+        kt.gru_rb_update(st2);
+      }
+      if (!m.sync(team)) return;
+    }
+  });
+  const index_t last = training ? (a.reverse ? 0 : steps) : steps % 2;
+  std::copy(h_states + last * bh, h_states + (last + 1) * bh, a.h_n);
+  if (lstm) std::copy(c_states + last * bh, c_states + (last + 1) * bh, a.c_n);
+}
+
+template <typename T>
+void layer_backward(const LayerBackward<T>& a) {
+  const FlushDenormals flush;
+  const CellInfo& info = cell_info(a.cell);
+  const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
+  const index_t gh = info.gates * hd, bh = batch * hd, rows_all = steps * batch;
+  const bool lstm = info.cell_state, two_part = info.two_part, lbr = a.cell == Cell::Gru;
+  if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
+    if (a.dh_n)
+      std::copy(a.dh_n, a.dh_n + bh, a.dh0);
+    else
+      std::fill(a.dh0, a.dh0 + bh, T(0));
+    if (lstm && a.dc_n)
+      std::copy(a.dc_n, a.dc_n + bh, a.dc0);
+    else if (lstm)
+      std::fill(a.dc0, a.dc0 + bh, T(0));
+    return;
+  }
+  const auto& kt = kernels::active_kernels<T>();
+  const BackwardPacks<T>& pk = *a.packs;
+  Team team(a.cell, batch, hd, kt.width);
+  Buffer<T> direct(a.pool, bh), dc(a.pool, lstm ? bh : 0);
+  if (a.dh_n)
+    std::copy(a.dh_n, a.dh_n + bh, direct.data());
+  else
+    std::fill(direct.data(), direct.data() + bh, T(0));
+  if (lstm) {
+    if (a.dc_n)
+      std::copy(a.dc_n, a.dc_n + bh, dc.data());
+    else
+      std::fill(dc.data(), dc.data() + bh, T(0));
+  }
+  Buffer<uint8_t> active(a.pool, team.plan.threads * batch);
+  const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
+
+  run_layer_team(team, [&](Member& m) {
+    uint8_t* act = active.data() + m.id * batch;
+    index_t t_next = -1;  // the step processed before (later in the sequence's own order)
+    for (index_t s = steps - 1; s >= 0; --s) {
+      const index_t t = a.reverse ? steps - 1 - s : s;
+      mark_active(a.lengths, m.b0, m.b1, t, act);
+      kernels::BackwardStep<T> st;
+      st.p.rows = m.b1 - m.b0;
+      st.p.depth = depth;
+      st.p.a = t_next >= 0 ? a.gates + (t_next * batch + m.b0) * gh : nullptr;
+      st.p.lda = gh;
+      st.p.w = pk.rec.data.data();
+      st.p.w_stride = pk.rec.stride;
+      st.p.g0 = m.g0;
+      st.p.g1 = m.g1;
+      st.p.hidden = hd;
+      st.product = t_next >= 0;
+      st.dy = a.dy ? a.dy + (t * batch + m.b0) * a.ldy : nullptr;
+      st.ldy = a.ldy;
+      st.direct = direct.data() + m.b0 * hd;
+      st.gates = a.gates + (t * batch + m.b0) * gh;
+      st.dg = a.gates + (t * batch + m.b0) * gh;  // in place: step t's activations are done
+      st.h_prev = a.hs + state_before(a.reverse, t) * bh + m.b0 * hd;
+      st.h = a.hs + state_after(a.reverse, t) * bh + m.b0 * hd;
+      if (lstm) {
+        st.c_prev = a.cs + state_before(a.reverse, t) * bh + m.b0 * hd;
+        st.c = a.cs + state_after(a.reverse, t) * bh + m.b0 * hd;
+        st.dc = dc.data() + m.b0 * hd;
+      }
+      if (lbr) {
+        st.extra = a.extra + t * bh + m.b0 * hd;
+        st.dg_n = a.extra + t * bh + m.b0 * hd;  // in place, as dg
+      }
+      st.active = act;
+      st.relu = a.cell == Cell::RnnRelu;
+      backward_kernel(kt, a.cell, st);
+      if (two_part) {  // dL/d(r*h) = dn W_hn: every unit's dn first
+        if (!m.sync(team)) return;
+        kernels::BackwardStep<T> st2 = st;
+        st2.p.depth = hd;
+        st2.p.a = st.dg + 2 * hd;
+        st2.p.w = pk.rec_n.data.data();
+        st2.p.w_stride = pk.rec_n.stride;
+        st2.p.g0 = m.g0;
+        st2.p.g1 = m.g1;
+        kt.gru_rb_backward_reset(st2);
+      }
+      if (!m.sync(team)) return;  // the next product reads every unit's gradients
+      t_next = t;
+    }
+    kernels::BackwardStep<T> fin;
+    fin.p.rows = m.b1 - m.b0;
+    fin.p.depth = depth;
+    fin.p.a = a.gates + (t_next * batch + m.b0) * gh;
+    fin.p.lda = gh;
+    fin.p.w = pk.rec.data.data();
+    fin.p.w_stride = pk.rec.stride;
+    fin.p.g0 = m.g0;
+    fin.p.g1 = m.g1;
+    fin.p.hidden = hd;
+    fin.direct = direct.data() + m.b0 * hd;
+    fin.dh0 = a.dh0 + m.b0 * hd;
+    kt.final_dh(fin);
+  });
+  if (lstm) std::copy(dc.data(), dc.data() + bh, a.dc0);
+
+  // dx and the weight gradients: one product each over all timesteps. The tape's gates now hold
+  // the pre-activation gradients, recurrent side; the linear-before-reset GRU's n block differs
+  // on the input side, which lives in extra.
+  const T* dg = a.gates;
+  if (a.dx) {
+    if (lbr) {
+      gemm(Trans::No, rows_all, in, 2 * hd, dg, gh, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+      gemm(Trans::No, rows_all, in, hd, static_cast<const T*>(a.extra), hd, pk.w_ih[1], true, a.dx,
+           in);
+    } else {
+      gemm(Trans::No, rows_all, in, gh, dg, gh, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+    }
+  }
+  // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
+  // zero, but 0 * NaN is not.
+  const kernels::PaddingRows padding{a.lengths, batch};
+  const PackedB<T> x_rows(Trans::No, rows_all, in, a.x, in, padding);
+  const PackedB<T> h_rows(Trans::No, rows_all, hd, a.hs + (a.reverse ? bh : 0), hd, padding);
+  std::unique_lock<std::mutex> lock;
+  if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
+  if (lbr) {
+    gemm(Trans::Yes, 2 * hd, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+    gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, x_rows, true,
+         a.dw_ih + 2 * hd * in, in);
+  } else {
+    gemm(Trans::Yes, gh, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+  }
+  if (two_part) {  // W_hn multiplies r * h_prev, kept in extra
+    gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
+    const PackedB<T> rh_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
+    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, gh, rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
+  } else {
+    gemm(Trans::Yes, gh, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
+  }
+  if (a.db_ih) {
+    if (lbr) {
+      kernels::add_column_sums(rows_all, 2 * hd, dg, gh, a.db_ih);
+      kernels::add_column_sums(rows_all, hd, static_cast<const T*>(a.extra), hd, a.db_ih + 2 * hd);
+    } else {
+      kernels::add_column_sums(rows_all, gh, dg, gh, a.db_ih);
+    }
+    kernels::add_column_sums(rows_all, gh, dg, gh, a.db_hh);
+  }
+}
+
+template void layer_forward<float>(const LayerForward<float>&);
+template void layer_forward<double>(const LayerForward<double>&);
+template void layer_backward<float>(const LayerBackward<float>&);
+template void layer_backward<double>(const LayerBackward<double>&);
+
+}  // namespace rnnfast

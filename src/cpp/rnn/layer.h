@@ -1,0 +1,71 @@
+// One direction of one layer over a whole sequence: forward (inference or training) and BPTT.
+//
+// Contract (dense row-major arrays; the caller allocates everything but workspaces):
+//   x        [T, B, I]       the layer's input, time-major
+//   packs    the layer direction's packed weights (rnn/packing.h)
+//   h0, c0   [B, H]          c0 only for LSTM
+//   lengths  [B] in [1, T]   or null (every sequence has T steps)
+//   y        row (t, b) at y + (t*B + b)*ldy, H values (ldy = D*H lets the two directions of a
+//            layer share one array); zero past a sequence's end
+// The tape, written by a training forward (null pointers for inference):
+//   gates    [T, B, G*H]     gate activations; backward overwrites them with dL/d(pre-activation)
+//   hs, cs   [T+1, B, H]     states: the one step t starts from at t, the one it makes at t+1
+//                            (t+1 and t for the reverse direction); cs only for LSTM
+//   extra    [T, B, H]       GRU: W_hn h + b_hn (linear-before-reset; backward overwrites it with
+//                            the n gate's input-side gradient) or r * h_prev (reset-before)
+// Backward adds (+=) to the weight gradients, under `grad_lock` when given (several threads may
+// run backward on one module); writes dh0/dc0; writes or adds to dx (none when dx is null).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "rnn/packing.h"
+#include "runtime/arena.h"
+
+namespace rnnfast {
+
+template <typename T>
+struct LayerForward {
+  Cell cell;
+  index_t steps, batch, input, hidden;
+  bool reverse;
+  const T* x;
+  const ForwardPacks<T>* packs;
+  const T *h0, *c0;
+  const int64_t* lengths;
+  T* y;
+  index_t ldy;
+  T *h_n, *c_n;
+  T *gates, *hs, *cs, *extra;  // the tape, or null for inference
+  std::shared_ptr<BufferPool> pool;
+};
+
+template <typename T>
+struct LayerBackward {
+  Cell cell;
+  index_t steps, batch, input, hidden;
+  bool reverse;
+  const T* x;
+  const BackwardPacks<T>* packs;
+  const int64_t* lengths;
+  T *gates, *extra;  // the tape (overwritten, see above)
+  const T *hs, *cs;
+  const T* dy;  // rows as y, or null (zeros)
+  index_t ldy;
+  const T *dh_n, *dc_n;  // or null (zeros)
+  T* dx;
+  bool accumulate_dx;
+  T *dh0, *dc0;
+  T *dw_ih, *dw_hh, *db_ih, *db_hh;  // biases null when the layer has none
+  std::mutex* grad_lock;
+  std::shared_ptr<BufferPool> pool;
+};
+
+template <typename T>
+void layer_forward(const LayerForward<T>& a);
+
+template <typename T>
+void layer_backward(const LayerBackward<T>& a);
+
+}  // namespace rnnfast

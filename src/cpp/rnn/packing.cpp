@@ -1,0 +1,113 @@
+#include "rnn/packing.h"
+
+#include "kernels/table.h"
+#include "runtime/threads.h"
+
+namespace rnnfast {
+namespace {
+
+using kernels::PackedB;
+using kernels::Trans;
+
+template <typename T>
+Panels<T> forward_panels(const T* w_hh, index_t hidden, index_t row0, index_t gates,
+                         index_t width) {
+  Panels<T> p;
+  const index_t groups = ceil_div(hidden, width);
+  p.stride = hidden * gates * width;
+  p.data.resize(static_cast<size_t>(groups * p.stride));
+  parallel_for(groups, 1, [&](index_t g0, index_t g1) {
+    for (index_t g = g0; g < g1; ++g) {
+      T* panel = p.data.data() + g * p.stride;
+      for (index_t gate = 0; gate < gates; ++gate) {
+        for (index_t lane = 0; lane < width; ++lane) {
+          const index_t unit = g * width + lane;
+          T* dst = panel + gate * width + lane;
+          const T* src = w_hh + (row0 + gate * hidden + unit) * hidden;
+          for (index_t k = 0; k < hidden; ++k)
+            dst[k * gates * width] = unit < hidden ? src[k] : T(0);
+        }
+      }
+    }
+  });
+  return p;
+}
+
+template <typename T>
+Panels<T> backward_panels(const T* w_hh, index_t hidden, index_t row0, index_t depth,
+                          index_t width) {
+  Panels<T> p;
+  const index_t groups = ceil_div(hidden, width);
+  p.stride = depth * width;
+  p.data.resize(static_cast<size_t>(groups * p.stride));
+  parallel_for(groups, 1, [&](index_t g0, index_t g1) {
+    for (index_t g = g0; g < g1; ++g) {
+      T* panel = p.data.data() + g * p.stride;
+      const index_t units = std::min(width, hidden - g * width);
+      for (index_t k = 0; k < depth; ++k) {
+        const T* src = w_hh + (row0 + k) * hidden + g * width;
+        for (index_t lane = 0; lane < width; ++lane)
+          panel[k * width + lane] = lane < units ? src[lane] : T(0);
+      }
+    }
+  });
+  return p;
+}
+
+}  // namespace
+
+template <typename T>
+std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
+                                                    const LayerWeights<T>& w) {
+  const CellInfo& info = cell_info(cell);
+  const index_t g = info.gates, gh = g * hidden, width = kernels::active_kernels<T>().width;
+  auto p = std::make_shared<ForwardPacks<T>>(
+      ForwardPacks<T>{PackedB<T>(Trans::Yes, input, gh, w.w_ih, input), {}, {}, {}, {}, 0});
+  p->groups = ceil_div(hidden, width);
+  if (info.two_part) {
+    p->rec = forward_panels(w.w_hh, hidden, 0, 2, width);
+    p->rec_n = forward_panels(w.w_hh, hidden, 2 * hidden, 1, width);
+  } else {
+    p->rec = forward_panels(w.w_hh, hidden, 0, g, width);
+  }
+  if (w.b_ih) {
+    p->bias.resize(static_cast<size_t>(gh));
+    const bool lbr = cell == Cell::Gru;
+    for (index_t j = 0; j < gh; ++j)
+      p->bias[j] = lbr && j >= 2 * hidden ? w.b_ih[j] : w.b_ih[j] + w.b_hh[j];
+    if (lbr) p->bias_hn.assign(w.b_hh + 2 * hidden, w.b_hh + 3 * hidden);
+  }
+  return p;
+}
+
+template <typename T>
+std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
+                                                      const LayerWeights<T>& w) {
+  const CellInfo& info = cell_info(cell);
+  const index_t gh = info.gates * hidden, width = kernels::active_kernels<T>().width;
+  auto p = std::make_shared<BackwardPacks<T>>();
+  if (cell == Cell::Gru) {  // the n gate's input-side gradient lives apart (rnn/layer.cpp)
+    p->w_ih.emplace_back(Trans::No, 2 * hidden, input, w.w_ih, input);
+    p->w_ih.emplace_back(Trans::No, hidden, input, w.w_ih + 2 * hidden * input, input);
+  } else {
+    p->w_ih.emplace_back(Trans::No, gh, input, w.w_ih, input);
+  }
+  if (info.two_part) {
+    p->rec = backward_panels(w.w_hh, hidden, 0, 2 * hidden, width);
+    p->rec_n = backward_panels(w.w_hh, hidden, 2 * hidden, hidden, width);
+  } else {
+    p->rec = backward_panels(w.w_hh, hidden, 0, gh, width);
+  }
+  return p;
+}
+
+#define RNNFAST_INSTANTIATE(T)                                                              \
+  template std::shared_ptr<const ForwardPacks<T>> pack_forward<T>(Cell, index_t, index_t,   \
+                                                                  const LayerWeights<T>&);  \
+  template std::shared_ptr<const BackwardPacks<T>> pack_backward<T>(Cell, index_t, index_t, \
+                                                                    const LayerWeights<T>&);
+RNNFAST_INSTANTIATE(float)
+RNNFAST_INSTANTIATE(double)
+#undef RNNFAST_INSTANTIATE
+
+}  // namespace rnnfast

@@ -1,0 +1,56 @@
+// A layer direction's weights in the layouts its kernels read, built once per parameter version
+// (rnn/stack.h caches them).
+//
+// Recurrent panels (kernels/recurrent.h), groups of `width` units, zero past H:
+//   forward  W(gate, unit, k) = w_hh[(row0 + gate*H + unit) * H + k]:
+//            panel g at g*stride, [k][gate][lane] (every gate of the group's units side by side);
+//   backward the product dh_prev = dG W_hh: panel g, [k][lane] = w_hh[(row0 + k) * H + unit].
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "rnn/cell.h"
+
+namespace rnnfast {
+
+template <typename T>
+struct Panels {
+  std::vector<T> data;
+  index_t stride = 0;  // between groups
+};
+
+// What a forward pass reads: x W_ih^T's packed W_ih, the recurrent panels, the biases.
+template <typename T>
+struct ForwardPacks {
+  kernels::PackedB<T> w_ih_t;  // K = I, N = G*H
+  Panels<T> rec;               // reset-before GRU: the r and z blocks only
+  Panels<T> rec_n;             // reset-before GRU: W_hn
+  std::vector<T> bias;         // [G*H] added at each step, empty without bias: b_ih + b_hh,
+                               // except linear-before-reset GRU's n block (b_in alone)
+  std::vector<T> bias_hn;      // linear-before-reset GRU: b_hn
+  index_t groups = 0;
+};
+
+// What backward reads besides: W_ih for dx (per K block where the input-side gradient lives in two
+// arrays) and the recurrent panels of dh_prev = dG W_hh.
+template <typename T>
+struct BackwardPacks {
+  std::vector<kernels::PackedB<T>> w_ih;  // K = G*H; linear-before-reset GRU: rz (2H), then n (H)
+  Panels<T> rec;                          // K = G*H (reset-before GRU: 2H)
+  Panels<T> rec_n;                        // reset-before GRU: W_hn, K = H
+};
+
+template <typename T>
+struct LayerWeights {
+  const T *w_ih, *w_hh, *b_ih, *b_hh;  // PyTorch's layout; biases null without bias
+};
+
+template <typename T>
+std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
+                                                    const LayerWeights<T>& w);
+template <typename T>
+std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
+                                                      const LayerWeights<T>& w);
+
+}  // namespace rnnfast

@@ -1,0 +1,209 @@
+#include "rnn/stack.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace rnnfast {
+
+template <typename T>
+index_t Tape<T>::bytes() const {
+  index_t n = 0;
+  for (const auto* list : {&inputs, &gates, &hs, &cs, &extra})
+    for (const auto& b : *list) n += b.size();
+  return n * static_cast<index_t>(sizeof(T));
+}
+
+template <typename T>
+Stack<T>::Stack(StackSpec spec) : spec_(spec), pool_(std::make_shared<BufferPool>()) {}
+
+template <typename T>
+void Stack<T>::release_memory() {
+  pool_->release();
+  const std::lock_guard<std::mutex> lock(cache_mutex_);
+  cache_ = Cache{};
+}
+
+template <typename T>
+index_t Stack<T>::tape_values(index_t steps, index_t batch) const {
+  index_t n = steps * batch * spec_.input;  // x's copy
+  n += (spec_.layers - 1) * steps * batch * spec_.directions * spec_.hidden;
+  return n + spec_.count() * rnnfast::tape_values(spec_.cell, steps, batch, spec_.hidden);
+}
+
+template <typename T>
+std::vector<std::shared_ptr<const ForwardPacks<T>>> Stack<T>::forward_packs(
+    const StackParams<T>& params, uint64_t version) {
+  if (version != kNoCache) {
+    const std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.version == version && !cache_.forward.empty()) return cache_.forward;
+  }
+  std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;
+  for (index_t k = 0; k < spec_.count(); ++k)
+    packs.push_back(pack_forward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
+                                 params.layers[k]));
+  if (version != kNoCache) {
+    const std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.version != version) cache_ = Cache{version, {}, {}};
+    cache_.forward = packs;
+  }
+  return packs;
+}
+
+template <typename T>
+std::vector<std::shared_ptr<const BackwardPacks<T>>> Stack<T>::backward_packs(
+    const StackParams<T>& params, uint64_t version) {
+  if (version != kNoCache) {
+    const std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.version == version && !cache_.backward.empty()) return cache_.backward;
+  }
+  std::vector<std::shared_ptr<const BackwardPacks<T>>> packs;
+  for (index_t k = 0; k < spec_.count(); ++k)
+    packs.push_back(pack_backward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
+                                  params.layers[k]));
+  if (version != kNoCache) {
+    const std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.version != version) cache_ = Cache{version, {}, {}};
+    cache_.backward = packs;
+  }
+  return packs;
+}
+
+template <typename T>
+void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
+                       const T* x, const T* h0, const T* c0, const int64_t* lengths, T* y, T* h_n,
+                       T* c_n, Tape<T>* tape) {
+  const CellInfo& info = cell_info(spec_.cell);
+  const index_t hd = spec_.hidden, dirs = spec_.directions, bh = batch * hd;
+  const index_t width = dirs * hd, rows = steps * batch;
+  const auto packs = forward_packs(params, version);
+  Buffer<T> zeros(pool_, (h0 && (c0 || !info.cell_state)) ? 0 : bh);
+  if (zeros.size()) std::fill(zeros.data(), zeros.data() + bh, T(0));
+  if (tape) {
+    tape->steps = steps;
+    tape->batch = batch;
+    tape->version = version;
+    tape->packs = packs;
+    if (lengths) tape->lengths.assign(lengths, lengths + batch);
+    // The tape owns x's copy: whatever the caller does with its memory next, backward sees x.
+    tape->inputs.emplace_back(pool_, rows * spec_.input);
+    std::copy(x, x + rows * spec_.input, tape->inputs[0].data());
+  }
+  const int64_t* lens = tape && lengths ? tape->lengths.data() : lengths;
+  // Inference passes each layer's output to the next through two buffers in turn.
+  Buffer<T> between[2];
+  const T* layer_in = tape ? tape->inputs[0].data() : x;
+  for (index_t l = 0; l < spec_.layers; ++l) {
+    const bool last = l + 1 == spec_.layers;
+    T* out = y;
+    if (!last) {
+      if (tape) {
+        tape->inputs.emplace_back(pool_, rows * width);
+        out = tape->inputs.back().data();
+      } else {
+        between[l % 2] = Buffer<T>(pool_, rows * width);
+        out = between[l % 2].data();
+      }
+    }
+    for (index_t d = 0; d < dirs; ++d) {
+      const index_t k = l * dirs + d;
+      LayerForward<T> a{};
+      a.cell = spec_.cell;
+      a.steps = steps;
+      a.batch = batch;
+      a.input = spec_.layer_input(l);
+      a.hidden = hd;
+      a.reverse = d == 1;
+      a.x = layer_in;
+      a.packs = packs[k].get();
+      a.h0 = h0 ? h0 + k * bh : zeros.data();
+      a.c0 = info.cell_state ? (c0 ? c0 + k * bh : zeros.data()) : nullptr;
+      a.lengths = lens;
+      a.y = out + d * hd;
+      a.ldy = width;
+      a.h_n = h_n + k * bh;
+      a.c_n = info.cell_state ? c_n + k * bh : nullptr;
+      a.pool = pool_;
+      if (tape) {
+        tape->gates.emplace_back(pool_, rows * info.gates * hd);
+        tape->hs.emplace_back(pool_, (steps + 1) * bh);
+        tape->cs.emplace_back(pool_, info.cell_state ? (steps + 1) * bh : 0);
+        tape->extra.emplace_back(pool_, info.extra ? rows * hd : 0);
+        a.gates = tape->gates.back().data();
+        a.hs = tape->hs.back().data();
+        a.cs = tape->cs.back().data();
+        a.extra = tape->extra.back().data();
+      }
+      layer_forward(a);
+    }
+    layer_in = out;
+  }
+}
+
+template <typename T>
+void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
+                        const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads) {
+  const CellInfo& info = cell_info(spec_.cell);
+  const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden;
+  const index_t dirs = spec_.directions, bh = batch * hd, width = dirs * hd;
+  const auto packs = backward_packs(params, tape.version);
+  const int64_t* lens = tape.lengths.empty() ? nullptr : tape.lengths.data();
+  Buffer<T> d_in[2];  // the gradient of layer l's input, for layer l-1 (two buffers in turn)
+  const T* d_out = dy;
+  for (index_t l = spec_.layers - 1; l >= 0; --l) {
+    T* d_layer_in = dx;
+    if (l > 0) {
+      d_in[l % 2] = Buffer<T>(pool_, steps * batch * width);
+      d_layer_in = d_in[l % 2].data();
+    }
+    for (index_t d = 0; d < dirs; ++d) {
+      const index_t k = l * dirs + d;
+      LayerBackward<T> a{};
+      a.cell = spec_.cell;
+      a.steps = steps;
+      a.batch = batch;
+      a.input = spec_.layer_input(l);
+      a.hidden = hd;
+      a.reverse = d == 1;
+      a.x = tape.inputs[l].data();
+      a.packs = packs[k].get();
+      a.lengths = lens;
+      a.gates = tape.gates[k].data();
+      a.extra = tape.extra[k].data();
+      a.hs = tape.hs[k].data();
+      a.cs = tape.cs[k].data();
+      a.dy = d_out ? d_out + d * hd : nullptr;
+      a.ldy = width;
+      a.dh_n = dh_n ? dh_n + k * bh : nullptr;
+      a.dc_n = dc_n ? dc_n + k * bh : nullptr;
+      a.dx = d_layer_in;
+      a.accumulate_dx = d == 1;
+      a.dh0 = dh0 + k * bh;
+      a.dc0 = info.cell_state ? dc0 + k * bh : nullptr;
+      a.dw_ih = grads.w_ih[k];
+      a.dw_hh = grads.w_hh[k];
+      a.db_ih = spec_.bias ? grads.b_ih[k] : nullptr;
+      a.db_hh = spec_.bias ? grads.b_hh[k] : nullptr;
+      a.grad_lock = &grad_mutex_;
+      a.pool = pool_;
+      layer_backward(a);
+    }
+    d_out = d_layer_in;
+    // This layer's tape is spent: give its memory back now.
+    for (index_t d = 0; d < dirs; ++d) {
+      const index_t k = l * dirs + d;
+      tape.gates[k].reset();
+      tape.hs[k].reset();
+      tape.cs[k].reset();
+      tape.extra[k].reset();
+    }
+    tape.inputs[l].reset();
+  }
+  tape.consumed = true;
+}
+
+template class Tape<float>;
+template class Tape<double>;
+template class Stack<float>;
+template class Stack<double>;
+
+}  // namespace rnnfast

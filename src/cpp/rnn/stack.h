@@ -1,0 +1,95 @@
+// A whole recurrent module: layers x directions, one call for forward and one for backward.
+//
+// Arrays (dense, row-major, time-major; the caller allocates them):
+//   x [T, B, I], y [T, B, D*H], states h0/h_n/c0/c_n [L*D, B, H] (h0, c0 may be null: zeros),
+//   lengths [B] in [1, T] or null. Layer l > 0 reads layer l-1's y, the two directions side by
+//   side. Parameters and gradients in PyTorch's layout, one entry per layer and direction
+//   (index l*D + d), biases null without bias.
+// A training forward fills a Tape (what backward needs, taken from the Stack's memory pool);
+// backward consumes it: gradients are added (+=) to the given arrays, dx and dstate0 written.
+// Packed weights are kept between calls while the caller's parameter version stays the same
+// (kNoCache: pack for this call only); see Stack::forward.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "rnn/layer.h"
+
+namespace rnnfast {
+
+struct StackSpec {
+  Cell cell;
+  index_t input, hidden, layers, directions;
+  bool bias;
+  index_t layer_input(index_t layer) const { return layer == 0 ? input : directions * hidden; }
+  index_t count() const { return layers * directions; }
+};
+
+template <typename T>
+struct StackParams {
+  std::vector<LayerWeights<T>> layers;  // l*D + d
+};
+
+template <typename T>
+struct StackGrads {
+  std::vector<T*> w_ih, w_hh, b_ih, b_hh;  // l*D + d
+};
+
+inline constexpr uint64_t kNoCache = ~uint64_t{0};
+
+template <typename T>
+class Tape {
+ public:
+  index_t steps = 0, batch = 0;
+  uint64_t version = kNoCache;
+  bool consumed = false;
+  std::vector<int64_t> lengths;                 // empty: every sequence has T steps
+  std::vector<Buffer<T>> inputs;                // each layer's input (layer 0: x's copy)
+  std::vector<Buffer<T>> gates, hs, cs, extra;  // l*D + d
+  std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;  // what forward ran with
+  index_t bytes() const;
+};
+
+template <typename T>
+class Stack {
+ public:
+  explicit Stack(StackSpec spec);
+
+  const StackSpec& spec() const { return spec_; }
+
+  // `version` names the parameters' current values: the same version promises the same values,
+  // so packed weights are reused; kNoCache packs afresh and keeps nothing.
+  void forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
+               const T* x, const T* h0, const T* c0, const int64_t* lengths, T* y, T* h_n, T* c_n,
+               Tape<T>* tape);
+
+  // dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is wanted.
+  void backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
+                const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads);
+
+  // Values of a training forward's tape for this size (what Tape::bytes will report / sizeof(T)).
+  index_t tape_values(index_t steps, index_t batch) const;
+  size_t cached_bytes() const { return pool_->cached_bytes(); }
+  void release_memory();
+
+ private:
+  struct Cache {
+    uint64_t version = kNoCache;
+    std::vector<std::shared_ptr<const ForwardPacks<T>>> forward;
+    std::vector<std::shared_ptr<const BackwardPacks<T>>> backward;
+  };
+  std::vector<std::shared_ptr<const ForwardPacks<T>>> forward_packs(const StackParams<T>& params,
+                                                                    uint64_t version);
+  std::vector<std::shared_ptr<const BackwardPacks<T>>> backward_packs(const StackParams<T>& params,
+                                                                      uint64_t version);
+
+  StackSpec spec_;
+  std::shared_ptr<BufferPool> pool_;
+  std::mutex cache_mutex_;
+  Cache cache_;
+  std::mutex grad_mutex_;  // backward calls on one module add to the same gradients
+};
+
+}  // namespace rnnfast

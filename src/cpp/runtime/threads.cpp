@@ -1,0 +1,307 @@
+#include "runtime/threads.h"
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sched.h>
+#define RNNFAST_HAVE_PTHREAD 1
+#endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define RNNFAST_HAVE_FUTEX 1
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace rnnfast {
+namespace {
+
+int default_num_threads() {
+#ifdef RNNFAST_HAVE_OPENMP
+  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // honours OMP_NUM_THREADS
+#else
+  return 1;
+#endif
+}
+
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{default_num_threads()};
+  return n;
+}
+
+// The largest team known to start (0: none checked yet); teams are capped by it.
+std::atomic<int> g_startable{0};
+std::mutex g_check_mutex;
+
+// Set once a team of more than one thread has run; a child forked after that runs alone.
+std::atomic<bool> g_team_started{false};
+std::atomic<bool> g_forked_child{false};
+
+#ifdef RNNFAST_HAVE_PTHREAD
+void on_fork_child() {
+  if (g_team_started.load(std::memory_order_relaxed)) g_forked_child.store(true);
+}
+
+const bool g_atfork_registered = [] {
+  return pthread_atfork(nullptr, nullptr, &on_fork_child) == 0;
+}();
+
+// The stack size libgomp gives its threads: OMP_STACKSIZE / GOMP_STACKSIZE ("size[B|K|M|G]",
+// kilobytes by default), else the platform default (0 here).
+size_t openmp_stack_size() {
+  for (const char* name : {"OMP_STACKSIZE", "GOMP_STACKSIZE"}) {
+    const char* text = std::getenv(name);
+    if (!text || !*text) continue;
+    char* end = nullptr;
+    const unsigned long long value = std::strtoull(text, &end, 10);
+    while (end && std::isspace(static_cast<unsigned char>(*end))) ++end;
+    const char unit = end && *end ? static_cast<char>(std::toupper(*end)) : 'K';
+    const int shift = unit == 'B' ? 0 : unit == 'M' ? 20 : unit == 'G' ? 30 : 10;
+    return static_cast<size_t>(value) << shift;
+  }
+  return 0;
+}
+
+void* idle(void*) {
+  return nullptr;
+}
+
+// Starts n - 1 threads as libgomp would (same stack size) and joins them: libgomp exits the
+// process when it cannot create a thread, so a team is tried here first. Returns how many
+// threads (the caller included) could run, and the error of the first failure.
+int try_start(int n, int* error) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (const size_t stack = openmp_stack_size()) pthread_attr_setstacksize(&attr, stack);
+  std::vector<pthread_t> started;
+  *error = 0;
+  for (int i = 1; i < n && *error == 0; ++i) {
+    pthread_t t;
+    *error = pthread_create(&t, &attr, &idle, nullptr);
+    if (*error == 0) started.push_back(t);
+  }
+  for (pthread_t t : started) pthread_join(t, nullptr);
+  pthread_attr_destroy(&attr);
+  return static_cast<int>(started.size()) + 1;
+}
+#else
+int try_start(int n, int* error) {
+  *error = 0;
+  return n;
+}
+#endif
+
+// The largest team up to n that can start; checks once per new high-water mark.
+int startable(int n, int* error) {
+  *error = 0;
+  if (n <= g_startable.load()) return n;
+  const std::lock_guard<std::mutex> lock(g_check_mutex);
+  const int known = g_startable.load();
+  if (n <= known) return n;
+  const int got = try_start(n, error);
+  if (got > known) g_startable.store(got);
+  return std::min(n, got);
+}
+
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1 || n > kMaxThreads) {
+    throw std::invalid_argument("n: expected a number of threads in [1, " +
+                                std::to_string(kMaxThreads) + "], got " + std::to_string(n));
+  }
+  int error = 0;
+  const int got = startable(n, &error);
+  if (got < n) {
+    throw std::runtime_error("n: only " + std::to_string(got) + " of " + std::to_string(n) +
+                             " threads could be started here (" + std::strerror(error) +
+                             "); the thread count stays " + std::to_string(get_num_threads()));
+  }
+  thread_setting().store(n);
+}
+
+int get_num_threads() {
+  return thread_setting().load();
+}
+
+bool in_forked_child() {
+  return g_forked_child.load(std::memory_order_relaxed);
+}
+
+int usable_threads() {
+  if (in_forked_child()) return 1;
+  int error = 0;
+  return startable(get_num_threads(), &error);
+}
+
+namespace detail {
+
+int team_for(int wanted) {
+  if (wanted <= 1 || in_forked_child()) return 1;
+#ifdef RNNFAST_HAVE_OPENMP
+  if (omp_in_parallel()) return 1;  // inside someone's team: no nested teams of our own
+#endif
+  const int n = std::min(wanted, usable_threads());
+  if (n > 1) g_team_started.store(true, std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace detail
+
+// ---- StepBarrier ------------------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waiting: spin (a balanced team meets within microseconds), then yield the core, then sleep.
+constexpr auto kSpinFor = std::chrono::microseconds(20);
+constexpr auto kYieldFor = std::chrono::microseconds(200);
+// Longer than any step's imbalance, shorter than the time slice a descheduled teammate waits for
+// (several milliseconds when other processes share the cores).
+constexpr auto kPatience = std::chrono::milliseconds(2);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+void yield_core() {
+#ifdef RNNFAST_HAVE_PTHREAD
+  sched_yield();
+#endif
+}
+
+// Sleeps while *word == expected, at most `timeout` (spurious wake-ups are fine).
+void sleep_while(std::atomic<uint32_t>* word, uint32_t expected,
+                 std::chrono::microseconds timeout) {
+#ifdef RNNFAST_HAVE_FUTEX
+  timespec ts{0, static_cast<long>(timeout.count()) * 1000};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr,
+          0);
+#else
+  (void)word;
+  (void)expected;
+  (void)timeout;
+  yield_core();
+#endif
+}
+
+void wake_all(std::atomic<uint32_t>* word) {
+#ifdef RNNFAST_HAVE_FUTEX
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+}  // namespace
+
+StepBarrier::After StepBarrier::outcome(int member) const {
+  const int soloist = soloist_.load(std::memory_order_acquire);
+  if (soloist < 0) return After::kTogether;
+  return soloist == member ? After::kSolo : After::kLeave;
+}
+
+void StepBarrier::ask_to_go_alone(int member) {
+  requester_.store(member, std::memory_order_relaxed);
+  uint64_t cur = state_.load(std::memory_order_relaxed);
+  // Only while the step is still incomplete: the member that completes it reads the bit in the
+  // same atomic it increments, so a request is either seen by it or refused here.
+  while (!(cur & kSoloBit) && (cur & kCountMask) < static_cast<uint64_t>(team_)) {
+    if (state_.compare_exchange_weak(cur, cur | kSoloBit, std::memory_order_acq_rel)) return;
+  }
+}
+
+StepBarrier::After StepBarrier::arrive(int member) {
+  if (team_ <= 1) return After::kTogether;
+  const uint32_t gen = generation_.load(std::memory_order_acquire);
+  const uint64_t prev = state_.fetch_add(1, std::memory_order_acq_rel);
+  if ((prev & kCountMask) + 1 == static_cast<uint64_t>(team_)) {  // the last to arrive
+    if (prev & kSoloBit) soloist_.store(requester_.load(std::memory_order_relaxed));
+    state_.store(0, std::memory_order_relaxed);  // nobody arrives again before the release
+    generation_.fetch_add(1, std::memory_order_release);
+    if (sleepers_.load(std::memory_order_acquire) > 0) wake_all(&generation_);
+    return outcome(member);
+  }
+  const auto start = Clock::now();
+  bool asked = false;
+  for (unsigned spins = 0;; ++spins) {
+    if (generation_.load(std::memory_order_acquire) != gen) break;
+    if (spins % 64 != 0) {
+      cpu_relax();
+      continue;
+    }
+    const auto waited = Clock::now() - start;
+    if (waited < kSpinFor) continue;
+    if (!asked && waited > kPatience) {
+      ask_to_go_alone(member);
+      asked = true;
+    }
+    if (waited < kYieldFor) {
+      yield_core();
+      continue;
+    }
+    sleepers_.fetch_add(1, std::memory_order_acq_rel);
+    if (generation_.load(std::memory_order_acquire) == gen)
+      sleep_while(&generation_, gen, std::chrono::microseconds(500));
+    sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  return outcome(member);
+}
+
+// ---- contention history ---------------------------------------------------------------------
+
+namespace contention {
+namespace {
+std::atomic<int> g_skip{0};     // step-synchronised regions still to run on one thread
+std::atomic<int> g_backoff{0};  // how many to skip after the next solo
+}  // namespace
+
+int team_for_stepped_region(int wanted) {
+  if (wanted <= 1) return 1;
+  int skip = g_skip.load(std::memory_order_relaxed);
+  while (skip > 0) {
+    if (g_skip.compare_exchange_weak(skip, skip - 1, std::memory_order_relaxed)) return 1;
+  }
+  return wanted;
+}
+
+void record(bool went_solo) {
+  if (!went_solo) {
+    g_backoff.store(0, std::memory_order_relaxed);
+    return;
+  }
+  const int next = std::clamp(2 * g_backoff.load(std::memory_order_relaxed), 4, kMaxBackoff);
+  g_backoff.store(next, std::memory_order_relaxed);
+  g_skip.store(next, std::memory_order_relaxed);
+}
+
+}  // namespace contention
+
+bool have_openmp() {
+#ifdef RNNFAST_HAVE_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace rnnfast

@@ -1,0 +1,176 @@
+// The kernels the dispatcher picks on this target (NEON on arm64), checked against plain loops
+// and libm: GEMM in both layouts across tile edges, and the activations' error bounds. Then
+// `dump FILE` runs a 2-layer bidirectional stack of every cell (forward and backward, with
+// lengths, in float64) and writes every output, and `compare A B` checks two dumps agree: CMake's
+// tests compare the best ISA with the portable kernels (RNNFAST_ISA=generic), which the Python
+// suite checks against NumPy. Run under qemu by tests/cross/run_arm64.sh, so the NEON path is
+// tested on an x86 machine too.
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/table.h"
+#include "rnn/stack.h"
+using namespace rnnfast;
+using namespace rnnfast::kernels;
+template <typename T>
+int check(const char* name) {
+  int bad = 0;
+  std::mt19937 rng(1);
+  std::normal_distribution<double> nd;
+  for (auto [m, n, k] :
+       {std::array<index_t, 3>{1, 513, 128}, {7, 33, 257}, {73, 300, 600}, {5, 17, 3}}) {
+    for (Trans tb : {Trans::No, Trans::Yes}) {
+      std::vector<T> a(m * k), b(k * n), c(m * n);
+      for (auto& v : a) v = T(nd(rng));
+      for (auto& v : b) v = T(nd(rng));
+      PackedB<T> pb(tb, k, n, b.data(), tb == Trans::No ? n : k);
+      gemm(Trans::No, m, n, k, a.data(), k, pb, false, c.data(), n);
+      double err = 0;
+      for (index_t i = 0; i < m; ++i)
+        for (index_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (index_t q = 0; q < k; ++q)
+            s += double(a[i * k + q]) * double(tb == Trans::No ? b[q * n + j] : b[j * k + q]);
+          err = std::max(err, std::fabs(s - double(c[i * n + j])) / std::sqrt(double(k)));
+        }
+      const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+      if (err > tol) {
+        std::printf("%s gemm %ldx%ldx%ld err %g\n", name, m, n, k, err);
+        ++bad;
+      }
+    }
+  }
+  const auto& kt = active_kernels<T>();
+  std::vector<T> x, y;
+  for (double v = -110; v <= 100; v += 0.0137) x.push_back(T(v));
+  for (double v = -1; v <= 1; v += 1e-4) x.push_back(T(v));
+  y.resize(x.size());
+  struct Fn {
+    const char* n;
+    void (*f)(index_t, const T*, T*);
+    double (*ref)(double);
+    double ulps;
+  };
+  Fn fns[] = {{"exp", kt.exp, [](double v) { return std::exp(v); }, 2},
+              {"tanh", kt.tanh, [](double v) { return std::tanh(v); }, 4},
+              {"sigmoid", kt.sigmoid, [](double v) { return 1 / (1 + std::exp(-v)); }, 4}};
+  for (auto& f : fns) {
+    f.f(index_t(x.size()), x.data(), y.data());
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double r = f.ref(double(x[i]));
+      if (!(std::fabs(r) >= double(std::numeric_limits<T>::min())) ||
+          r > double(std::numeric_limits<T>::max()))
+        continue;
+      const double ulp = double(
+          std::nextafter(T(std::fabs(r)), std::numeric_limits<T>::infinity()) - T(std::fabs(r)));
+      worst = std::max(worst, std::fabs(double(y[i]) - r) / ulp);
+    }
+    if (worst > f.ulps) ++bad;
+    std::printf("%s %s: worst %.2f ulp (bound %.0f)\n", name, f.n, worst, f.ulps);
+  }
+  return bad;
+}
+// Every output of a stack of `cell`: y, final states, dx, initial-state and weight gradients.
+std::vector<double> run_stack(Cell cell) {
+  const index_t steps = 7, batch = 5, input = 6, hidden = 21;
+  const StackSpec spec{cell, input, hidden, 2, 2, true};
+  const index_t gh = cell_info(cell).gates * hidden, states = spec.count() * batch * hidden;
+  std::mt19937 rng(static_cast<unsigned>(cell) + 3);
+  std::normal_distribution<double> nd(0.0, 0.4);
+  auto random = [&](index_t n) {
+    std::vector<double> v(static_cast<size_t>(n));
+    for (auto& e : v) e = nd(rng);
+    return v;
+  };
+  std::vector<std::vector<double>> w, g;
+  StackParams<double> params;
+  StackGrads<double> grads;
+  for (index_t k = 0; k < spec.count(); ++k) {
+    for (index_t n : {gh * spec.layer_input(k / 2), gh * hidden, gh, gh}) {
+      w.push_back(random(n));
+      g.emplace_back(static_cast<size_t>(n), 0.0);
+    }
+    const size_t i = w.size() - 4;
+    params.layers.push_back({w[i].data(), w[i + 1].data(), w[i + 2].data(), w[i + 3].data()});
+    grads.w_ih.push_back(g[i].data());
+    grads.w_hh.push_back(g[i + 1].data());
+    grads.b_ih.push_back(g[i + 2].data());
+    grads.b_hh.push_back(g[i + 3].data());
+  }
+  const auto x = random(steps * batch * input), dy = random(steps * batch * 2 * hidden);
+  const auto h0 = random(states), c0 = random(states);
+  const std::vector<int64_t> lengths = {7, 3, 6, 1, 7};
+  std::vector<double> y(dy.size()), h_n(states), c_n(states), dx(x.size()), dh0(states),
+      dc0(states);
+  Stack<double> stack(spec);
+  Tape<double> tape;
+  stack.forward(params, 0, steps, batch, x.data(), h0.data(), c0.data(), lengths.data(), y.data(),
+                h_n.data(), c_n.data(), &tape);
+  stack.backward(params, tape, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(),
+                 grads);
+  std::vector<double> all;
+  for (const auto* v : {&y, &h_n, &c_n, &dx, &dh0, &dc0})
+    all.insert(all.end(), v->begin(), v->end());
+  for (const auto& v : g) all.insert(all.end(), v.begin(), v.end());
+  return all;
+}
+
+int dump(const char* path) {
+  std::vector<double> all;
+  for (Cell cell : kCells) {
+    const auto v = run_stack(cell);
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(all.data()),
+             static_cast<std::streamsize>(all.size() * sizeof(double)));
+  std::printf("isa %s: %zu stack outputs written to %s\n", isa_name(active_isa()), all.size(),
+              path);
+  return 0;
+}
+
+std::vector<double> read_dump(const char* path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  std::vector<double> v(static_cast<size_t>(f.tellg()) / sizeof(double));
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()),
+         static_cast<std::streamsize>(v.size() * sizeof(double)));
+  return v;
+}
+
+// Two ISAs round differently (fused multiply-adds, the activations' last bits): float64 results
+// agree to about 1e-13 of their scale.
+int compare(const char* a_path, const char* b_path) {
+  const auto a = read_dump(a_path), b = read_dump(b_path);
+  if (a.empty() || a.size() != b.size()) {
+    std::printf("FAILED: dumps of %zu and %zu values\n", a.size(), b.size());
+    return 1;
+  }
+  double scale = 0, err = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    scale = std::max(scale, std::fabs(b[i]));
+    err = std::max(err, std::fabs(a[i] - b[i]));
+  }
+  const bool ok = err <= 1e-11 * scale;
+  std::printf("%zu values, max difference %.3g (scale %.3g): %s\n", a.size(), err, scale,
+              ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  std::printf("isa: %s\n", isa_name(active_isa()));
+  int bad = check<float>("f32") + check<double>("f64");
+  std::printf(bad ? "FAILED\n" : "ok\n");
+  if (bad) return 1;
+  if (argc == 3 && std::strcmp(argv[1], "dump") == 0) return dump(argv[2]);
+  if (argc == 4 && std::strcmp(argv[1], "compare") == 0) return compare(argv[2], argv[3]);
+  return 0;
+}
