@@ -8,6 +8,13 @@
 
 #include "kernels/table.h"
 
+// The activations are called per vector from the cell epilogues: always inlined, never calls.
+#if defined(__GNUC__)
+#define RNNFAST_INLINE inline __attribute__((always_inline))
+#else
+#define RNNFAST_INLINE inline
+#endif
+
 namespace rnnfast::kernels::RNNFAST_ISA_NS {
 
 // No standard-library templates in here: their instantiations are shared between translation
@@ -148,7 +155,7 @@ constexpr T inverse_factorial(int k) {
 }
 
 template <typename V>
-V exp_v(V x) {
+RNNFAST_INLINE V exp_v(V x) {
   using T = typename V::T;
   constexpr bool f32 = sizeof(T) == 4;
   constexpr int degree = f32 ? 7 : 13;
@@ -171,7 +178,7 @@ V exp_v(V x) {
 // double: truncation below 1e-9 and 5e-16 relative); beyond, (1 - e)/(1 + e) with e = exp(-2|x|),
 // which never overflows and has no cancellation there (e < 0.61); both on |x|, then the sign.
 template <typename V>
-V tanh_v(V x) {
+RNNFAST_INLINE V tanh_v(V x) {
   using T = typename V::T;
   constexpr bool f32 = sizeof(T) == 4;
   // c_k = 2^(2k) (2^(2k) - 1) B_2k / (2k)!, k = 2..11 (B: Bernoulli numbers).
@@ -200,7 +207,7 @@ V tanh_v(V x) {
 // sigmoid: with e = exp(-|x|) <= 1, 1/(1+e) for x >= 0 and e/(1+e) below: no overflow, and
 // full relative accuracy in both tails.
 template <typename V>
-V sigmoid_v(V x) {
+RNNFAST_INLINE V sigmoid_v(V x) {
   using T = typename V::T;
   const V e = exp_v(V::set1(T(0)) - abs(x));
   const V inv = V::set1(T(1)) / (V::set1(T(1)) + e);

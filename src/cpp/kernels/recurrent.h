@@ -53,6 +53,8 @@ struct ForwardStep {
                        // (reset-before, written by the first part, read by the second)
   const uint8_t* active = nullptr;  // [rows]
   bool relu = false;                // RNN: relu instead of tanh
+  bool keep_gates = false;  // write every activation back (training); inference keeps only what
+                            // the step itself reads again (the reset-before GRU's z)
 };
 
 // Backward step t: dh_t = acc + direct + dy_t (acc: the dG of step t+1 times W_hh, zero at the last

@@ -66,13 +66,23 @@ void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
       rec_groups<V, G, S::kGroupsOneRow>(smaller(S::kGroupsOneRow, p.g1 - g), p, g, ep);
     return;
   }
+  // Rows in tiles of nearly equal height (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2), so that no
+  // tile runs with a fraction of the accumulators.
+  const index_t tiles = (p.rows + S::kRows - 1) / S::kRows;
+  const index_t base = p.rows / tiles, taller = p.rows % tiles;
+  auto each_row_tile = [&](auto run) {
+    for (index_t i = 0, r = 0; i < tiles; ++i) {
+      const index_t rows = base + (i < taller ? 1 : 0);
+      run(r, rows);
+      r += rows;
+    }
+  };
   index_t g = p.g0;
   for (; g + S::kGroups <= p.g1; g += S::kGroups)
-    for (index_t r = 0; r < p.rows; r += S::kRows)
-      rec_rows<V, G, S::kRows, S::kGroups>(smaller(S::kRows, p.rows - r), p, r, g, ep);
+    each_row_tile(
+        [&](index_t r, index_t rows) { rec_rows<V, G, S::kRows, S::kGroups>(rows, p, r, g, ep); });
   for (; g < p.g1; ++g)  // a last single group when tiles take two
-    for (index_t r = 0; r < p.rows; r += S::kRows)
-      rec_rows<V, G, S::kRows, 1>(smaller(S::kRows, p.rows - r), p, r, g, ep);
+    each_row_tile([&](index_t r, index_t rows) { rec_rows<V, G, S::kRows, 1>(rows, p, r, g, ep); });
 }
 
 // ---- Loads and stores of a group's units: whole vectors, or the first n of the last group ---
@@ -109,6 +119,7 @@ void carry_row(const kernels::ForwardStep<typename V::T>& s, index_t r, Units un
   store_units(load_units<V>(s.h_prev + at, un.n), s.h + at, un.n);
   if (s.c) store_units(load_units<V>(s.c_prev + at, un.n), s.c + at, un.n);
   if (s.y) store_units(zero, s.y + r * s.ldy + un.u, un.n);
+  if (!s.keep_gates) return;
   T* gates = s.gates + r * s.ld_gates + un.u;
   for (int k = 0; k < G; ++k) store_units(zero, gates + k * hd, un.n);
 }
@@ -142,7 +153,7 @@ void rnn_forward(const kernels::ForwardStep<typename V::T>& s) {
     const V zero = V::set1(T(0));
     // ReLU: a <= 0 ? 0 : a, so that NaN stays NaN (as in PyTorch).
     const V h = s.relu ? select_ge(zero, a, zero, a) : tanh_v(a);
-    store_units(h, gates, un.n);
+    if (s.keep_gates) store_units(h, gates, un.n);
     write_state(s, r, un, h);
   });
 }
@@ -162,10 +173,12 @@ void lstm_forward(const kernels::ForwardStep<typename V::T>& s) {
     const index_t at = r * hd + un.u;
     const V c = fma(f, load_units<V>(s.c_prev + at, un.n), i * g);
     const V h = o * tanh_v(c);
-    store_units(i, gates, un.n);
-    store_units(f, gates + hd, un.n);
-    store_units(g, gates + 2 * hd, un.n);
-    store_units(o, gates + 3 * hd, un.n);
+    if (s.keep_gates) {
+      store_units(i, gates, un.n);
+      store_units(f, gates + hd, un.n);
+      store_units(g, gates + 2 * hd, un.n);
+      store_units(o, gates + 3 * hd, un.n);
+    }
     store_units(c, s.c + at, un.n);
     write_state(s, r, un, h);
   });
@@ -195,9 +208,11 @@ void gru_forward(const kernels::ForwardStep<typename V::T>& s) {
     if (s.bias) xn = xn + load_units<V>(s.bias + 2 * hd + un.u, un.n);
     const V n = tanh_v(fma(rg, hn, xn));
     const V h = gru_mix(z, n, load_units<V>(s.h_prev + at, un.n));
-    store_units(rg, gates, un.n);
-    store_units(z, gates + hd, un.n);
-    store_units(n, gates + 2 * hd, un.n);
+    if (s.keep_gates) {
+      store_units(rg, gates, un.n);
+      store_units(z, gates + hd, un.n);
+      store_units(n, gates + 2 * hd, un.n);
+    }
     if (s.extra) store_units(hn, s.extra + at, un.n);
     write_state(s, r, un, h);
   });
@@ -214,15 +229,15 @@ void gru_rb_gates(const kernels::ForwardStep<typename V::T>& s) {
     T* gates = s.gates + r * s.ld_gates + un.u;
     if (!s.active[r]) {
       const V zero = V::set1(T(0));
-      store_units(zero, gates, un.n);
+      if (s.keep_gates) store_units(zero, gates, un.n);
       store_units(zero, gates + hd, un.n);
       store_units(zero, s.extra + at, un.n);  // W_hn (r*h) of this row is then zero
       return;
     }
     const V rg = sigmoid_v(pre_activation<V>(s, acc[0], gates, 0, un));
     const V z = sigmoid_v(pre_activation<V>(s, acc[1], gates, 1, un));
-    store_units(rg, gates, un.n);
-    store_units(z, gates + hd, un.n);
+    if (s.keep_gates) store_units(rg, gates, un.n);
+    store_units(z, gates + hd, un.n);  // the second part reads it
     store_units(rg * load_units<V>(s.h_prev + at, un.n), s.extra + at, un.n);
   });
 }
@@ -239,12 +254,12 @@ void gru_rb_update(const kernels::ForwardStep<typename V::T>& s) {
     if (!s.active[r]) {
       store_units(load_units<V>(s.h_prev + at, un.n), s.h + at, un.n);
       if (s.y) store_units(V::set1(T(0)), s.y + r * s.ldy + un.u, un.n);
-      store_units(V::set1(T(0)), gates + 2 * hd, un.n);
+      if (s.keep_gates) store_units(V::set1(T(0)), gates + 2 * hd, un.n);
       return;
     }
     const V n = tanh_v(pre_activation<V>(s, acc[0], gates, 2, un));
     const V z = load_units<V>(gates + hd, un.n);
-    store_units(n, gates + 2 * hd, un.n);
+    if (s.keep_gates) store_units(n, gates + 2 * hd, un.n);
     write_state(s, r, un, gru_mix(z, n, load_units<V>(s.h_prev + at, un.n)));
   });
 }

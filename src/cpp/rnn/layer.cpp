@@ -226,6 +226,7 @@ void layer_forward(const LayerForward<T>& a) {
       if (extra) st.extra = extra + (training ? t * bh : 0) + m.b0 * hd;
       st.active = act;
       st.relu = a.cell == Cell::RnnRelu;
+      st.keep_gates = training;
       forward_kernel(kt, a.cell, st);
       if (two_part) {  // n = tanh(... + W_hn (r*h)): every unit's r*h first
         if (!m.sync(team)) return;

@@ -95,12 +95,15 @@ class StepBarrier {
   void ask_to_go_alone(int member);
   After outcome(int member) const;
 
+  // Together on one cache line: the member that completes a step touches all of them, and one
+  // line is cheaper than three (aligning each to its own line made a B = 1 LSTM step of 2.7 us
+  // take 4.5).
   const int team_;
-  std::atomic<uint64_t> state_{0};       // arrivals this step, and the solo request bit
+  std::atomic<uint64_t> state_{0};       // arrivals this step, and the solo request
   std::atomic<uint32_t> generation_{0};  // steps completed (the futex word)
   std::atomic<int> sleepers_{0};
   std::atomic<int> requester_{-1};
-  std::atomic<int> soloist_{-1};
+  std::atomic<int> soloist_{-1};  // written once at most
 };
 
 // Memory of a busy machine across calls: after a region went solo, the next regions that would
