@@ -25,13 +25,14 @@ _NAMES = {
     "GRU": "_fast",
     "Module": "_modules",
     "RecurrentBase": "_modules",
+    "StepState": "_modules",
     "Tape": "_modules",
 }
 
 if TYPE_CHECKING:
     from . import checkpoint, clip, init, nn, optim, reference, tasks, tbptt
     from ._fast import GRU, LSTM, RNN
-    from ._modules import Module, RecurrentBase, Tape
+    from ._modules import Module, RecurrentBase, StepState, Tape
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +56,7 @@ __all__ = [
     "RNN",
     "Module",
     "RecurrentBase",
+    "StepState",
     "Tape",
     "__version__",
     "checkpoint",

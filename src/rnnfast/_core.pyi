@@ -36,6 +36,7 @@ class Stack:
         training: bool,
         version: int,
     ) -> tuple[_Arr, _Arr, _Arr | None, Tape | None]: ...
+    def step(self, x: _Arr, h: _Arr, c: _Arr | None, y: _Arr, version: int) -> None: ...
     def backward(
         self,
         tape: Tape,

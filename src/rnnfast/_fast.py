@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase
+from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
 class FastEngine:
@@ -48,6 +48,9 @@ class FastEngine:
         input_grad: bool = True,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         return module._stack.backward(saved, dy, dh_n, dc_n, input_grad)
+
+    def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:
+        module._stack.step(x, state.h, state.c, state.y, module._param_version())
 
 
 _FAST = FastEngine()

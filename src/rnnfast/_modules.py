@@ -48,6 +48,8 @@ class Engine(Protocol):
         input_grad: bool = True,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]: ...
 
+    def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None: ...
+
 
 class Tape:
     """What a training forward keeps for backward. Use it once, with the module that made it,
@@ -82,6 +84,31 @@ def _nbytes(obj: Any) -> int:
     if isinstance(obj, (list, tuple)):
         return sum(_nbytes(o) for o in obj)
     return 0
+
+
+class StepState:
+    """What `step` carries from one timestep to the next: `h` (num_layers, B, H) and, for LSTM, `c`,
+    updated in place by each step, and `y` (B, H), the last step's output, overwritten by the next
+    (copy it to keep it). Made by `module.step_state(batch)`, or by `step` from a state given as
+    forward takes it."""
+
+    __slots__ = ("_module", "batch", "c", "h", "y")
+
+    def __init__(self, module: RecurrentBase, batch: int) -> None:
+        shape = (module.num_layers * module.num_directions, batch, module.hidden_size)
+        self._module = module
+        self.batch = batch
+        self.h = np.zeros(shape, module.dtype)
+        self.c = np.zeros(shape, module.dtype) if module._has_cell_state else None
+        self.y = np.zeros((batch, module.hidden_size), module.dtype)
+
+    @property
+    def state(self) -> State:
+        """The state as forward returns it: h, or (h, c) for LSTM (the arrays themselves)."""
+        return self.h if self.c is None else (self.h, self.c)
+
+    def __repr__(self) -> str:
+        return f"<rnnfast StepState of {type(self._module).__name__}, batch {self.batch}>"
 
 
 class Parameters(MutableMapping[str, np.ndarray]):
@@ -289,6 +316,10 @@ class RecurrentBase(Module):
         self.batch_first = v.check_bool(batch_first, "batch_first")
         self.bidirectional = v.check_bool(bidirectional, "bidirectional")
         self.dtype = v.check_dtype(dtype)
+        # What the cell is, fixed for the module's life (read on every call).
+        self._cell = self.cell
+        self._gates = int(CELLS[self._cell]["gates"])
+        self._has_cell_state = bool(CELLS[self._cell]["cell_state"])
         self._shapes = self._compute_param_shapes()
         self.reset_parameters(seed)
         self._engine.attach(self)
@@ -312,14 +343,6 @@ class RecurrentBase(Module):
     def cell(self) -> str:
         """The cell kind the engines run: rnn_tanh, rnn_relu, lstm, gru, gru_reset_before."""
         raise NotImplementedError
-
-    @property
-    def _gates(self) -> int:
-        return int(CELLS[self.cell]["gates"])
-
-    @property
-    def _has_cell_state(self) -> bool:
-        return bool(CELLS[self.cell]["cell_state"])
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
         return self._shapes
@@ -373,6 +396,15 @@ class RecurrentBase(Module):
     def _to_time_major(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         """x as a C-contiguous (T, B, I) array of the module dtype, and whether that array is a
         copy of rnnfast's own (False: it may be, or view, the caller's memory)."""
+        if (  # the common case, first: already what the engine reads
+            type(x) is np.ndarray
+            and x.dtype is self.dtype
+            and x.ndim == 3
+            and x.shape[2] == self.input_size
+            and not self.batch_first
+            and x.flags.c_contiguous
+        ):
+            return x, False
         given = np.asarray(x)
         numbers = isinstance(x, (list, tuple, float))
         arr = v.as_float_array(given, name, self.dtype, python_numbers=numbers)
@@ -424,7 +456,8 @@ class RecurrentBase(Module):
     ) -> tuple[np.ndarray, State, Tape | None]:
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
         `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length."""
-        training = v.check_bool(training, "training")
+        if training is not True and training is not False:
+            training = v.check_bool(training, "training")
         x_tm, _ = self._to_time_major(x, "x")
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
@@ -443,6 +476,57 @@ class RecurrentBase(Module):
         """Inference, as PyTorch: `y, h_n = rnn(x, h0)`, `y, (h_n, c_n) = lstm(x, (h0, c0))`."""
         y, state_n, _ = self.forward(x, state, lengths, training=False)
         return y, state_n
+
+    def step_state(self, batch: int = 1) -> StepState:
+        """A zero state for `step`, for `batch` sequences."""
+        return StepState(self, v.check_size(batch, "batch", 0))
+
+    def step(self, x: Any, state: StepState | State | None = None) -> tuple[np.ndarray, StepState]:
+        """One timestep, for streaming and sampling: x (B, I) (or (I,) for one sequence) gives
+        (y, state), y (B, H) (or (H,)) the top layer's output. A StepState is updated in place and
+        nothing is allocated (y lives in it and is overwritten by the next step); None starts from
+        zeros, and a state as forward takes it ((num_layers, B, H), or a pair for LSTM) is copied
+        into a new StepState. Same result as forward over the steps one at a time."""
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional module needs the whole sequence; use forward")
+        unbatched = False
+        if not (
+            type(x) is np.ndarray
+            and x.dtype is self.dtype
+            and x.ndim == 2
+            and x.shape[1] == self.input_size
+            and x.flags.c_contiguous
+        ):
+            x, unbatched = self._step_input(x)
+        batch = x.shape[0]
+        if state is None:
+            st = StepState(self, batch)
+        elif isinstance(state, StepState):
+            if state._module is not self:
+                raise ValueError("state: a StepState of another module")
+            if state.batch != batch:
+                raise ValueError(f"state: for batch {state.batch}, x has batch {batch}")
+            st = state
+        else:
+            st = StepState(self, batch)
+            h, c = self._check_state(state, batch, "state")
+            st.h[...] = h
+            if c is not None:
+                st.c[...] = c
+        self._engine.step(self, x, st)
+        return (st.y[0] if unbatched else st.y), st
+
+    def _step_input(self, x: Any) -> tuple[np.ndarray, bool]:
+        """x of step as a C-contiguous (B, I) array, and whether it came unbatched, (I,)."""
+        arr = v.as_float_array(x, "x", self.dtype, python_numbers=isinstance(x, (list, tuple)))
+        unbatched = arr.ndim == 1
+        if unbatched:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.input_size:
+            raise ValueError(
+                f"x: expected shape (B, {self.input_size}) or ({self.input_size},), got {arr.shape}"
+            )
+        return np.ascontiguousarray(arr), unbatched
 
     def backward(
         self,

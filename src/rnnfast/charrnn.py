@@ -142,7 +142,7 @@ class CharModel:
         ids = (
             self.encode(prime, "prime") if prime else np.array([rng.integers(len(self.cfg.vocab))])
         )
-        out, state = self.rnn(self.eye[ids[:, None]])
+        out, state = self.rnn(self.eye[ids[:, None]])  # the prime as one sequence
         logits = self.head(out[-1, 0])
         chars = []
         for _ in range(length):
@@ -150,8 +150,10 @@ class CharModel:
             p = np.exp(z.astype(np.float64))
             nxt = int(rng.choice(len(p), p=p / p.sum()))
             chars.append(self.cfg.vocab[nxt])
-            out, state = self.rnn(self.eye[[[nxt]]], state)
-            logits = self.head(out[-1, 0])
+            # One character a step, the state carried in place (rnnfast's step(): nothing is
+            # allocated; the reference engine's modules step the same way).
+            y, state = self.rnn.step(self.eye[nxt : nxt + 1], state)
+            logits = self.head(y[0])
         return prime + "".join(chars)
 
 

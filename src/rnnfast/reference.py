@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase
+from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -288,6 +288,14 @@ class ReferenceEngine:
             d_out = dx_total
         assert d_out is not None
         return d_out, dh0, dc0
+
+    def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:
+        """One timestep: a forward over one step, the state carried."""
+        y, h, c, _ = self.forward(module, x[None], state.h, state.c, None, False)
+        state.h[...] = h
+        if c is not None:
+            state.c[...] = c
+        state.y[...] = y[0]
 
     @staticmethod
     def _weights(module: RecurrentBase, layer: int, d: int) -> tuple[np.ndarray, ...]:

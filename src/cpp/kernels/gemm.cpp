@@ -6,7 +6,8 @@ namespace rnnfast::kernels {
 namespace {
 
 // Packs rows [i0, i0+mlen) and depth [p0, p0+kc) of op(A) into panels of mr rows:
-// out[(panel*kc + k)*mr + r], zero padded past mlen.
+// out[(panel*kc + k)*mr + r]. A last panel of fewer rows is computed by tiles of that many rows,
+// which never read past them: its padding is left unwritten (zeros where written).
 template <typename T>
 void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen, index_t p0,
                   index_t kc, index_t mr, T* out) {
@@ -24,8 +25,7 @@ void pack_a_block(Trans trans, const T* a, index_t lda, index_t i0, index_t mlen
         const T* src = a + (i0 + ip + r) * lda + p0;
         for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
       }
-    } else {  // a short panel (small batches): written in order, padding and all
-      std::fill(dst, dst + kc * mr, T(0));
+    } else {  // a short panel (small batches): the tiles of `rows` rows never read the rest
       for (index_t r = 0; r < rows; ++r) {
         const T* src = a + (i0 + ip + r) * lda + p0;
         for (index_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
@@ -41,12 +41,12 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, 
     : kernels_(&active_kernels<T>()), k_(k), n_(n) {
   const index_t nr = kernels_->nr;
   const index_t panels = (n + nr - 1) / nr;
-  data_.reset(new T[static_cast<size_t>(std::max<index_t>(panels * k * nr, 1))]);
+  data_.reset(new T[static_cast<size_t>(std::max<index_t>(panels * panel_stride(), 1))]);
   T* data = data_.get();
   parallel_for(panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)),
                [&](index_t p0, index_t p1) {
                  for (index_t p = p0; p < p1; ++p) {
-                   T* dst = data + p * k * nr;
+                   T* dst = data + p * panel_stride();
                    const index_t j0 = p * nr, cols = std::min(nr, n - j0);
                    if (trans == Trans::Yes) {  // rows of b are columns of op(B)
                      kernels_->pack_b_transposed(k, cols, b + j0 * ldb, ldb, dst);
@@ -96,7 +96,7 @@ void gemm_blocks(const Blocking<T>& bl, index_t t0, index_t t1, Trans trans_a, i
       pack_a_block(trans_a, a, lda, i0, mlen, p0, kc, kt.mr, a_pack);
       for (index_t nb = nb0; nb < nb1; ++nb) {
         const index_t j0 = nb * bl.nc, nlen = std::min(bl.nc, n - j0);
-        kt.gemm_block(kc, mlen, nlen, a_pack, b.panel(j0 / kt.nr) + p0 * kt.nr, k * kt.nr,
+        kt.gemm_block(kc, mlen, nlen, a_pack, b.panel(j0 / kt.nr) + p0 * kt.nr, b.panel_stride(),
                       c + i0 * ldc + j0, ldc, accumulate || p0 > 0);
       }
     }

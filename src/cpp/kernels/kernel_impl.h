@@ -39,14 +39,22 @@ void tile(index_t kc, const typename V::T* a, const typename V::T* b, index_t b_
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < 2 * P; ++q) acc[r][q] = V::set1(T(0));
   for (index_t k = 0; k < kc; ++k) {
-    V bv[2 * P];
-    for (int p = 0; p < P; ++p) {
-      bv[2 * p] = V::load(b + p * b_stride + k * NR);
-      bv[2 * p + 1] = V::load(b + p * b_stride + k * NR + W);
-    }
-    for (int r = 0; r < R; ++r) {
-      const V ar = V::set1(a[k * MR + r]);
-      for (int q = 0; q < 2 * P; ++q) acc[r][q] = fma(ar, bv[q], acc[r][q]);
+    if constexpr (R == 1) {  // no reuse of b: each feeds its FMA from memory (no spills)
+      const V ar = V::set1(a[k * MR]);
+      for (int p = 0; p < P; ++p) {
+        acc[0][2 * p] = fma(ar, V::load(b + p * b_stride + k * NR), acc[0][2 * p]);
+        acc[0][2 * p + 1] = fma(ar, V::load(b + p * b_stride + k * NR + W), acc[0][2 * p + 1]);
+      }
+    } else {
+      V bv[2 * P];
+      for (int p = 0; p < P; ++p) {
+        bv[2 * p] = V::load(b + p * b_stride + k * NR);
+        bv[2 * p + 1] = V::load(b + p * b_stride + k * NR + W);
+      }
+      for (int r = 0; r < R; ++r) {
+        const V ar = V::set1(a[k * MR + r]);
+        for (int q = 0; q < 2 * P; ++q) acc[r][q] = fma(ar, bv[q], acc[r][q]);
+      }
     }
   }
   for (int r = 0; r < R; ++r) {

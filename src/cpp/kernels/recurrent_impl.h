@@ -28,12 +28,20 @@ void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t gro
   const T* a = p.a + row * p.lda;
   const T* w = p.w + group * p.w_stride;
   for (index_t k = 0; k < p.depth; ++k) {
-    V b[N];
-    for (int m = 0; m < M; ++m)
-      for (int g = 0; g < G; ++g) b[m * G + g] = V::load(w + m * p.w_stride + (k * G + g) * W);
-    for (int r = 0; r < R; ++r) {
-      const V ar = V::set1(a[r * p.lda + k]);
-      for (int j = 0; j < N; ++j) acc[r][j] = fma(ar, b[j], acc[r][j]);
+    if constexpr (R == 1) {  // no reuse of b: each feeds its FMA from memory (no spills)
+      const V ar = V::set1(a[k]);
+      for (int m = 0; m < M; ++m)
+        for (int g = 0; g < G; ++g)
+          acc[0][m * G + g] =
+              fma(ar, V::load(w + m * p.w_stride + (k * G + g) * W), acc[0][m * G + g]);
+    } else {  // b is reused by R rows: loaded once into registers
+      V b[N];
+      for (int m = 0; m < M; ++m)
+        for (int g = 0; g < G; ++g) b[m * G + g] = V::load(w + m * p.w_stride + (k * G + g) * W);
+      for (int r = 0; r < R; ++r) {
+        const V ar = V::set1(a[r * p.lda + k]);
+        for (int j = 0; j < N; ++j) acc[r][j] = fma(ar, b[j], acc[r][j]);
+      }
     }
   }
   for (int r = 0; r < R; ++r)

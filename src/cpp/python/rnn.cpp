@@ -72,6 +72,12 @@ class PyStack {
     return visit([&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version); });
   }
 
+  // One timestep for every layer, the state carried in place: x [B, I], h (and c) [L*D, B, H]
+  // read and overwritten, y [B, D*H] written. Nothing is allocated (streaming, sampling).
+  void step(const py::array& x, py::array& h, const py::object& c, py::array& y, int64_t version) {
+    visit([&](auto& t) { step_typed(t, x, h, c, y, version); });
+  }
+
   py::tuple backward(PyTape& tape, const py::object& dy, const py::object& dh_n,
                      const py::object& dc_n, bool input_grad) {
     if (tape.owner != this) throw std::invalid_argument("tape: it was made by another module");
@@ -95,9 +101,9 @@ class PyStack {
   }
 
  private:
-  std::vector<index_t> state_shape(index_t batch) const {
+  Shape state_shape(index_t batch) const {
     return {spec_.count(), batch, spec_.hidden};
-  }
+  }  // [L*D, B, H]
 
   template <typename T>
   void bind(Typed<T>& t, const py::list& arrays, bool grads) {
@@ -194,6 +200,29 @@ class PyStack {
   }
 
   template <typename T>
+  void step_typed(Typed<T>& t, const py::array& x, py::array& h, const py::object& c, py::array& y,
+                  int64_t version) {
+    check_bound(t, false);
+    if (spec_.directions != 1)
+      throw std::invalid_argument("step: a bidirectional module needs the whole sequence");
+    if (x.ndim() != 2)
+      throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
+                                  std::to_string(x.ndim()));
+    const index_t batch = x.shape(0);
+    const T* px = input<T>("x", x, {batch, spec_.input});
+    T* ph = output<T>("h", h, state_shape(batch));
+    T* pc = nullptr;
+    if (cell_info(spec_.cell).cell_state) {
+      py::array ca = c.cast<py::array>();
+      pc = output<T>("c", ca, state_shape(batch));
+    }
+    T* py_ = output<T>("y", y, {batch, spec_.hidden});
+    py::gil_scoped_release release;
+    t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), 1, batch, px,
+                   ph, pc, nullptr, py_, ph, pc, nullptr);
+  }
+
+  template <typename T>
   py::tuple backward_typed(Typed<T>& t, PyTape& pt, const py::object& dy, const py::object& dh_n,
                            const py::object& dc_n, bool input_grad) {
     check_bound(t, true);
@@ -252,6 +281,9 @@ void init_rnn(py::module_& m) {
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"),
            "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache.")
+      .def("step", &PyStack::step, py::arg("x"), py::arg("h"), py::arg("c").none(true),
+           py::arg("y"), py::arg("version"),
+           "One timestep, h (and c) updated in place, y written: nothing allocated.")
       .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),
            py::arg("dh_n").none(true), py::arg("dc_n").none(true), py::arg("input_grad"),
            "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None).")

@@ -79,6 +79,36 @@ struct Member {
   }
 };
 
+// One workspace buffer from the pool, carved into pieces (each 64-byte aligned): one pool
+// transaction a call instead of one per array (they cost as much as a small step's work).
+template <typename T>
+class Workspace {
+ public:
+  Workspace(const std::shared_ptr<BufferPool>& pool, std::initializer_list<index_t> sizes) {
+    index_t total = 0;
+    for (index_t n : sizes) total += round(n);
+    buffer_ = Buffer<T>(pool, total);
+  }
+  // The next piece of n values (the pieces are handed out in the constructor's order).
+  T* take(index_t n) {
+    T* p = buffer_.data() + used_;
+    used_ += round(n);
+    return n ? p : nullptr;
+  }
+  uint8_t* take_bytes(index_t n) { return reinterpret_cast<uint8_t*>(take(bytes_as_values(n))); }
+  static index_t bytes_as_values(index_t n) {
+    return (n + static_cast<index_t>(sizeof(T)) - 1) / static_cast<index_t>(sizeof(T));
+  }
+
+ private:
+  static index_t round(index_t n) {
+    constexpr index_t align = 64 / sizeof(T);
+    return (n + align - 1) / align * align;
+  }
+  Buffer<T> buffer_;
+  index_t used_ = 0;
+};
+
 // Runs body(member) on the layer's team; the barrier is built inside the region, for the team
 // OpenMP granted.
 template <typename Body>
@@ -135,11 +165,19 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
   const index_t gh = info.gates * hd, bh = batch * hd;
   const bool training = a.gates != nullptr, lstm = info.cell_state, two_part = info.two_part;
+  // Copies the initial state (zeros when none is given) to dst.
+  auto initial = [bh](const T* src, T* dst) {
+    if (src) {
+      std::copy(src, src + bh, dst);
+    } else {
+      std::fill(dst, dst + bh, T(0));
+    }
+  };
   if (steps == 0 || batch == 0) {  // no step to run: O(1) whatever T (or B) is
-    std::copy(a.h0, a.h0 + bh, a.h_n);
-    if (lstm) std::copy(a.c0, a.c0 + bh, a.c_n);
-    if (training) std::copy(a.h0, a.h0 + bh, a.hs);
-    if (training && lstm) std::copy(a.c0, a.c0 + bh, a.cs);
+    initial(a.h0, a.h_n);
+    if (lstm) initial(a.c0, a.c_n);
+    if (training) initial(a.h0, a.hs);
+    if (training && lstm) initial(a.c0, a.cs);
     return;
   }
   const auto& kt = kernels::active_kernels<T>();
@@ -152,30 +190,38 @@ void layer_forward(const LayerForward<T>& a) {
   if (training) gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, gh);
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
-  Buffer<T> pre(a.pool, training ? 0 : chunk * batch * (gh + (rows_mode ? in : 0)));
-  Buffer<T> states(a.pool, training ? 0 : 2 * bh), cells(a.pool, training || !lstm ? 0 : 2 * bh);
-  Buffer<T> rh(a.pool, !training && two_part ? bh : 0);
-  Buffer<T> pack_space(a.pool, team.plan.threads * kernels::gemm_workspace_size(kt));
-  Buffer<uint8_t> active(a.pool, team.plan.threads * batch);
+  const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode ? in : 0));
+  const index_t pack_size = kernels::gemm_workspace_size(kt);
+  const index_t states_size = training ? 0 : 2 * bh, cells_size = training || !lstm ? 0 : 2 * bh;
+  const index_t rh_size = !training && two_part ? bh : 0;
+  const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
+  Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, rh_size,
+                           team.plan.threads * pack_size, active_size});
+  T* pre = ws.take(pre_size);
+  T* states = ws.take(states_size);
+  T* cells = ws.take(cells_size);
+  T* rh = ws.take(rh_size);
+  T* pack_space = ws.take(team.plan.threads * pack_size);
+  uint8_t* active = ws.take_bytes(team.plan.threads * batch);
 
-  T* h_states = training ? a.hs : states.data();
-  T* c_states = lstm ? (training ? a.cs : cells.data()) : nullptr;
-  T* extra = training ? a.extra : rh.data();
+  T* h_states = training ? a.hs : states;
+  T* c_states = lstm ? (training ? a.cs : cells) : nullptr;
+  T* extra = training ? a.extra : rh;
   const index_t first = training ? state_before(a.reverse, a.reverse ? steps - 1 : 0) : 0;
-  std::copy(a.h0, a.h0 + bh, h_states + first * bh);
-  if (lstm) std::copy(a.c0, a.c0 + bh, c_states + first * bh);
+  initial(a.h0, h_states + first * bh);
+  if (lstm) initial(a.c0, c_states + first * bh);
 
   run_layer_team(team, [&](Member& m) {
-    T* pack = pack_space.data() + m.id * kernels::gemm_workspace_size(kt);
-    uint8_t* act = active.data() + m.id * batch;
+    T* pack = pack_space + m.id * pack_size;
+    uint8_t* act = active + m.id * batch;
     // Inference: where step t's projection of this member's rows lives. Members owning rows keep
     // their rows of a chunk contiguous (x's rows gathered first) for one product; members
     // sharing units each project some rows of the chunk for every unit, then meet.
     index_t t_lo = 0;
     auto pre_row = [&](index_t t) -> T* {
       if (training) return a.gates + (t * batch + m.b0) * gh;
-      if (rows_mode) return pre.data() + (chunk * m.b0 + (t - t_lo) * (m.b1 - m.b0)) * gh;
-      return pre.data() + ((t - t_lo) * batch + m.b0) * gh;
+      if (rows_mode) return pre + (chunk * m.b0 + (t - t_lo) * (m.b1 - m.b0)) * gh;
+      return pre + ((t - t_lo) * batch + m.b0) * gh;
     };
     for (index_t s = 0; s < steps; ++s) {
       const index_t t = a.reverse ? steps - 1 - s : s;
@@ -184,7 +230,7 @@ void layer_forward(const LayerForward<T>& a) {
         t_lo = a.reverse ? steps - s - n : s;
         if (rows_mode) {
           const index_t rows = m.b1 - m.b0;
-          T* xg = pre.data() + chunk * batch * gh + chunk * m.b0 * in;
+          T* xg = pre + chunk * batch * gh + chunk * m.b0 * in;
           for (index_t i = 0; i < n; ++i)
             std::copy(a.x + ((t_lo + i) * batch + m.b0) * in,
                       a.x + ((t_lo + i) * batch + m.b1) * in, xg + i * rows * in);
@@ -194,7 +240,7 @@ void layer_forward(const LayerForward<T>& a) {
           const Share r = m.meet ? share_of(n * batch, m.id, m.team) : Share{0, n * batch};
           gemm_on_this_thread(Trans::No, r.last - r.first, gh, in,
                               a.x + (t_lo * batch + r.first) * in, in, pk.w_ih_t, false,
-                              pre.data() + r.first * gh, gh, pack);
+                              pre + r.first * gh, gh, pack);
           if (!m.sync(team)) return;
         }
       }
@@ -267,22 +313,22 @@ void layer_backward(const LayerBackward<T>& a) {
   const auto& kt = kernels::active_kernels<T>();
   const BackwardPacks<T>& pk = *a.packs;
   Team team(a.cell, batch, hd, kt.width);
-  Buffer<T> direct(a.pool, bh), dc(a.pool, lstm ? bh : 0);
-  if (a.dh_n)
-    std::copy(a.dh_n, a.dh_n + bh, direct.data());
-  else
-    std::fill(direct.data(), direct.data() + bh, T(0));
-  if (lstm) {
-    if (a.dc_n)
-      std::copy(a.dc_n, a.dc_n + bh, dc.data());
-    else
-      std::fill(dc.data(), dc.data() + bh, T(0));
+  const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
+  Workspace<T> ws(a.pool, {bh, lstm ? bh : 0, active_size});
+  T* direct = ws.take(bh);
+  T* dc = ws.take(lstm ? bh : 0);
+  uint8_t* active = ws.take_bytes(team.plan.threads * batch);
+  if (a.dh_n) {
+    std::copy(a.dh_n, a.dh_n + bh, direct);
+  } else {
+    std::fill(direct, direct + bh, T(0));
   }
-  Buffer<uint8_t> active(a.pool, team.plan.threads * batch);
+  if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + bh, dc);
+  if (lstm && !a.dc_n) std::fill(dc, dc + bh, T(0));
   const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
 
   run_layer_team(team, [&](Member& m) {
-    uint8_t* act = active.data() + m.id * batch;
+    uint8_t* act = active + m.id * batch;
     index_t t_next = -1;  // the step processed before (later in the sequence's own order)
     for (index_t s = steps - 1; s >= 0; --s) {
       const index_t t = a.reverse ? steps - 1 - s : s;
@@ -300,7 +346,7 @@ void layer_backward(const LayerBackward<T>& a) {
       st.product = t_next >= 0;
       st.dy = a.dy ? a.dy + (t * batch + m.b0) * a.ldy : nullptr;
       st.ldy = a.ldy;
-      st.direct = direct.data() + m.b0 * hd;
+      st.direct = direct + m.b0 * hd;
       st.gates = a.gates + (t * batch + m.b0) * gh;
       st.dg = a.gates + (t * batch + m.b0) * gh;  // in place: step t's activations are done
       st.h_prev = a.hs + state_before(a.reverse, t) * bh + m.b0 * hd;
@@ -308,7 +354,7 @@ void layer_backward(const LayerBackward<T>& a) {
       if (lstm) {
         st.c_prev = a.cs + state_before(a.reverse, t) * bh + m.b0 * hd;
         st.c = a.cs + state_after(a.reverse, t) * bh + m.b0 * hd;
-        st.dc = dc.data() + m.b0 * hd;
+        st.dc = dc + m.b0 * hd;
       }
       if (lbr) {
         st.extra = a.extra + t * bh + m.b0 * hd;
@@ -341,11 +387,11 @@ void layer_backward(const LayerBackward<T>& a) {
     fin.p.g0 = m.g0;
     fin.p.g1 = m.g1;
     fin.p.hidden = hd;
-    fin.direct = direct.data() + m.b0 * hd;
+    fin.direct = direct + m.b0 * hd;
     fin.dh0 = a.dh0 + m.b0 * hd;
     kt.final_dh(fin);
   });
-  if (lstm) std::copy(dc.data(), dc.data() + bh, a.dc0);
+  if (lstm) std::copy(dc, dc + bh, a.dc0);
 
   // dx and the weight gradients: one product each over all timesteps. The tape's gates now hold
   // the pre-activation gradients, recurrent side; the linear-before-reset GRU's n block differs

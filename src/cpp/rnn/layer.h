@@ -3,7 +3,7 @@
 // Contract (dense row-major arrays; the caller allocates everything but workspaces):
 //   x        [T, B, I]       the layer's input, time-major
 //   packs    the layer direction's packed weights (rnn/packing.h)
-//   h0, c0   [B, H]          c0 only for LSTM
+//   h0, c0   [B, H]          c0 only for LSTM; null: zeros
 //   lengths  [B] in [1, T]   or null (every sequence has T steps)
 //   y        row (t, b) at y + (t*B + b)*ldy, H values (ldy = D*H lets the two directions of a
 //            layer share one array); zero past a sequence's end

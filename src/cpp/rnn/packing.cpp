@@ -14,7 +14,7 @@ Panels<T> forward_panels(const T* w_hh, index_t hidden, index_t row0, index_t ga
                          index_t width) {
   Panels<T> p;
   const index_t groups = ceil_div(hidden, width);
-  p.stride = hidden * gates * width;
+  p.stride = hidden * gates * width + kernels::kPanelPad;  // (see kPanelPad)
   p.data.resize(static_cast<size_t>(groups * p.stride));
   parallel_for(groups, 1, [&](index_t g0, index_t g1) {
     for (index_t g = g0; g < g1; ++g) {
@@ -38,7 +38,7 @@ Panels<T> backward_panels(const T* w_hh, index_t hidden, index_t row0, index_t d
                           index_t width) {
   Panels<T> p;
   const index_t groups = ceil_div(hidden, width);
-  p.stride = depth * width;
+  p.stride = depth * width + kernels::kPanelPad;
   p.data.resize(static_cast<size_t>(groups * p.stride));
   parallel_for(groups, 1, [&](index_t g0, index_t g1) {
     for (index_t g = g0; g < g1; ++g) {

@@ -76,8 +76,6 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
   const index_t hd = spec_.hidden, dirs = spec_.directions, bh = batch * hd;
   const index_t width = dirs * hd, rows = steps * batch;
   const auto packs = forward_packs(params, version);
-  Buffer<T> zeros(pool_, (h0 && (c0 || !info.cell_state)) ? 0 : bh);
-  if (zeros.size()) std::fill(zeros.data(), zeros.data() + bh, T(0));
   if (tape) {
     tape->steps = steps;
     tape->batch = batch;
@@ -115,8 +113,8 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
       a.reverse = d == 1;
       a.x = layer_in;
       a.packs = packs[k].get();
-      a.h0 = h0 ? h0 + k * bh : zeros.data();
-      a.c0 = info.cell_state ? (c0 ? c0 + k * bh : zeros.data()) : nullptr;
+      a.h0 = h0 ? h0 + k * bh : nullptr;
+      a.c0 = info.cell_state && c0 ? c0 + k * bh : nullptr;
       a.lengths = lens;
       a.y = out + d * hd;
       a.ldy = width;
