@@ -3,9 +3,12 @@
 // as one thread. Built by CMake (-DRNNFAST_BUILD_TESTS=ON) and run by tests/test_reliability.py.
 #include <omp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "rnn/stack.h"
@@ -66,6 +69,64 @@ std::vector<float> run(const Case& c) {
   return all;
 }
 
+// A teammate that stalls (as a descheduled thread does) makes the other go on alone: it gets
+// kSolo, the stalled one kLeave at that same barrier, and nobody waits forever.
+int check_solo() {
+  StepBarrier barrier(2);
+  std::atomic<int> solo_at{-1}, left_at{-1};
+  auto member = [&](int id) {
+    for (int step = 0; step < 200; ++step) {
+      if (id == 1 && step == 50) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      const auto after = barrier.arrive(id, std::chrono::microseconds(200));
+      if (after == StepBarrier::After::kSolo) {
+        solo_at = step;
+        break;  // (would go on with every member's work)
+      }
+      if (after == StepBarrier::After::kLeave) {
+        left_at = step;
+        break;
+      }
+    }
+    barrier.finish(id);
+  };
+  std::thread t0(member, 0), t1(member, 1);
+  t0.join();
+  t1.join();
+  const bool ok = solo_at == 50 && left_at == 50 && barrier.went_solo();
+  std::printf("%s: solo at step %d, left at step %d\n", ok ? "solo ok" : "FAIL solo",
+              solo_at.load(), left_at.load());
+  return ok ? 0 : 1;
+}
+
+// A balanced team never goes solo: each member works ~2 us a step (the smallest steps that get
+// two threads take about that) and meets the other.
+int check_no_solo() {
+  StepBarrier barrier(2);
+  std::atomic<int> solos{0};
+  auto member = [&](int id) {
+    Patience patience;
+    volatile double sink = 0;
+    for (int step = 0; step < 20000; ++step) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+      while (std::chrono::steady_clock::now() < until) sink = sink + 1.0;
+      const auto after = barrier.arrive(id, patience.before_wait());
+      patience.after_wait();
+      patience.working();
+      if (after != StepBarrier::After::kTogether) {
+        ++solos;
+        break;
+      }
+    }
+    barrier.finish(id);
+  };
+  std::thread t0(member, 0), t1(member, 1);
+  t0.join();
+  t1.join();
+  std::printf("%s: %d solos in 20000 balanced steps\n", solos ? "FAIL" : "balanced ok",
+              solos.load());
+  return solos ? 1 : 0;
+}
+
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -73,7 +134,7 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-  int failures = 0;
+  int failures = check_solo() + check_no_solo();
   const Cell cells[] = {Cell::RnnTanh, Cell::Lstm, Cell::Gru, Cell::GruResetBefore};
   for (Cell cell : cells) {
     // Hidden units split among threads (small batch), and rows split (large batch).

@@ -65,6 +65,14 @@ void init_runtime(py::module_& m) {
       },
       "What each cell is: gates, cell state, the arrays a training forward keeps.");
   m.def(
+      "contention_state",
+      [] {
+        const auto s = contention::state();
+        return py::make_tuple(s.skip, s.backoff);
+      },
+      "(regions still to run on one thread, how many the next solo skips): the memory of a busy "
+      "machine.");
+  m.def(
       "recurrence_plan",
       [](const std::string& cell, index_t batch, index_t hidden, const std::string& dtype) {
         const index_t width = parse_dtype(dtype) == Dtype::F32

@@ -1,6 +1,7 @@
 #include "rnn/layer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "kernels/table.h"
@@ -53,6 +54,7 @@ struct Member {
   index_t b0, b1, g0, g1;
   bool meet;  // units are shared: meet the others after every phase
   bool solo = false;
+  Patience patience;
 
   Member(Team& t, int id_, int team_) : id(id_), team(team_) {
     const bool rows = t.plan.by_rows || team == 1;
@@ -65,7 +67,10 @@ struct Member {
   // After the work that others read: wait for them. False when this member must leave.
   bool sync(Team& t) {
     if (!meet) return true;
-    switch (t.barrier->arrive(id)) {
+    const auto outcome = t.barrier->arrive(id, patience.before_wait());
+    patience.after_wait();
+    patience.working();
+    switch (outcome) {
       case StepBarrier::After::kTogether:
         return true;
       case StepBarrier::After::kSolo:
@@ -113,15 +118,20 @@ class Workspace {
 // OpenMP granted.
 template <typename Body>
 void run_layer_team(Team& team, const Body& body) {
+  std::atomic<bool> met{false};  // a team met at barriers: a trial worth recording
   run_team(team.wanted(), [&](int id, int size) {
     if (size > 1 && !team.plan.by_rows) {
 #pragma omp single
-      team.barrier = std::make_unique<StepBarrier>(size);
+      {
+        team.barrier = std::make_unique<StepBarrier>(size);
+        met = true;
+      }
     }  // (the implicit barrier of `single`: everyone sees it built)
     Member m(team, id, size);
     body(m);
+    if (team.barrier) team.barrier->finish(id);
   });
-  if (!team.plan.by_rows && team.plan.threads > 1) contention::record(team.went_solo);
+  if (met) contention::record(team.went_solo);
 }
 
 template <typename T>

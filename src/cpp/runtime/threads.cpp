@@ -170,9 +170,11 @@ using Clock = std::chrono::steady_clock;
 // Waiting: spin (a balanced team meets within microseconds), then yield the core, then sleep.
 constexpr auto kSpinFor = std::chrono::microseconds(20);
 constexpr auto kYieldFor = std::chrono::microseconds(200);
-// Longer than any step's imbalance, shorter than the time slice a descheduled teammate waits for
-// (several milliseconds when other processes share the cores).
-constexpr auto kPatience = std::chrono::milliseconds(2);
+// How long a single wait may last before going alone: ten times this member's own work for the
+// step (a balanced team's members finish within a fraction of it), but at least kMinPatience
+// (interrupts, page faults) and at most kMaxPatience (a scheduler's time slice).
+constexpr auto kMinPatience = std::chrono::microseconds(100);
+constexpr auto kMaxPatience = std::chrono::milliseconds(2);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -230,7 +232,15 @@ void StepBarrier::ask_to_go_alone(int member) {
   }
 }
 
-StepBarrier::After StepBarrier::arrive(int member) {
+std::chrono::nanoseconds Patience::before_wait() {
+  arrived_ = Clock::now();
+  const auto work = arrived_ - since_;
+  worked_ += work;
+  if (waited_ > 3 * worked_ && waited_ > std::chrono::milliseconds(1)) return {};
+  return std::clamp<std::chrono::nanoseconds>(10 * work, kMinPatience, kMaxPatience);
+}
+
+StepBarrier::After StepBarrier::arrive(int member, std::chrono::nanoseconds patience) {
   if (team_ <= 1) return After::kTogether;
   const uint32_t gen = generation_.load(std::memory_order_acquire);
   const uint64_t prev = state_.fetch_add(1, std::memory_order_acq_rel);
@@ -241,13 +251,14 @@ StepBarrier::After StepBarrier::arrive(int member) {
     if (sleepers_.load(std::memory_order_acquire) > 0) wake_all(&generation_);
     return outcome(member);
   }
+  if (patience.count() == 0) ask_to_go_alone(member);
   // A balanced team meets within a few hundred nanoseconds: spin without reading the clock.
   for (int spins = 0; spins < 256; ++spins) {
     if (generation_.load(std::memory_order_acquire) != gen) return outcome(member);
     cpu_relax();
   }
   const auto start = Clock::now();
-  bool asked = false;
+  bool asked = patience.count() == 0;
   for (unsigned spins = 0;; ++spins) {
     if (generation_.load(std::memory_order_acquire) != gen) break;
     if (spins % 64 != 0) {
@@ -256,7 +267,7 @@ StepBarrier::After StepBarrier::arrive(int member) {
     }
     const auto waited = Clock::now() - start;
     if (waited < kSpinFor) continue;
-    if (!asked && waited > kPatience) {
+    if (!asked && waited > patience) {
       ask_to_go_alone(member);
       asked = true;
     }
@@ -270,6 +281,18 @@ StepBarrier::After StepBarrier::arrive(int member) {
     sleepers_.fetch_sub(1, std::memory_order_acq_rel);
   }
   return outcome(member);
+}
+
+void StepBarrier::finish(int member) {
+  const int soloist = soloist_.load(std::memory_order_acquire);
+  if (soloist < 0) return;
+  if (soloist == member) {
+    finished_.store(1, std::memory_order_release);
+    wake_all(&finished_);
+    return;
+  }
+  while (finished_.load(std::memory_order_acquire) == 0)
+    sleep_while(&finished_, 0, std::chrono::microseconds(1000));
 }
 
 // ---- contention history ---------------------------------------------------------------------
@@ -287,6 +310,10 @@ int team_for_stepped_region(int wanted) {
     if (g_skip.compare_exchange_weak(skip, skip - 1, std::memory_order_relaxed)) return 1;
   }
   return wanted;
+}
+
+State state() {
+  return {g_skip.load(std::memory_order_relaxed), g_backoff.load(std::memory_order_relaxed)};
 }
 
 void record(bool went_solo) {

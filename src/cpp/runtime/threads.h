@@ -10,6 +10,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "runtime/fpenv.h"
@@ -73,10 +74,10 @@ void parallel_for(index_t n, index_t grain, const Body& body) {
 
 // Where a team's members meet once per step of a sequence. A waiting member spins briefly, then
 // yields its core, then sleeps (a futex on Linux): on a busy machine, a member whose teammate has
-// been descheduled gives its core away instead of burning it. A member that has waited longer
-// than any step should take (the teammate lost its core for a scheduler time slice) asks to go on
-// alone: that barrier then ends with it as the soloist, who does the remaining work of every
-// member while the others leave. Which member computes a slice never changes a result.
+// been descheduled gives its core away instead of burning it. A member whose waiting shows its
+// teammates losing their cores to other processes (see Patience) asks to go on alone: that barrier
+// then ends with it as the soloist, who does the remaining work of every member while the others
+// leave. Which member computes a slice never changes a result.
 class StepBarrier {
  public:
   enum class After { kTogether, kSolo, kLeave };
@@ -85,8 +86,13 @@ class StepBarrier {
   StepBarrier(const StepBarrier&) = delete;
   StepBarrier& operator=(const StepBarrier&) = delete;
 
-  After arrive(int member);
+  // `patience`: how long to wait before asking to go alone (zero: ask at once).
+  After arrive(int member, std::chrono::nanoseconds patience = std::chrono::milliseconds(2));
   bool went_solo() const { return soloist_.load(std::memory_order_relaxed) >= 0; }
+  // Called by every member as it ends its work: the soloist says it is done; a member that left
+  // sleeps here until then, rather than spin (as libgomp's end-of-region barrier would, for
+  // milliseconds) on a core the soloist needs.
+  void finish(int member);
 
  private:
   static constexpr uint64_t kCountMask = 0xffffffffu;
@@ -104,6 +110,27 @@ class StepBarrier {
   std::atomic<int> sleepers_{0};
   std::atomic<int> requester_{-1};
   std::atomic<int> soloist_{-1};  // written once at most
+  std::atomic<uint32_t> finished_{0};
+};
+
+// When a member of a team should go alone: when this wait is much longer than its own work for
+// the step (a teammate descheduled for a time slice), or when its waiting in the region adds up to
+// three times its work (teammates descheduled often, briefly: on 2 cores beside 2 busy processes a
+// step took 10x its time in 90 us waits). Neither happens to a team that has its cores (waits
+// there are a fraction of the work, even for the smallest steps that get two threads).
+class Patience {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Starts timing this member's work for the step.
+  void working() { since_ = Clock::now(); }
+  // Before arrive(): the patience for this wait.
+  std::chrono::nanoseconds before_wait();
+  // After arrive() returned.
+  void after_wait() { waited_ += Clock::now() - arrived_; }
+
+ private:
+  Clock::time_point since_ = Clock::now(), arrived_;
+  std::chrono::nanoseconds worked_{0}, waited_{0};
 };
 
 // Memory of a busy machine across calls: after a region went solo, the next regions that would
@@ -115,6 +142,10 @@ inline constexpr int kMaxBackoff = 256;
 int team_for_stepped_region(int wanted);
 // What happened in such a region.
 void record(bool went_solo);
+struct State {
+  int skip, backoff;  // regions still to run alone; how many the next solo skips
+};
+State state();
 }  // namespace contention
 
 }  // namespace rnnfast
