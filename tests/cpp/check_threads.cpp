@@ -98,33 +98,60 @@ int check_solo() {
   return ok ? 0 : 1;
 }
 
-// A balanced team never goes solo: each member works ~2 us a step (the smallest steps that get
-// two threads take about that) and meets the other.
-int check_no_solo() {
-  StepBarrier barrier(2);
-  std::atomic<int> solos{0};
-  auto member = [&](int id) {
-    Patience patience;
-    volatile double sink = 0;
-    for (int step = 0; step < 20000; ++step) {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
-      while (std::chrono::steady_clock::now() < until) sink = sink + 1.0;
-      const auto after = barrier.arrive(id, patience.before_wait());
-      patience.after_wait();
-      patience.working();
-      if (after != StepBarrier::After::kTogether) {
-        ++solos;
-        break;
-      }
+// The patience rules on a synthetic clock (real threads on a shared machine see pauses of their
+// own): a balanced team's waits never run out of patience; a long wait does, at 10x the step's
+// work (at least 1 ms); many short waits do once they add up to 3x the work and 1 ms.
+int check_patience() {
+  using namespace std::chrono;
+  int failures = 0;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok) {
+      std::printf("FAIL patience: %s\n", what);
+      ++failures;
     }
-    barrier.finish(id);
   };
-  std::thread t0(member, 0), t1(member, 1);
-  t0.join();
-  t1.join();
-  std::printf("%s: %d solos in 20000 balanced steps\n", solos ? "FAIL" : "balanced ok",
-              solos.load());
-  return solos ? 1 : 0;
+  const Patience::Time t0{};
+  {  // balanced: 2 us of work, 0.3 us of waiting, 100000 steps
+    Patience p;
+    p.working(t0);
+    auto t = t0;
+    bool ran_out = false;
+    for (int step = 0; step < 100000; ++step) {
+      t += microseconds(2);
+      const auto patience = p.before_wait(t);
+      ran_out = ran_out || patience.count() == 0 || patience < milliseconds(1);
+      t += nanoseconds(300);
+      p.after_wait(t);
+      p.working(t);
+    }
+    expect(!ran_out, "a balanced team lost patience");
+  }
+  {  // one long wait: the patience offered is 10x the work, at least 1 ms
+    Patience p;
+    p.working(t0);
+    expect(p.before_wait(t0 + milliseconds(5)) == milliseconds(50) / 25,
+           "patience is not 10x the work within its bounds");
+    Patience q;
+    q.working(t0);
+    expect(q.before_wait(t0 + microseconds(10)) == milliseconds(1), "patience below 1 ms");
+  }
+  {  // many short waits: 10 us of work, 90 us waits: runs out once waits pass 3x work and 1 ms
+    Patience p;
+    p.working(t0);
+    auto t = t0;
+    int gave_up = -1;
+    for (int step = 0; step < 100 && gave_up < 0; ++step) {
+      t += microseconds(10);
+      if (p.before_wait(t).count() == 0) gave_up = step;
+      t += microseconds(90);
+      p.after_wait(t);
+      p.working(t);
+    }
+    expect(gave_up == 12, "many short waits did not run out of patience after ~1 ms of them");
+    if (gave_up != 12) std::printf("  (gave up at step %d)\n", gave_up);
+  }
+  if (!failures) std::printf("patience ok\n");
+  return failures;
 }
 
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
@@ -134,7 +161,7 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-  int failures = check_solo() + check_no_solo();
+  int failures = check_solo() + check_patience();
   const Cell cells[] = {Cell::RnnTanh, Cell::Lstm, Cell::Gru, Cell::GruResetBefore};
   for (Cell cell : cells) {
     // Hidden units split among threads (small batch), and rows split (large batch).

@@ -172,8 +172,9 @@ constexpr auto kSpinFor = std::chrono::microseconds(20);
 constexpr auto kYieldFor = std::chrono::microseconds(200);
 // How long a single wait may last before going alone: ten times this member's own work for the
 // step (a balanced team's members finish within a fraction of it), but at least kMinPatience
-// (interrupts, page faults) and at most kMaxPatience (a scheduler's time slice).
-constexpr auto kMinPatience = std::chrono::microseconds(100);
+// (interrupts, page faults, a virtual machine's vCPU paused by its host: seen here past 100 us)
+// and at most kMaxPatience (a scheduler's time slice).
+constexpr auto kMinPatience = std::chrono::milliseconds(1);
 constexpr auto kMaxPatience = std::chrono::milliseconds(2);
 
 inline void cpu_relax() {
@@ -232,8 +233,8 @@ void StepBarrier::ask_to_go_alone(int member) {
   }
 }
 
-std::chrono::nanoseconds Patience::before_wait() {
-  arrived_ = Clock::now();
+std::chrono::nanoseconds Patience::before_wait(Time now) {
+  arrived_ = now;
   const auto work = arrived_ - since_;
   worked_ += work;
   if (waited_ > 3 * worked_ && waited_ > std::chrono::milliseconds(1)) return {};

@@ -121,15 +121,16 @@ class StepBarrier {
 class Patience {
  public:
   using Clock = std::chrono::steady_clock;
+  using Time = Clock::time_point;
   // Starts timing this member's work for the step.
-  void working() { since_ = Clock::now(); }
-  // Before arrive(): the patience for this wait.
-  std::chrono::nanoseconds before_wait();
+  void working(Time now = Clock::now()) { since_ = now; }
+  // Before arrive(): the patience for this wait (zero: ask to go alone at once).
+  std::chrono::nanoseconds before_wait(Time now = Clock::now());
   // After arrive() returned.
-  void after_wait() { waited_ += Clock::now() - arrived_; }
+  void after_wait(Time now = Clock::now()) { waited_ += now - arrived_; }
 
  private:
-  Clock::time_point since_ = Clock::now(), arrived_;
+  Time since_ = Clock::now(), arrived_;
   std::chrono::nanoseconds worked_{0}, waited_{0};
 };
 
