@@ -75,7 +75,7 @@ def test_every_task_trains_and_the_loss_falls(tmp_path, capsys, task, cell, args
         (["train", "adding", "--lr", "-1"], "argument --lr: expected a positive number"),
         (["train", "adding", "--cell", "tcn"], "argument --cell: invalid choice: 'tcn'"),
         (["train", "adding", "--seq-len", "1"], "--seq-len: expected at least 2"),
-        (["bench", "--sizes", "10x0x5"], "expected TxBxH with positive integers"),
+        (["bench", "--sizes", "10x0x5"], "expected TxBxH with integers in [1, 100000]"),
     ],
 )
 def test_bad_arguments_give_one_line_and_a_non_zero_exit(argv, message, capsys):

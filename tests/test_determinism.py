@@ -62,7 +62,9 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
         seed=9,
     )
     threads(2)
-    plan = _core.recurrence_plan(fast.cell, size["batch"], size["hidden"], "float64")
+    plan = _core.recurrence_plan(
+        fast.cell, size["steps"], size["batch"], 24, size["hidden"], "float64"
+    )
     assert plan == (2, mode)
     rng = np.random.default_rng(2)
     steps = size["steps"]

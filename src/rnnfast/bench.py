@@ -1,33 +1,38 @@
 """`rnnfast bench`: rnnfast against its NumPy reference and PyTorch, side by side in one process.
 
-For every cell and size, inference and one training step (forward + backward): the median
-milliseconds of each engine, rnnfast's speedups, its GFLOP/s and their share of this machine's
-GEMM peak (measured at start), and the largest difference between rnnfast's and the reference's
-outputs and gradients (relative to each array's largest magnitude).
+For every cell and size, inference and one training step (forward + backward): each engine's
+median milliseconds with its spread (interquartile range / median, from interleaved rounds; see
+rnnfast._timing), rnnfast's speedups, its GFLOP/s and their share of this machine's GEMM peak
+(measured at start), and the largest difference between rnnfast's and the reference's outputs and
+gradients (relative to each array's largest magnitude). Rows whose spread exceeds 10% are flagged
+(`~`): the machine was too busy for their figures to be trusted.
 
-Thread pools of other libraries (NumPy's BLAS, PyTorch's OpenMP) keep spinning for a while
-after they work and compete for the cores; a short pause before each engine's measurement lets
-them fall asleep so that no engine is timed against another's idle spinning.
+Other reports: `--busy N` (N CPU-bound neighbour processes: the default team against one thread),
+`--overhead` (the cost of a T = 1 call against PyTorch's, and of step()), `--compare OLD.json`
+(ratios against an earlier run's JSON, for tracking regressions).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
-import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _core, reference
-from ._args import THREADS
+from . import _core, checkpoint, reference
+from ._args import THREADS, bounded_int
 from ._fast import GRU, LSTM, RNN
 from ._runtime import get_num_threads, isa, set_num_threads
+from ._timing import SPREAD_FLAG, interleaved
 
 # DESIGN.md section 5: (T, B, I = H).
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
@@ -37,7 +42,7 @@ CELLS = {  # name: (rnnfast class, reference class, torch.nn class name, gates)
     "lstm": (LSTM, reference.LSTM, "LSTM", 4),
     "gru": (GRU, reference.GRU, "GRU", 3),
 }
-PAUSE_S = 0.2
+BUSY_CASE = ("lstm", 200, 1, 256)  # issue 9's example: a small step, a barrier every step
 
 
 @dataclass
@@ -47,28 +52,18 @@ class Row:
     batch: int
     hidden: int
     mode: str
-    fast_ms: float
-    ref_ms: float
-    torch_ms: float | None
+    rnnfast: dict[str, float]
+    reference: dict[str, float]
+    pytorch: dict[str, float] | None
     vs_reference: float
     vs_torch: float | None
     gflops: float
     pct_peak: float
     max_rel_diff: float
+    noisy: bool
 
-
-def median_ms(fn: Callable[[], Any], min_time: float, max_repeat: int = 1000) -> float:
-    """Median wall time of fn() in ms: a pause, one warm-up call, then at least 3 calls and
-    until min_time seconds have passed (or max_repeat calls)."""
-    time.sleep(PAUSE_S)
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < max_repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    def key(self) -> tuple[str, int, int, int, str]:
+        return (self.cell, self.steps, self.batch, self.hidden, self.mode)
 
 
 def measure_peak(size: int = 1536) -> tuple[float, str]:
@@ -80,7 +75,7 @@ def measure_peak(size: int = 1536) -> tuple[float, str]:
     flop = 2.0 * size**3
     best = {}
     for name, fn in (("rnnfast", lambda: _core.matmul(a, b)), ("numpy", lambda: a @ b)):
-        time.sleep(PAUSE_S)
+        time.sleep(0.2)
         fn()
         runs = []
         for _ in range(5):
@@ -115,8 +110,34 @@ def load_torch(threads: int) -> Any:
     return torch
 
 
+def _torch_fns(torch: Any, name: str, fast: Any, x: np.ndarray, dy: np.ndarray) -> dict:
+    hidden = fast.hidden_size
+    tm = getattr(torch.nn, name)(hidden, hidden)
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in fast.state_dict().items()})
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    xg = xt.clone().requires_grad_(True)
+
+    def infer() -> None:
+        with torch.no_grad():
+            tm(xt)
+
+    def train() -> None:
+        tm.zero_grad()
+        y, _ = tm(xg)
+        y.backward(dyt)
+
+    return {"inference": infer, "training": train}
+
+
 def bench_one(
-    cell: str, steps: int, batch: int, hidden: int, min_time: float, peak: float, torch: Any
+    cell: str,
+    steps: int,
+    batch: int,
+    hidden: int,
+    rounds: int,
+    min_time: float,
+    peak: float,
+    torch: Any,
 ) -> list[Row]:
     fast_cls, ref_cls, torch_name, gates = CELLS[cell]
     fast = fast_cls(hidden, hidden, seed=0)
@@ -138,35 +159,21 @@ def bench_one(
         [rel_diff(y_f, y_r), rel_diff(dx_f, dx_r)]
         + [rel_diff(fast.grads[k], ref.grads[k]) for k in ref.grads]
     )
-
-    torch_fns: dict[str, Callable[[], Any]] = {}
-    if torch is not None:
-        tm = getattr(torch.nn, torch_name)(hidden, hidden)
-        tm.load_state_dict({k: torch.from_numpy(v) for k, v in fast.state_dict().items()})
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        xg = xt.clone().requires_grad_(True)
-
-        def torch_infer() -> None:
-            with torch.no_grad():
-                tm(xt)
-
-        def torch_train() -> None:
-            tm.zero_grad()
-            y, _ = tm(xg)
-            y.backward(dyt)
-
-        torch_fns = {"inference": torch_infer, "training": torch_train}
-
+    torch_fns = _torch_fns(torch, torch_name, fast, x, dy) if torch is not None else {}
     work = flops(gates, steps, batch, hidden, hidden)
     rows = []
     for mode, fn_fast, fn_ref, mult in (
         ("inference", lambda: fast(x), lambda: ref(x), 1.0),
         ("training", lambda: train(fast), lambda: train(ref), 3.0),
     ):
-        t_fast = median_ms(fn_fast, min_time)
-        t_ref = median_ms(fn_ref, min_time)
-        t_torch = median_ms(torch_fns[mode], min_time) if torch_fns else None
-        gflops = mult * work / (t_fast * 1e6)
+        fns = {"rnnfast": fn_fast, "reference": fn_ref}
+        if torch_fns:
+            fns["pytorch"] = torch_fns[mode]
+        t = interleaved(fns, rounds=rounds, min_time=min_time)
+        fast_ms, ref_ms = t["rnnfast"].median, t["reference"].median
+        torch_ms = t["pytorch"].median if "pytorch" in t else None
+        gflops = mult * work / (fast_ms * 1e6)
+        noisy = any(t[n].spread > SPREAD_FLAG for n in ("rnnfast", "pytorch") if n in t)
         rows.append(
             Row(
                 cell,
@@ -174,26 +181,211 @@ def bench_one(
                 batch,
                 hidden,
                 mode,
-                t_fast,
-                t_ref,
-                t_torch,
-                t_ref / t_fast,
-                None if t_torch is None else t_torch / t_fast,
+                t["rnnfast"].summary(),
+                t["reference"].summary(),
+                t["pytorch"].summary() if "pytorch" in t else None,
+                ref_ms / fast_ms,
+                None if torch_ms is None else torch_ms / fast_ms,
                 gflops,
                 100.0 * gflops / peak,
                 diff,
+                noisy,
             )
         )
     return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    head = (
+        f"{'cell':<5} {'T':>4} {'B':>3} {'H':>5} {'mode':<9} {'rnnfast':>9} {'+-':>4} "
+        f"{'reference':>10} {'pytorch':>9} {'+-':>4} {'vs ref':>7} {'vs torch':>8} "
+        f"{'GFLOP/s':>8} {'% peak':>6} {'max diff':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        t = r.pytorch
+        torch_ms = f"{t['median_ms']:9.3f} {100 * t['spread']:3.0f}%" if t else f"{'-':>9} {'':>4}"
+        vs_torch = f"{r.vs_torch:7.2f}x" if r.vs_torch is not None else f"{'-':>8}"
+        lines.append(
+            f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} "
+            f"{r.rnnfast['median_ms']:9.3f} {100 * r.rnnfast['spread']:3.0f}% "
+            f"{r.reference['median_ms']:10.3f} {torch_ms} {r.vs_reference:6.1f}x {vs_torch} "
+            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {r.max_rel_diff:8.1e}" + (" ~" if r.noisy else "")
+        )
+    if any(r.noisy for r in rows):
+        lines.append(
+            f"~: a spread (interquartile range / median) above {100 * SPREAD_FLAG:.0f}%: "
+            "the machine was busy; take that row's figures with care"
+        )
+    return "\n".join(lines)
+
+
+# ---- --compare -------------------------------------------------------------------------------
+
+
+def load_compare(path: str) -> dict[tuple, dict]:
+    """The rows of an earlier run's --json file, by (cell, T, B, H, mode)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        rows = data["rows"]
+        return {
+            (r["cell"], r["steps"], r["batch"], r["hidden"], r["mode"]): r["rnnfast"] for r in rows
+        }
+    except OSError as exc:
+        raise ValueError(f"--compare {path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"--compare {path}: not the JSON of `rnnfast bench --json` (rows with cell, steps, "
+            "batch, hidden, mode and rnnfast timings)"
+        ) from None
+
+
+def format_compare(rows: Sequence[Row], old: dict[tuple, dict], path: str) -> str:
+    """rnnfast's median now against the old file's: old / new (above 1: faster now), and whether
+    the change is larger than both runs' spreads."""
+    lines = [f"against {path} (old median / new median; above 1: faster now)"]
+    matched = 0
+    for r in rows:
+        before = old.get(r.key())
+        if before is None:
+            continue
+        matched += 1
+        ratio = before["median_ms"] / r.rnnfast["median_ms"]
+        noise = max(before.get("spread", 0.0), r.rnnfast["spread"])
+        verdict = "~" if abs(ratio - 1) <= noise else ("faster" if ratio > 1 else "SLOWER")
+        lines.append(
+            f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} "
+            f"{before['median_ms']:9.3f} -> {r.rnnfast['median_ms']:9.3f} ms  {ratio:5.2f}x  "
+            f"{verdict}"
+        )
+    if not matched:
+        lines.append("(no row of this run is in that file)")
+    return "\n".join(lines)
+
+
+# ---- --busy and --overhead ---------------------------------------------------------------------
+
+
+def neighbours(n: int) -> list[subprocess.Popen]:
+    """n CPU-bound processes (an endless loop each); the caller kills them."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def run_busy(n: int, rounds: int, min_time: float, threads: int) -> dict[str, Any]:
+    """The default team against one thread, beside n CPU-bound processes, on BUSY_CASE."""
+    cell, steps, batch, hidden = BUSY_CASE
+    m = CELLS[cell][0](hidden, hidden, seed=0)
+    x = np.random.default_rng(0).standard_normal((steps, batch, hidden)).astype(np.float32)
+
+    def with_threads(k: int) -> Callable[[], Any]:
+        def run() -> None:
+            set_num_threads(k)
+            m(x)
+
+        return run
+
+    procs = neighbours(n)
+    try:
+        time.sleep(0.5)  # let them take their cores
+        t = interleaved(
+            {f"{threads} threads": with_threads(threads), "1 thread": with_threads(1)},
+            rounds=rounds,
+            min_time=min_time,
+            pause=0.05,
+        )
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        set_num_threads(threads)
+    team, one = t[f"{threads} threads"], t["1 thread"]
+    return {
+        "case": dict(zip(("cell", "steps", "batch", "hidden"), BUSY_CASE)),
+        "neighbours": n,
+        "threads": threads,
+        "team": team.summary(),
+        "one_thread": one.summary(),
+        "ratio": team.median / one.median,
+    }
+
+
+def _per_step_us(m: Any, steps: int, size: int, rounds: int, min_time: float) -> dict:
+    """step() a call, and a step of a forward over as many steps, in microseconds."""
+    seq = np.random.default_rng(1).standard_normal((steps, 1, size)).astype(np.float32)
+    xs = [np.ascontiguousarray(seq[i]) for i in range(steps)]
+    st = m.step_state(1)
+
+    def by_step() -> None:
+        for x in xs:
+            m.step(x, st)
+
+    t = interleaved({"forward": lambda: m(seq), "step": by_step}, rounds=rounds, min_time=min_time)
+    return {k: 1e3 * v.median / steps for k, v in t.items()}
+
+
+def run_overhead(rounds: int, min_time: float, torch: Any) -> list[dict[str, Any]]:
+    """The cost of tiny calls: a T = 1, B = 1, H = 32 inference call (rnnfast and PyTorch); step()
+    at B = 1, H = 128 against a step of a 200-step forward; and step()'s fixed cost, on a model
+    too small to compute anything (H = 8)."""
+    out = []
+    for cell, (cls, _, torch_name, _) in CELLS.items():
+        m = cls(32, 32, seed=0)
+        x1 = np.random.default_rng(0).standard_normal((1, 1, 32)).astype(np.float32)
+        fns = {"rnnfast": lambda m=m, x1=x1: m(x1)}
+        if torch is not None:
+            tm = getattr(torch.nn, torch_name)(32, 32)
+            xt = torch.from_numpy(x1)
+
+            def torch_call(tm: Any = tm, xt: Any = xt) -> None:
+                with torch.no_grad():
+                    tm(xt)
+
+            fns["pytorch"] = torch_call
+        t = interleaved(fns, rounds=rounds, min_time=min_time, min_calls=100)
+        at128 = _per_step_us(cls(128, 128, seed=0), 200, 128, rounds, min_time)
+        tiny = _per_step_us(cls(8, 8, seed=0), 200, 8, rounds, min_time)
+        row = {
+            "cell": cell,
+            "call_us": 1e3 * t["rnnfast"].median,
+            "torch_call_us": 1e3 * t["pytorch"].median if "pytorch" in t else None,
+            "step_us": at128["step"],
+            "forward_step_us": at128["forward"],
+            "step_fixed_us": tiny["step"],
+        }
+        row["vs_torch"] = row["torch_call_us"] / row["call_us"] if row["torch_call_us"] else None
+        out.append(row)
+    return out
+
+
+def format_overhead(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "tiny calls: T=1 B=1 H=32 inference; step() at B=1 H=128 (and a step inside a 200-step "
+        "forward); step()'s fixed cost (H=8) and its share of the H=128 step",
+        f"{'cell':<5} {'call us':>8} {'pytorch us':>10} {'vs torch':>8} {'step() us':>9} "
+        f"{'in forward':>10} {'fixed us':>8} {'share':>6}",
+    ]
+    for r in rows:
+        vs = f"{r['vs_torch']:7.1f}x" if r["vs_torch"] else f"{'-':>8}"
+        torch_us = f"{r['torch_call_us']:10.1f}" if r["torch_call_us"] else f"{'-':>10}"
+        lines.append(
+            f"{r['cell']:<5} {r['call_us']:8.2f} {torch_us} {vs} {r['step_us']:9.2f} "
+            f"{r['forward_step_us']:10.2f} {r['step_fixed_us']:8.2f} "
+            f"{100 * r['step_fixed_us'] / r['step_us']:5.0f}%"
+        )
+    return "\n".join(lines)
+
+
+# ---- the command ----------------------------------------------------------------------------
 
 
 def parse_sizes(text: str) -> list[tuple[int, int, int]]:
     sizes = []
     for item in text.split(","):
         parts = item.lower().split("x")
-        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 100_000 for p in parts):
             raise argparse.ArgumentTypeError(
-                f"expected TxBxH with positive integers (e.g. 100x32x256), got {item!r}"
+                f"expected TxBxH with integers in [1, 100000] (e.g. 100x32x256), got {item!r}"
             )
         sizes.append((int(parts[0]), int(parts[1]), int(parts[2])))
     return sizes
@@ -207,33 +399,44 @@ def parse_cells(text: str) -> list[str]:
     return cells
 
 
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 3600):
+        raise argparse.ArgumentTypeError(f"expected seconds in [0, 3600], got {text!r}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="a subset that finishes in under a minute")
+    p.add_argument("--quick", action="store_true", help="a subset that finishes in about a minute")
     p.add_argument("--cells", type=parse_cells, default=list(CELLS), help="e.g. lstm,gru")
     p.add_argument("--sizes", type=parse_sizes, help="TxBxH list, e.g. 100x1x128,50x64x512")
     p.add_argument("--threads", type=THREADS, help="threads for rnnfast and PyTorch")
-    p.add_argument("--min-time", type=float, help="seconds to spend timing each measurement")
+    p.add_argument("--min-time", type=seconds, help="seconds of timing per engine and row")
+    p.add_argument("--rounds", type=bounded_int(1, 100), help="interleaved rounds (default 5)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the speedups (needs matplotlib)")
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    head = (
-        f"{'cell':<5} {'T':>4} {'B':>3} {'H':>5} {'mode':<9} {'rnnfast':>9} {'reference':>10} "
-        f"{'pytorch':>9} {'vs ref':>7} {'vs torch':>8} {'GFLOP/s':>8} {'% peak':>6} "
-        f"{'max diff':>8}"
+    p.add_argument("--compare", metavar="OLD.json", help="ratios against an earlier --json run")
+    p.add_argument(
+        "--busy",
+        type=bounded_int(0, 64),
+        metavar="N",
+        help="instead of the grid: beside N CPU-bound processes, the default team vs one thread",
     )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        torch_ms = f"{r.torch_ms:9.3f}" if r.torch_ms is not None else f"{'-':>9}"
-        vs_torch = f"{r.vs_torch:7.2f}x" if r.vs_torch is not None else f"{'-':>8}"
-        lines.append(
-            f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} {r.fast_ms:9.3f} "
-            f"{r.ref_ms:10.3f} {torch_ms} {r.vs_reference:6.1f}x {vs_torch} {r.gflops:8.1f} "
-            f"{r.pct_peak:5.0f}% {r.max_rel_diff:8.1e}"
-        )
-    return "\n".join(lines)
+    p.add_argument(
+        "--overhead", action="store_true", help="instead of the grid: the cost of tiny calls"
+    )
+
+
+def _check_output(path: str | None, flag: str) -> None:
+    if path:
+        try:
+            checkpoint.check_writable(path, "an output file")
+        except checkpoint.CheckpointError as exc:
+            raise ValueError(f"{flag} {exc}") from None
 
 
 def plot(rows: Sequence[Row], path: str) -> None:
@@ -247,65 +450,87 @@ def plot(rows: Sequence[Row], path: str) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.6 * len(rows)), 8), sharex=True)
     axes[0].bar(xs, [r.vs_reference for r in rows], color="tab:blue")
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("speedup vs NumPy reference")
-    axes[1].bar(xs, [r.vs_torch or 0 for r in rows], color="tab:orange")
+    axes[0].set_ylabel("speedup vs NumPy reference (log)")
+    vs = [r.vs_torch or 0 for r in rows]
+    err = [
+        (r.vs_torch or 0) * (r.rnnfast["spread"] + (r.pytorch["spread"] if r.pytorch else 0))
+        for r in rows
+    ]
+    axes[1].bar(xs, vs, yerr=err, color="tab:orange", capsize=2)
     axes[1].axhline(1.0, color="black", linewidth=0.8)
-    axes[1].set_ylabel("speedup vs PyTorch")
+    axes[1].set_ylabel("speedup vs PyTorch (bars: spread)")
     axes[1].set_xticks(xs, labels, rotation=90, fontsize=7)
-    fig.suptitle("rnnfast speedups (T/B/H, medians side by side)")
+    fig.suptitle("rnnfast speedups (T/B/H; medians of interleaved rounds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything the user gave is checked before minutes of measuring.
+    _check_output(args.json, "--json")
+    _check_output(args.plot, "--plot")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print(
-                "rnnfast bench: error: --plot needs matplotlib (pip install matplotlib)",
-                file=sys.stderr,
-            )
-            return 2
+            raise ValueError("--plot needs matplotlib (pip install matplotlib)") from None
+    old = load_compare(args.compare) if args.compare else None
     if args.threads is not None:
         set_num_threads(args.threads)
     threads = get_num_threads()
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 1.0)
+    rounds = args.rounds or (3 if args.quick else 5)
+    min_time = args.min_time if args.min_time is not None else (0.3 if args.quick else 1.0)
     torch = None if args.no_torch else load_torch(threads)
-    peak, method = measure_peak(768 if args.quick else 1536)
+    meta: dict[str, Any] = {
+        "version": _core.__version__,
+        "isa": isa(),
+        "threads": threads,
+        "rounds": rounds,
+        "min_time": min_time,
+        "torch": torch.__version__ if torch else None,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
     print(
-        f"rnnfast {_core.__version__} bench: float32, I = H, ISA {isa()}, {threads} threads, "
-        f"{platform.processor() or platform.machine()}"
+        f"rnnfast {_core.__version__} bench: float32, ISA {isa()}, {threads} threads, "
+        f"{platform.processor() or platform.machine()}; "
+        f"pytorch {'torch ' + torch.__version__ if torch else 'not installed'}"
     )
-    print(f"GEMM peak {peak:.0f} GFLOP/s ({method})")
-    print(
-        f"medians of >= 3 runs (>= {min_time:g} s a measurement); reference = rnnfast.reference "
-        f"(NumPy); pytorch = {'torch ' + torch.__version__ if torch else 'not installed'}"
-    )
-    rows: list[Row] = []
-    todo = [(c, *s) for c in args.cells for s in sizes]
-    tty = sys.stderr.isatty()
-    for i, (cell, steps, batch, hidden) in enumerate(todo, 1):
-        msg = f"[{i}/{len(todo)}] {cell} T={steps} B={batch} H={hidden}"
-        print(f"\r{msg:<60}" if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True)
-        rows.extend(bench_one(cell, steps, batch, hidden, min_time, peak, torch))
-    if tty:
-        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    print(format_table(rows))
+    result: dict[str, Any] = {"meta": meta}
+    if args.busy is not None:
+        busy = run_busy(args.busy, rounds, min_time, threads)
+        result["busy"] = busy
+        cell, steps, batch, hidden = BUSY_CASE
+        print(
+            f"beside {args.busy} CPU-bound processes, {cell} T={steps} B={batch} H={hidden} "
+            f"inference: {threads} threads {busy['team']['median_ms']:.2f} ms "
+            f"(spread {100 * busy['team']['spread']:.0f}%), 1 thread "
+            f"{busy['one_thread']['median_ms']:.2f} ms "
+            f"(spread {100 * busy['one_thread']['spread']:.0f}%): {busy['ratio']:.2f}x"
+        )
+    elif args.overhead:
+        result["overhead"] = run_overhead(rounds, min_time, torch)
+        print(format_overhead(result["overhead"]))
+    else:
+        peak, method = measure_peak(768 if args.quick else 1536)
+        meta.update(peak_gflops=peak, peak_method=method)
+        print(f"GEMM peak {peak:.0f} GFLOP/s ({method})")
+        print(
+            f"medians of {rounds} interleaved rounds (>= {min_time:g} s an engine and row); "
+            "+-: spread; reference = rnnfast.reference (NumPy)"
+        )
+        sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+        rows: list[Row] = []
+        todo = [(c, *s) for c in args.cells for s in sizes]
+        for i, (cell, steps, batch, hidden) in enumerate(todo, 1):
+            print(f"[{i}/{len(todo)}] {cell} T={steps} B={batch} H={hidden}", file=sys.stderr)
+            rows.extend(bench_one(cell, steps, batch, hidden, rounds, min_time, peak, torch))
+        print(format_table(rows))
+        result["rows"] = [asdict(r) for r in rows]
+        if old is not None:
+            print(format_compare(rows, old, args.compare))
+        if args.plot:
+            plot(rows, args.plot)
     if args.json:
-        meta = {
-            "version": _core.__version__,
-            "isa": isa(),
-            "threads": threads,
-            "peak_gflops": peak,
-            "peak_method": method,
-            "min_time": min_time,
-            "torch": torch.__version__ if torch else None,
-            "machine": platform.machine(),
-        }
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": [asdict(r) for r in rows]}, f, indent=1)
-    if args.plot:
-        plot(rows, args.plot)
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -55,12 +55,12 @@ def _remove_stale_temporaries(target: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def check_writable(path: str | os.PathLike) -> None:
-    """Raises CheckpointError unless a checkpoint can be written at `path` (checked by creating
-    and removing a file beside it): call it before hours of training, not after."""
+def check_writable(path: str | os.PathLike, what: str = "a checkpoint") -> None:
+    """Raises CheckpointError unless `what` can be written at `path` (checked by creating and
+    removing a file beside it): call it before hours of work, not after."""
     target = Path(path)
     if target.is_dir():
-        raise CheckpointError(f"{path}: is a directory; give a file name for the checkpoint")
+        raise CheckpointError(f"{path}: is a directory; give a file name for {what}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         probe = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -68,9 +68,8 @@ def check_writable(path: str | os.PathLike) -> None:
         os.close(fd)
         probe.unlink()
     except OSError as exc:
-        raise CheckpointError(
-            f"{path}: cannot write a checkpoint there ({exc.strerror or exc})"
-        ) from None
+        reason = exc.strerror or exc
+        raise CheckpointError(f"{path}: cannot write {what} there ({reason})") from None
 
 
 def save(

@@ -74,14 +74,16 @@ void init_runtime(py::module_& m) {
       "machine.");
   m.def(
       "recurrence_plan",
-      [](const std::string& cell, index_t batch, index_t hidden, const std::string& dtype) {
+      [](const std::string& cell, index_t steps, index_t batch, index_t input, index_t hidden,
+         const std::string& dtype) {
         const index_t width = parse_dtype(dtype) == Dtype::F32
                                   ? kernels::active_kernels<float>().width
                                   : kernels::active_kernels<double>().width;
-        const auto plan = plan_recurrence(parse_cell(cell), batch, hidden, width);
+        const auto plan = plan_recurrence(parse_cell(cell), steps, batch, input, hidden, width);
         return py::make_tuple(plan.threads, plan.by_rows ? "rows" : "units");
       },
-      py::arg("cell"), py::arg("batch"), py::arg("hidden"), py::arg("dtype"),
+      py::arg("cell"), py::arg("steps"), py::arg("batch"), py::arg("input"), py::arg("hidden"),
+      py::arg("dtype"),
       "How the recurrence of such a layer is split now: (threads, 'rows' or 'units').");
 }
 

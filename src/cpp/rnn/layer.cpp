@@ -38,8 +38,8 @@ struct Team {
   std::unique_ptr<StepBarrier> barrier;
   std::atomic<bool> went_solo{false};
 
-  Team(Cell cell, index_t batch_, index_t hidden, index_t width)
-      : plan(plan_recurrence(cell, batch_, hidden, width)),
+  Team(Cell cell, index_t steps, index_t batch_, index_t input, index_t hidden, index_t width)
+      : plan(plan_recurrence(cell, steps, batch_, input, hidden, width)),
         batch(batch_),
         groups(ceil_div(hidden, width)) {}
 
@@ -192,7 +192,7 @@ void layer_forward(const LayerForward<T>& a) {
   }
   const auto& kt = kernels::active_kernels<T>();
   const ForwardPacks<T>& pk = *a.packs;
-  Team team(a.cell, batch, hd, kt.width);
+  Team team(a.cell, steps, batch, in, hd, kt.width);
 
   // The input projection x W_ih^T. Training keeps all of it in the tape: one product over every
   // step first. Inference projects chunks of steps as the loop reaches them and so keeps
@@ -322,7 +322,7 @@ void layer_backward(const LayerBackward<T>& a) {
   }
   const auto& kt = kernels::active_kernels<T>();
   const BackwardPacks<T>& pk = *a.packs;
-  Team team(a.cell, batch, hd, kt.width);
+  Team team(a.cell, steps, batch, in, hd, kt.width);
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
   Workspace<T> ws(a.pool, {bh, lstm ? bh : 0, active_size});
   T* direct = ws.take(bh);

@@ -11,7 +11,9 @@ struct RecurrencePlan {
   bool by_rows = true;
 };
 
-RecurrencePlan plan_recurrence(Cell cell, index_t batch, index_t hidden, index_t width);
+// `steps` and `input`: the whole call's work decides whether a team is worth starting at all.
+RecurrencePlan plan_recurrence(Cell cell, index_t steps, index_t batch, index_t input,
+                               index_t hidden, index_t width);
 
 // Rows [first, last) or groups [first, last) of thread `member` of `team`: contiguous, balanced.
 struct Share {

@@ -1,0 +1,117 @@
+"""`rnnfast bench`: spread in the table and the JSON, --compare, --busy, --overhead, and arguments
+checked before any measuring. (No speed is asserted: timings belong to the benchmarks.)"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rnnfast import _timing
+from rnnfast.__main__ import main
+
+TINY = ["bench", "--no-torch", "--min-time", "0", "--rounds", "2", "--sizes", "6x2x8"]
+
+
+def test_json_has_medians_spreads_and_flags(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main([*TINY, "--cells", "gru", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "+-" in table and "gru" in table
+    data = json.loads(out.read_text())
+    assert data["meta"]["rounds"] == 2
+    rows = data["rows"]
+    assert [r["mode"] for r in rows] == ["inference", "training"]
+    for r in rows:
+        for engine in ("rnnfast", "reference"):
+            t = r[engine]
+            assert t["q1_ms"] <= t["median_ms"] <= t["q3_ms"]
+            assert t["min_ms"] <= t["q1_ms"] and t["q3_ms"] <= t["max_ms"]
+            assert t["spread"] == pytest.approx((t["q3_ms"] - t["q1_ms"]) / t["median_ms"])
+            assert t["calls"] >= 2  # one call a round at least
+        assert isinstance(r["noisy"], bool) and r["max_rel_diff"] < 1e-5
+
+
+def test_compare_prints_ratios_against_an_earlier_run(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    assert main([*TINY, "--cells", "rnn", "--json", str(old)]) == 0
+    data = json.loads(old.read_text())
+    for r in data["rows"]:  # pretend the earlier run was twice as slow and very steady
+        r["rnnfast"]["median_ms"] *= 2
+        r["rnnfast"]["spread"] = 0.0
+    old.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main([*TINY, "--cells", "rnn,lstm", "--compare", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert f"against {old}" in out
+    lines = [ln for ln in out.splitlines() if "->" in ln]
+    assert len(lines) == 2 and all(ln.split()[0] == "rnn" for ln in lines)  # lstm: not in old
+    for ln in lines:
+        ratio = float(ln.split()[-2].rstrip("x"))
+        assert ratio > 1.2 and ln.endswith("faster")
+
+
+def test_spread_statistics():
+    t = _timing.Timing([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert t.median == 3.0 and t.spread == pytest.approx((4.0 - 2.0) / 3.0)
+    assert _timing.Timing([2.0]).spread == 0.0
+
+
+def test_interleaved_rotates_and_times_every_engine():
+    order = []
+    fns = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    timings = _timing.interleaved(fns, rounds=3, min_time=0, pause=0)
+    assert set(timings) == set("abc") and all(len(t.times_ms) == 3 for t in timings.values())
+    # each round starts with another engine: warm-up + timed call per engine and round
+    firsts = [order[i] for i in range(0, len(order), 6)]
+    assert firsts == ["a", "b", "c"]
+
+
+def test_busy_report(tmp_path, capsys):
+    out = tmp_path / "busy.json"
+    argv = ["bench", "--no-torch", "--busy", "1", "--rounds", "2", "--min-time", "0"]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert "beside 1 CPU-bound processes" in capsys.readouterr().out
+    busy = json.loads(out.read_text())["busy"]
+    assert busy["neighbours"] == 1 and busy["ratio"] > 0
+    assert busy["team"]["calls"] >= 2 and busy["one_thread"]["calls"] >= 2
+
+
+def test_overhead_report(capsys):
+    argv = ["bench", "--no-torch", "--overhead", "--rounds", "1", "--min-time", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "step() us" in out and all(cell in out for cell in ("rnn", "lstm", "gru"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--min-time", "nan"], "argument --min-time: expected seconds in [0, 3600]"),
+        (["--min-time", "-1"], "argument --min-time: expected seconds in [0, 3600]"),
+        (["--rounds", "0"], "argument --rounds: expected a whole number >= 1"),
+        (["--busy", "999"], "argument --busy: expected at most 64"),
+        (["--sizes", "10x1x999999999"], "expected TxBxH with integers in [1, 100000]"),
+        (["--threads", "5000"], "argument --threads: expected at most 1,024"),
+    ],
+)
+def test_bad_numbers_are_refused(extra, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", *extra])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_outputs_and_compare_file_are_checked_before_measuring(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    start = time.perf_counter()
+    for argv, message in [
+        (["--json", str(blocker / "b.json")], "cannot write an output file there"),
+        (["--plot", str(tmp_path)], "is a directory"),
+        (["--compare", str(tmp_path / "none.json")], "cannot read it"),
+        (["--compare", str(blocker)], "not the JSON of `rnnfast bench --json`"),
+    ]:
+        assert main(["bench", *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert time.perf_counter() - start < 10  # refused at once: no peak, no grid measured
