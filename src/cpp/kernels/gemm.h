@@ -1,10 +1,11 @@
 // Dense matrix product C = op(A) * B (or C += ...), the workhorse of every cell.
 //
 // B is packed once into column panels in the layout of the active ISA's micro-kernel (a layer's
-// weights are packed once per call and reused at every timestep); A is packed per call in small
-// blocks. Every element of C is owned by one thread and summed over K in a fixed order (K blocks
-// of kKc, then k ascending), so results do not depend on the thread count or the batch size.
+// weights are packed once and reused at every timestep and call); A is read in place. Every element
+// of C is owned by one thread and summed over K in a fixed order (K blocks of kKc, then k
+// ascending), so results do not depend on the thread count or the batch size.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -58,14 +59,16 @@ template <typename T>
 void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
           const PackedB<T>& b, bool accumulate, T* c, index_t ldc);
 
-// The same product computed by the calling thread alone (inside a parallel region, say), packing
-// A into `workspace`, which must hold gemm_workspace_size(b) values: nothing is allocated.
+// The same product computed by the calling thread alone (inside a parallel region, say), with
+// `workspace` of gemm_workspace_size(kernels) values: nothing is allocated.
 template <typename T>
 void gemm_on_this_thread(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
                          const PackedB<T>& b, bool accumulate, T* c, index_t ldc, T* workspace);
+// Room for one block of A at a padded stride (see gemm.cpp): mc rows of kKc, or kKc rows of mc.
 template <typename T>
 index_t gemm_workspace_size(const KernelTable<T>& kernels) {
-  return kernels.mr * 12 * kKc;
+  const index_t mc = kernels.mr * 12;
+  return std::max(mc * (kKc + kPanelPad), kKc * (mc + kPanelPad));
 }
 
 // out[j] += sum_i a[i*lda + j] for j < n, summed over i in ascending order.

@@ -12,11 +12,11 @@ struct KernelTable {
   Isa isa;
   index_t mr;  // rows of an A panel
   index_t nr;  // columns of a B panel
-  // C block (rows x cols, row stride ldc) = (or += when accumulate) packed A * packed B over one
-  // K block of depth kc. A: ceil(rows/mr) panels of kc*mr; B: ceil(cols/nr) panels of kc*nr,
-  // b_stride apart.
-  void (*gemm_block)(index_t kc, index_t rows, index_t cols, const T* a, const T* b,
-                     index_t b_stride, T* c, index_t ldc, bool accumulate);
+  // C block (rows x cols, row stride ldc) = (or += when accumulate) A * packed B over one K block
+  // of depth kc. A read in place: element (r, k) at a[r*a_rs + k*a_ks]. B: ceil(cols/nr) panels
+  // of kc*nr, b_stride apart.
+  void (*gemm_block)(index_t kc, index_t rows, index_t cols, const T* a, index_t a_rs, index_t a_ks,
+                     const T* b, index_t b_stride, T* c, index_t ldc, bool accumulate);
   // One B panel of nr columns from `cols` rows of src (row stride ldb), zero padded:
   // dst[k*nr + j] = src[j*ldb + k].
   void (*pack_b_transposed)(index_t k, index_t cols, const T* src, index_t ldb, T* dst);

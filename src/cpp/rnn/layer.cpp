@@ -201,10 +201,10 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
   const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode ? in : 0));
-  const index_t pack_size = kernels::gemm_workspace_size(kt);
   const index_t states_size = training ? 0 : 2 * bh, cells_size = training || !lstm ? 0 : 2 * bh;
   const index_t rh_size = !training && two_part ? bh : 0;
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
+  const index_t pack_size = kernels::gemm_workspace_size(kt);
   Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, rh_size,
                            team.plan.threads * pack_size, active_size});
   T* pre = ws.take(pre_size);
@@ -222,8 +222,8 @@ void layer_forward(const LayerForward<T>& a) {
   if (lstm) initial(a.c0, c_states + first * bh);
 
   run_layer_team(team, [&](Member& m) {
-    T* pack = pack_space + m.id * pack_size;
     uint8_t* act = active + m.id * batch;
+    T* pack = pack_space + m.id * pack_size;
     // Inference: where step t's projection of this member's rows lives. Members owning rows keep
     // their rows of a chunk contiguous (x's rows gathered first) for one product; members
     // sharing units each project some rows of the chunk for every unit, then meet.
