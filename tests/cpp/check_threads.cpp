@@ -73,11 +73,13 @@ std::vector<float> run(const Case& c) {
 // kSolo, the stalled one kLeave at that same barrier, and nobody waits forever.
 int check_solo() {
   StepBarrier barrier(2);
-  std::atomic<int> solo_at{-1}, left_at{-1};
+  std::atomic<int> solo_at{-1}, left_at{-1}, ready{0};
   auto member = [&](int id) {
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();  // both start together
     for (int step = 0; step < 200; ++step) {
-      if (id == 1 && step == 50) std::this_thread::sleep_for(std::chrono::milliseconds(30));
-      const auto after = barrier.arrive(id, std::chrono::microseconds(200));
+      if (id == 1 && step == 50) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto after = barrier.arrive(id, std::chrono::milliseconds(20));
       if (after == StepBarrier::After::kSolo) {
         solo_at = step;
         break;  // (would go on with every member's work)
