@@ -78,13 +78,16 @@ def test_more_threads_than_cores_match_one_thread_bitwise(threads):
 
 
 @pytest.fixture(scope="session")
-def cpp_tests(tmp_path_factory) -> Path:
-    """The C++ test programs of tests/cpp, built with the project's CMake."""
+def cpp_tests() -> Path:
+    """The C++ test programs of tests/cpp, built with the project's CMake in build/cpp-tests
+    (kept: a later run rebuilds only what changed)."""
     if not (ROOT / "CMakeLists.txt").exists() or shutil.which("cmake") is None:
         pytest.skip("needs the source tree and cmake")
-    build = tmp_path_factory.mktemp("cpp-tests")
+    build = ROOT / "build" / "cpp-tests"
     configure = ["cmake", "-S", str(ROOT), "-B", str(build), "-DRNNFAST_BUILD_TESTS=ON"]
     configure.append("-DCMAKE_BUILD_TYPE=Release")
+    if shutil.which("ninja") and not (build / "CMakeCache.txt").exists():
+        configure += ["-G", "Ninja"]
     for cmd in (configure, ["cmake", "--build", str(build), "--target", "check_threads", "-j2"]):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

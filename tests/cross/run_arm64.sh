@@ -9,5 +9,5 @@ command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/nul
 build="$(mktemp -d)"
 cmake -S "$root" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-linux-gnu.cmake" \
   -DRNNFAST_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target check_kernels check_threads -j2 >/dev/null
-ctest --test-dir "$build" --output-on-failure
+cmake --build "$build" --target check_kernels -j2 >/dev/null
+ctest --test-dir "$build" --output-on-failure -R kernels  # (threads: ISA-neutral, run natively)
