@@ -238,8 +238,12 @@ def test_core_refuses_bad_arrays_itself():
     stack.forward(x, None, None, None, True, 0)
     with pytest.raises(ValueError, match=r"lengths: expected values in \[1, 3\], got 4"):
         stack.forward(x, None, None, np.array([4, 1]), False, 0)
-    with pytest.raises(TypeError, match=r"x: expected dtype float32, got int64"):
+    with pytest.raises(
+        ValueError, match=r"x: expected a float array \(T, B, I\), or int64 indices of one-hot"
+    ):
         stack.forward(x.astype(np.int64), None, None, None, False, 0)
+    with pytest.raises(TypeError, match=r"x: expected dtype float32, got float64"):
+        stack.forward(x.astype(np.float64), None, None, None, False, 0)
     with pytest.raises(ValueError, match=r"x: expected a C-contiguous array"):
         stack.forward(
             np.zeros((3, 4, 2), np.float32).transpose(0, 2, 1), None, None, None, False, 0

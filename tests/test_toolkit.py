@@ -76,6 +76,35 @@ def test_cross_entropy_is_stable_and_checks_targets():
     assert loss == 0.0 and not ce.backward(cache).any()
 
 
+def test_cross_entropy_in_float32_and_with_nan():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((6, 40)) * 3
+    t = rng.integers(0, 40, size=6)
+    ce = nn.CrossEntropyLoss()
+    loss64, cache64 = ce.forward(z, t)
+    loss32, cache32 = ce.forward(z.astype(np.float32), t)
+    grad32 = ce.backward(cache32, 2.0)
+    assert grad32.dtype == np.float32 and loss32 == pytest.approx(loss64, rel=1e-6)
+    np.testing.assert_allclose(grad32, 2.0 * ce.backward(cache64), rtol=1e-5, atol=1e-8)
+    z[2, 5] = np.nan  # a NaN logit spoils its row (and the mean), as NumPy's formula would
+    loss, cache = ce.forward(z, t)
+    grad = ce.backward(cache)
+    assert np.isnan(loss) and np.isnan(grad[2]).all() and np.isfinite(np.delete(grad, 2, 0)).all()
+
+
+def test_cross_entropy_core_checks_its_arrays():
+    from rnnfast import _core
+
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"targets: expected values in \[0, 3\), got 3 at row 1"):
+        _core.softmax_cross_entropy(z, np.array([0, 3]), np.array([True, True]), 1.0)
+    # A row not counted is not read: its target may be anything.
+    total, grad = _core.softmax_cross_entropy(z, np.array([0, 3]), np.array([True, False]), 1.0)
+    assert total == pytest.approx(np.log(3)) and not grad[1].any()
+    with pytest.raises(TypeError, match="counted: expected dtype bool"):
+        _core.softmax_cross_entropy(z, np.array([0, 1]), np.array([1, 1]), 1.0)
+
+
 def test_mse_value_and_gradient():
     rng = np.random.default_rng(2)
     p, t = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))

@@ -62,7 +62,16 @@ def recurrence_plan(
     cell: str, steps: int, batch: int, input: int, hidden: int, dtype: str
 ) -> tuple[int, str]: ...
 def activation(name: str, x: _Arr) -> _Arr: ...
-def matmul(a: _Arr, b: _Arr, transpose_b: bool = False) -> _Arr: ...
+def matmul(
+    a: _Arr,
+    b: _Arr,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    out: _Arr | None = None,
+) -> _Arr | None: ...
+def softmax_cross_entropy(
+    logits: _Arr, targets: _Arr, counted: _Arr, scale: float
+) -> tuple[float, _Arr]: ...
 def adagrad_update(
     param: _Arr,
     grad: _Arr,

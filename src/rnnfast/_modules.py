@@ -23,8 +23,9 @@ CELLS: dict[str, dict[str, Any]] = _core.cells()
 
 
 class Engine(Protocol):
-    """What a concrete engine implements. Arrays are time-major: x (T, B, I), y (T, B, D*H),
-    states (L*D, B, H) or None for zeros. `c0`/`c_n` are None except for LSTM."""
+    """What a concrete engine implements. Arrays are time-major: x (T, B, I) (or int64 (T, B):
+    indices of one-hot rows; (B,) for step), y (T, B, D*H), states (L*D, B, H) or None for zeros.
+    `c0`/`c_n` are None except for LSTM."""
 
     def attach(self, module: RecurrentBase) -> None: ...
 
@@ -422,6 +423,27 @@ class RecurrentBase(Module):
         out = np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
         return out, out is not given and out.flags.owndata
 
+    def _check_ids(self, x: Any, name: str, layout: str) -> np.ndarray:
+        """One-hot input given by its indices: an int64 array, each value in [0, input_size)."""
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(
+                f"{name}: with one_hot=True expected integer indices {layout}, "
+                f"got dtype {arr.dtype}"
+            )
+        if arr.ndim != layout.count(",") + (not layout.endswith(",)")):
+            raise ValueError(
+                f"{name}: with one_hot=True expected indices {layout}, got {arr.ndim} dimensions "
+                f"(shape {arr.shape})"
+            )
+        if arr.size and (arr.min() < 0 or arr.max() >= self.input_size):
+            where = np.argwhere((arr < 0) | (arr >= self.input_size))[0]
+            raise ValueError(
+                f"{name}: expected indices in [0, {self.input_size}) (input_size), "
+                f"got {arr[tuple(where)]} at {tuple(int(i) for i in where)}"
+            )
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
     def _check_state(
         self, state: Any, batch: int, name: str
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -453,12 +475,26 @@ class RecurrentBase(Module):
         state: State | None = None,
         lengths: Sequence[int] | None = None,
         training: bool = True,
+        *,
+        one_hot: bool = False,
     ) -> tuple[np.ndarray, State, Tape | None]:
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
-        `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length."""
+        `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length.
+
+        With `one_hot=True`, x holds integer indices (T, B) ((B, T) with batch_first), each
+        standing for a one-hot row of width input_size: the same result as passing those rows
+        (as for characters or tokens without an embedding), without building them; the first
+        layer's input product becomes a copy of weight columns. backward's dx is then the gradient
+        with respect to the one-hot rows."""
         if training is not True and training is not False:
             training = v.check_bool(training, "training")
-        x_tm, _ = self._to_time_major(x, "x")
+        if one_hot is not False:
+            one_hot = v.check_bool(one_hot, "one_hot")
+        if one_hot:
+            ids = self._check_ids(x, "x", "(B, T)" if self.batch_first else "(T, B)")
+            x_tm = np.ascontiguousarray(ids.T if self.batch_first else ids)
+        else:
+            x_tm, _ = self._to_time_major(x, "x")
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
         h0, c0 = self._check_state(state, batch, "state")
@@ -471,26 +507,37 @@ class RecurrentBase(Module):
         return y_out, self._pack_state(h_n, c_n), tape
 
     def __call__(
-        self, x: Any, state: State | None = None, lengths: Sequence[int] | None = None
+        self,
+        x: Any,
+        state: State | None = None,
+        lengths: Sequence[int] | None = None,
+        *,
+        one_hot: bool = False,
     ) -> tuple[np.ndarray, State]:
         """Inference, as PyTorch: `y, h_n = rnn(x, h0)`, `y, (h_n, c_n) = lstm(x, (h0, c0))`."""
-        y, state_n, _ = self.forward(x, state, lengths, training=False)
+        y, state_n, _ = self.forward(x, state, lengths, training=False, one_hot=one_hot)
         return y, state_n
 
     def step_state(self, batch: int = 1) -> StepState:
         """A zero state for `step`, for `batch` sequences."""
         return StepState(self, v.check_size(batch, "batch", 0))
 
-    def step(self, x: Any, state: StepState | State | None = None) -> tuple[np.ndarray, StepState]:
+    def step(
+        self, x: Any, state: StepState | State | None = None, *, one_hot: bool = False
+    ) -> tuple[np.ndarray, StepState]:
         """One timestep, for streaming and sampling: x (B, I) (or (I,) for one sequence) gives
         (y, state), y (B, H) (or (H,)) the top layer's output. A StepState is updated in place and
         nothing is allocated (y lives in it and is overwritten by the next step); None starts from
         zeros, and a state as forward takes it ((num_layers, B, H), or a pair for LSTM) is copied
-        into a new StepState. Same result as forward over the steps one at a time."""
+        into a new StepState. Same result as forward over the steps one at a time. With
+        `one_hot=True`, x holds indices: (B,), or one integer for one sequence."""
         if self.bidirectional:
             raise ValueError("step: a bidirectional module needs the whole sequence; use forward")
         unbatched = False
-        if not (
+        if one_hot is not False and v.check_bool(one_hot, "one_hot"):
+            unbatched = np.ndim(x) == 0
+            x = self._check_ids(np.reshape(x, (1,)) if unbatched else x, "x", "(B,)")
+        elif not (
             type(x) is np.ndarray
             and x.dtype is self.dtype
             and x.ndim == 2

@@ -99,7 +99,6 @@ class CharModel:
         self._codes = codes[self._order]
         self.rnn = cls(v, cfg.hidden, cfg.layers, seed=cfg.seed, **kw)
         self.head = nn.Linear(cfg.hidden, v, seed=cfg.seed + 1)
-        self.eye = np.eye(v, dtype=np.float32)
         self.loss = nn.CrossEntropyLoss()
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
@@ -117,7 +116,8 @@ class CharModel:
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: Any) -> tuple[float, Any]:
         """One truncated-BPTT chunk: x, y (T, B) character indices. Returns loss, final state."""
-        out, state_n, tape = self.rnn.forward(self.eye[x], state)
+        # Characters go in as indices (one-hot rows never built: a copy of W_ih's columns).
+        out, state_n, tape = self.rnn.forward(x, state, one_hot=True)
         logits, htape = self.head.forward(out)
         loss, cache = self.loss.forward(logits, y)
         dout = self.head.backward(htape, self.loss.backward(cache))
@@ -128,7 +128,7 @@ class CharModel:
         """Mean cross-entropy over a text read as one stream, state carried between chunks."""
         state, total = None, 0.0
         for start, stop in tbptt.chunks(len(ids) - 1, chunk):
-            out, state = self.rnn(self.eye[ids[start:stop, None]], state)
+            out, state = self.rnn(ids[start:stop, None], state, one_hot=True)
             loss, _ = nn.CrossEntropyLoss(reduction="sum").forward(
                 self.head(out), ids[start + 1 : stop + 1, None]
             )
@@ -142,7 +142,7 @@ class CharModel:
         ids = (
             self.encode(prime, "prime") if prime else np.array([rng.integers(len(self.cfg.vocab))])
         )
-        out, state = self.rnn(self.eye[ids[:, None]])  # the prime as one sequence
+        out, state = self.rnn(ids[:, None], one_hot=True)  # the prime as one sequence
         logits = self.head(out[-1, 0])
         chars = []
         for _ in range(length):
@@ -152,7 +152,7 @@ class CharModel:
             chars.append(self.cfg.vocab[nxt])
             # One character a step, the state carried in place (rnnfast's step(): nothing is
             # allocated; the reference engine's modules step the same way).
-            y, state = self.rnn.step(self.eye[nxt : nxt + 1], state)
+            y, state = self.rnn.step(np.array([nxt]), state, one_hot=True)
             logits = self.head(y[0])
         return prime + "".join(chars)
 

@@ -68,7 +68,7 @@ class Linear(Module):
         """y of shape (..., out_features), and a tape for backward when `training`."""
         arr = self._input(x)
         x2 = np.ascontiguousarray(arr.reshape(-1, self.in_features))
-        y = _core.matmul(x2, self.params["weight"], True)
+        y = _core.matmul(x2, self.params["weight"], transpose_b=True)
         if self.bias:
             y += self.params["bias"]
         tape = Tape(self, x2.copy(), {"shape": arr.shape}) if training else None
@@ -85,9 +85,10 @@ class Linear(Module):
         v.check_shape(d, "dy", (*shape[:-1], self.out_features), "(the shape of y)")
         tape._consumed = True
         d2 = np.ascontiguousarray(d.reshape(-1, self.out_features))
-        self.grads["weight"] += _core.matmul(np.ascontiguousarray(d2.T), x2)
-        if self.bias:
-            self.grads["bias"] += d2.sum(axis=0)
+        with self._grad_lock:  # concurrent backward calls add to the same grads
+            _core.matmul(d2, x2, transpose_a=True, out=self.grads["weight"])  # += d2^T x2
+            if self.bias:
+                self.grads["bias"] += d2.sum(axis=0)
         return _core.matmul(d2, self.params["weight"]).reshape(shape)
 
 
@@ -134,28 +135,25 @@ class CrossEntropyLoss:
                 f"targets: expected values in [0, {classes}) or ignore_index {self.ignore_index}, "
                 f"got {t[bad].flat[0]}"
             )
-        shifted = z - z.max(axis=-1, keepdims=True)
-        log_norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        log_probs = shifted - log_norm
-        safe_t = np.where(counted, t, 0)
-        picked = np.take_along_axis(log_probs, safe_t[..., None], axis=-1)[..., 0]
-        total = float(-(picked * counted).sum())
         count = int(counted.sum())
         scale = 1.0 / count if (self.reduction == "mean" and count) else 1.0
-        cache = {"log_probs": log_probs, "targets": safe_t, "counted": counted, "scale": scale}
+        # One fused pass in the core: the loss and its gradient (softmax - onehot) * scale.
+        z2 = z.reshape(-1, classes)
+        if z2.dtype not in v.FLOAT_DTYPES:
+            z2 = z2.astype(np.float64)
+        total, grad = _core.softmax_cross_entropy(
+            np.ascontiguousarray(z2),
+            np.where(counted, t, 0).astype(np.int64).reshape(-1),
+            np.ascontiguousarray(counted).reshape(-1),
+            scale,
+        )
+        cache = {"grad": grad.reshape(z.shape).astype(z.dtype, copy=False)}
         return total * scale, cache
 
     def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
         """dL/dlogits: (softmax - onehot) for counted elements, scaled by the reduction."""
-        probs = np.exp(cache["log_probs"])
-        np.put_along_axis(
-            probs,
-            cache["targets"][..., None],
-            np.take_along_axis(probs, cache["targets"][..., None], axis=-1) - 1,
-            axis=-1,
-        )
-        probs *= cache["counted"][..., None] * (cache["scale"] * dloss)
-        return probs
+        grad = cache["grad"]
+        return grad * grad.dtype.type(dloss)
 
 
 class MSELoss:

@@ -202,6 +202,8 @@ class ReferenceEngine:
         lengths: np.ndarray | None,
         training: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+        if x.dtype.kind == "i":  # indices of one-hot rows: the rows themselves, plainly
+            x = np.eye(module.input_size, dtype=module.dtype)[x]
         steps, batch, _ = x.shape
         dirs = module.num_directions
         shape = (module.num_layers * dirs, batch, module.hidden_size)

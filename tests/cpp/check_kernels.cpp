@@ -112,8 +112,8 @@ std::vector<double> run_stack(Cell cell) {
       dc0(states);
   Stack<double> stack(spec);
   Tape<double> tape;
-  stack.forward(params, 0, steps, batch, x.data(), h0.data(), c0.data(), lengths.data(), y.data(),
-                h_n.data(), c_n.data(), &tape);
+  stack.forward(params, 0, steps, batch, x.data(), nullptr, h0.data(), c0.data(), lengths.data(),
+                y.data(), h_n.data(), c_n.data(), &tape);
   stack.backward(params, tape, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(),
                  grads);
   std::vector<double> all;

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 namespace rnnfast::kernels {
-namespace {}  // namespace
 
 template <typename T>
 PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip)
@@ -33,18 +32,39 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, 
                });
 }
 
+template <typename T>
+void PackedB<T>::copy_row(index_t k, T* out) const {
+  const index_t nr = kernels_->nr;
+  for (index_t j0 = 0; j0 < n_; j0 += nr) {
+    const T* src = panel(j0 / nr) + k * nr;
+    std::copy(src, src + std::min(nr, n_ - j0), out + j0);
+  }
+}
+
 namespace {
 
 // C is cut into blocks of mc x nc (an A block of mc x kKc and a B block of kKc x nc sit in L2).
-// A task is one row block times a group of column blocks: A is packed once per K block and
-// reused across the group. With enough row blocks a group is the whole width (A packed once);
-// otherwise groups are single column blocks, so that small-M products still split.
+// A task is one row block times a group of column blocks. With enough row blocks a group is the
+// whole width (the A block stays in cache across it); otherwise groups are single column blocks,
+// and when even those are fewer than the threads, blocks are made narrower (whole panels), then
+// shorter (whole tiles): a 96 x 256 weight gradient was one task, on one thread. None of this
+// changes how an element is summed.
 template <typename T>
 struct Blocking {
-  index_t mc, nc, m_blocks, n_blocks, group;
-  Blocking(const KernelTable<T>& kt, index_t m, index_t n)
-      : mc(kt.mr * 12), nc(kt.nr * 16), m_blocks((m + mc - 1) / mc), n_blocks((n + nc - 1) / nc) {
-    group = m_blocks >= 4 * get_num_threads() ? n_blocks : 1;
+  index_t mc, nc, m_blocks = 0, n_blocks = 0, group = 1;
+  Blocking(const KernelTable<T>& kt, index_t m, index_t n, int threads)
+      : mc(kt.mr * 12), nc(kt.nr * 16) {
+    if (ceil_div(m, mc) * ceil_div(n, nc) < threads) {
+      const index_t col_blocks = ceil_div(threads, ceil_div(m, mc));
+      nc = std::max(kt.nr, ceil_div(ceil_div(n, col_blocks), kt.nr) * kt.nr);
+      if (ceil_div(m, mc) * ceil_div(n, nc) < threads) {
+        const index_t row_blocks = ceil_div(threads, ceil_div(n, nc));
+        mc = std::max(kt.mr, ceil_div(ceil_div(m, row_blocks), kt.mr) * kt.mr);
+      }
+    }
+    m_blocks = ceil_div(m, mc);
+    n_blocks = ceil_div(n, nc);
+    group = m_blocks >= 4 * threads ? n_blocks : 1;
   }
   index_t tasks() const { return m_blocks * ((n_blocks + group - 1) / group); }
 };
@@ -109,7 +129,7 @@ template <typename T>
 void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
           const PackedB<T>& b, bool accumulate, T* c, index_t ldc) {
   if (trivial_product(m, n, k, accumulate, c, ldc)) return;
-  const Blocking<T> bl(b.kernels(), m, n);
+  const Blocking<T> bl(b.kernels(), m, n, get_num_threads());
   // About 256k multiply-adds a chunk keeps the fork cost small next to the work.
   const index_t task_work = std::min(m, bl.mc) * std::min(n, bl.nc * bl.group) * k;
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(task_work, 1));
@@ -124,7 +144,7 @@ template <typename T>
 void gemm_on_this_thread(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
                          const PackedB<T>& b, bool accumulate, T* c, index_t ldc, T* workspace) {
   if (trivial_product(m, n, k, accumulate, c, ldc)) return;
-  const Blocking<T> bl(b.kernels(), m, n);
+  const Blocking<T> bl(b.kernels(), m, n, 1);
   gemm_blocks(bl, 0, bl.tasks(), trans_a, m, n, k, a, lda, b, accumulate, c, ldc, workspace);
 }
 

@@ -45,6 +45,8 @@ class PackedB {
   const KernelTable<T>& kernels() const { return *kernels_; }
   index_t panel_stride() const { return k_ * kernels_->nr + kPanelPad; }
   const T* panel(index_t p) const { return data_.get() + p * panel_stride(); }
+  // Row k of op(B) (N values) into out: the product of a one-hot row of A with B.
+  void copy_row(index_t k, T* out) const;
 
  private:
   const KernelTable<T>* kernels_;

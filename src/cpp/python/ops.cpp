@@ -4,6 +4,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/table.h"
+#include "ops/loss.h"
 #include "ops/optim.h"
 #include "python/arrays.h"
 
@@ -30,26 +31,64 @@ py::array activation_typed(const std::string& name, const py::array& x) {
   return y;
 }
 
+// op(a) @ op(b), into a new array or added to `out`.
 template <typename T>
-py::array matmul_typed(const py::array& a, const py::array& b, bool transpose_b) {
+py::object matmul_typed(const py::array& a, const py::array& b, bool transpose_a, bool transpose_b,
+                        const py::object& out) {
   if (a.ndim() != 2 || b.ndim() != 2) throw std::invalid_argument("a, b: expected 2-D arrays");
-  const index_t m = a.shape(0), k = a.shape(1);
+  const index_t m = transpose_a ? a.shape(1) : a.shape(0),
+                k = transpose_a ? a.shape(0) : a.shape(1);
   const index_t bk = transpose_b ? b.shape(1) : b.shape(0),
                 n = transpose_b ? b.shape(0) : b.shape(1);
   if (bk != k)
     throw std::invalid_argument("b: expected " + std::to_string(k) + " rows (a's columns), got " +
                                 std::to_string(bk));
-  const T* pa = input<T>("a", a, {m, k});
+  const T* pa = input<T>("a", a, shape_of(a));
   const T* pb = input<T>("b", b, shape_of(b));
-  auto c = new_array<T>({m, n});
-  T* pc = c.mutable_data();
+  py::array c = out.is_none() ? py::array(new_array<T>({m, n})) : out.cast<py::array>();
+  T* pc = out.is_none() ? static_cast<T*>(c.mutable_data()) : output<T>("out", c, {m, n});
   {
     py::gil_scoped_release release;
     namespace k_ = kernels;
     const k_::PackedB<T> packed(transpose_b ? k_::Trans::Yes : k_::Trans::No, k, n, pb, b.shape(1));
-    k_::gemm(k_::Trans::No, m, n, k, pa, k, packed, false, pc, n);
+    k_::gemm(transpose_a ? k_::Trans::Yes : k_::Trans::No, m, n, k, pa, a.shape(1), packed,
+             !out.is_none(), pc, n);
   }
-  return c;
+  return out.is_none() ? py::object(c) : py::object(py::none());
+}
+
+template <typename T>
+py::tuple cross_entropy_typed(const py::array& z, const py::array& targets,
+                              const py::array& counted, double scale) {
+  if (z.ndim() != 2)
+    throw std::invalid_argument("logits: expected 2 dimensions (rows, classes), got " +
+                                std::to_string(z.ndim()));
+  const index_t rows = z.shape(0), classes = z.shape(1);
+  if (classes < 1) throw std::invalid_argument("logits: expected at least one class");
+  const T* pz = input<T>("logits", z, {rows, classes});
+  const int64_t* pt = input<int64_t>("targets", targets, {rows});
+  if (!counted.dtype().equal(py::dtype::of<bool>()))
+    throw py::type_error("counted: expected dtype bool, got " +
+                         std::string(py::str(counted.dtype())));
+  if (!has_shape(counted, Shape{rows}) || !(counted.flags() & py::array::c_style))
+    throw std::invalid_argument("counted: expected a C-contiguous array of shape (" +
+                                std::to_string(rows) + ",)");
+  const auto* pc = static_cast<const uint8_t*>(counted.data());
+  for (index_t r = 0; r < rows; ++r) {
+    if (pc[r] && (pt[r] < 0 || pt[r] >= classes)) {
+      throw std::invalid_argument("targets: expected values in [0, " + std::to_string(classes) +
+                                  "), got " + std::to_string(pt[r]) + " at row " +
+                                  std::to_string(r));
+    }
+  }
+  auto grad = new_array<T>({rows, classes});
+  T* pg = grad.mutable_data();
+  double total;
+  {
+    py::gil_scoped_release release;
+    total = softmax_cross_entropy(rows, classes, pz, pt, pc, static_cast<T>(scale), pg);
+  }
+  return py::make_tuple(total, grad);
 }
 
 // One optimiser step on one parameter array, in place: every array must already be C-contiguous,
@@ -91,12 +130,25 @@ void init_ops(py::module_& m) {
       "The kernels' vectorised exp, tanh or sigmoid of x (for testing their error bounds).");
   m.def(
       "matmul",
-      [](const py::array& a, const py::array& b, bool transpose_b) {
-        return dtype_of("a", a) == Dtype::F32 ? matmul_typed<float>(a, b, transpose_b)
-                                              : matmul_typed<double>(a, b, transpose_b);
+      [](const py::array& a, const py::array& b, bool transpose_a, bool transpose_b,
+         const py::object& out) {
+        return dtype_of("a", a) == Dtype::F32
+                   ? matmul_typed<float>(a, b, transpose_a, transpose_b, out)
+                   : matmul_typed<double>(a, b, transpose_a, transpose_b, out);
       },
-      py::arg("a"), py::arg("b"), py::arg("transpose_b") = false,
-      "a @ b (or a @ b.T) with the core's GEMM, b packed first: for tests and peak measurement.");
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("out").none(true) = py::none(),
+      "op(a) @ op(b) with the core's GEMM (b packed first): a new array, or None after adding the "
+      "product to `out`.");
+  m.def(
+      "softmax_cross_entropy",
+      [](const py::array& z, const py::array& targets, const py::array& counted, double scale) {
+        return dtype_of("logits", z) == Dtype::F32
+                   ? cross_entropy_typed<float>(z, targets, counted, scale)
+                   : cross_entropy_typed<double>(z, targets, counted, scale);
+      },
+      py::arg("logits"), py::arg("targets"), py::arg("counted"), py::arg("scale"),
+      "(sum of the counted rows' losses, (softmax - onehot) * scale, zero on rows not counted).");
   m.def(
       "adagrad_update",
       [](py::array p, const py::array& g, py::array sum, double lr, double eps, double weight_decay,

@@ -153,11 +153,18 @@ class PyStack {
                           const py::object& c0, const py::object& lengths, bool training,
                           int64_t version) {
     check_bound(t, false);
-    if (x.ndim() != 3)
+    const bool one_hot = is_ids(x);
+    if (one_hot && x.ndim() != 2) {
+      throw std::invalid_argument(
+          "x: expected a float array (T, B, I), or int64 indices of one-hot rows (T, B); got " +
+          std::string(py::str(x.dtype())) + " with " + std::to_string(x.ndim()) + " dimensions");
+    }
+    if (!one_hot && x.ndim() != 3)
       throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got " +
                                   std::to_string(x.ndim()));
     const index_t steps = x.shape(0), batch = x.shape(1);
-    const T* px = input<T>("x", x, {steps, batch, spec_.input});
+    const T* px = one_hot ? nullptr : input<T>("x", x, {steps, batch, spec_.input});
+    const int64_t* pids = one_hot ? checked_ids(x, {steps, batch}) : nullptr;
     const T* ph0 = input_or_null<T>("h0", h0, state_shape(batch));
     const bool lstm = cell_info(spec_.cell).cell_state;
     const T* pc0 = lstm ? input_or_null<T>("c0", c0, state_shape(batch)) : nullptr;
@@ -187,7 +194,7 @@ class PyStack {
     {
       py::gil_scoped_release release;
       t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), steps,
-                     batch, px, ph0, pc0, lens, py_, ph_n, pc_n, tape.get());
+                     batch, px, pids, ph0, pc0, lens, py_, ph_n, pc_n, tape.get());
     }
     py::object tape_obj = py::none();
     if (tape) {
@@ -205,11 +212,18 @@ class PyStack {
     check_bound(t, false);
     if (spec_.directions != 1)
       throw std::invalid_argument("step: a bidirectional module needs the whole sequence");
-    if (x.ndim() != 2)
+    const bool one_hot = is_ids(x);
+    if (one_hot && x.ndim() != 1) {
+      throw std::invalid_argument(
+          "x: expected a float array (B, I), or int64 indices of one-hot rows (B,); got " +
+          std::string(py::str(x.dtype())) + " with " + std::to_string(x.ndim()) + " dimensions");
+    }
+    if (!one_hot && x.ndim() != 2)
       throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
                                   std::to_string(x.ndim()));
     const index_t batch = x.shape(0);
-    const T* px = input<T>("x", x, {batch, spec_.input});
+    const T* px = one_hot ? nullptr : input<T>("x", x, {batch, spec_.input});
+    const int64_t* pids = one_hot ? checked_ids(x, {batch}) : nullptr;
     T* ph = output<T>("h", h, state_shape(batch));
     T* pc = nullptr;
     if (cell_info(spec_.cell).cell_state) {
@@ -219,7 +233,7 @@ class PyStack {
     T* py_ = output<T>("y", y, {batch, spec_.hidden});
     py::gil_scoped_release release;
     t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), 1, batch, px,
-                   ph, pc, nullptr, py_, ph, pc, nullptr);
+                   pids, ph, pc, nullptr, py_, ph, pc, nullptr);
   }
 
   template <typename T>
@@ -258,6 +272,25 @@ class PyStack {
     return py::make_tuple(dx, dh0, dc0);
   }
 
+  // Integer x: indices of one-hot rows (int64 only: the Python layer converts).
+  static bool is_ids(const py::array& x) {
+    return x.dtype().kind() == 'i' || x.dtype().kind() == 'u';
+  }
+
+  const int64_t* checked_ids(const py::array& x, Shape shape) const {
+    const int64_t* ids = input<int64_t>("x", x, shape);
+    index_t n = 1;
+    for (index_t d : shape) n *= d;
+    for (index_t i = 0; i < n; ++i) {
+      if (ids[i] < 0 || ids[i] >= spec_.input) {
+        throw std::invalid_argument("x: expected indices in [0, " + std::to_string(spec_.input) +
+                                    "), got " + std::to_string(ids[i]) + " at flat index " +
+                                    std::to_string(i));
+      }
+    }
+    return ids;
+  }
+
   StackSpec spec_;
   Dtype dtype_;
   std::unique_ptr<Typed<float>> f32_;
@@ -280,10 +313,12 @@ void init_rnn(py::module_& m) {
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"),
-           "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache.")
+           "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache. "
+           "An int64 x (T, B) holds the indices of one-hot rows.")
       .def("step", &PyStack::step, py::arg("x"), py::arg("h"), py::arg("c").none(true),
            py::arg("y"), py::arg("version"),
-           "One timestep, h (and c) updated in place, y written: nothing allocated.")
+           "One timestep, h (and c) updated in place, y written: nothing allocated. An int64 x "
+           "(B,) holds the indices of one-hot rows.")
       .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),
            py::arg("dh_n").none(true), py::arg("dc_n").none(true), py::arg("input_grad"),
            "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None).")

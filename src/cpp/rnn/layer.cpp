@@ -134,6 +134,96 @@ void run_layer_team(Team& team, const Body& body) {
   if (met) contention::record(team.went_solo);
 }
 
+// Rows [r0, r1) of the input projection x W_ih^T when x is one-hot: row ids[r] of W_ih^T.
+template <typename T>
+void project_one_hot(const PackedB<T>& w_ih_t, const int64_t* ids, index_t r0, index_t r1, T* out,
+                     index_t ld) {
+  for (index_t r = r0; r < r1; ++r) w_ih_t.copy_row(ids[r], out + (r - r0) * ld);
+}
+
+// dW (n x input) += the weight gradient dG^T x when x's rows are one-hot: column ids[r] of dW
+// gains row r of dG (n values at g + r*ldg), padding rows skipped. Each element is summed over
+// its rows in ascending order into zero, then added (columns of ids that no row has are left
+// alone), whoever computes it and whichever way below: threads own ranges of dW's rows.
+//  - Small inputs (vocabularies): dG is read once, in order, into one sum per (id, column) of a
+//    block of columns that fits in L2.
+//  - Large inputs: the rows of each id are listed first (a counting sort), and each id's rows
+//    summed in turn (rows read out of order, but no id x column sums).
+// `space` has room for one_hot_space(rows, input) index_t values.
+constexpr index_t kOneHotSums = 1 << 16;  // sums a thread keeps (256 KB of float)
+constexpr index_t kOneHotMinBlock = 16;   // columns a block needs to be worth it
+
+inline bool one_hot_in_order(index_t input) {
+  return input * kOneHotMinBlock <= kOneHotSums;
+}
+template <typename T>
+index_t one_hot_space(index_t rows, index_t input, int threads) {
+  if (!one_hot_in_order(input))
+    return rows + input + 1;  // the rows in id order, where each id's rows start
+  return input + static_cast<index_t>(threads) * kOneHotSums * static_cast<index_t>(sizeof(T)) /
+                     static_cast<index_t>(sizeof(index_t));  // rows of each id; the sums
+}
+
+template <typename T>
+void add_one_hot_gradient(index_t rows, index_t n, const T* g, index_t ldg, const int64_t* ids,
+                          index_t input, const kernels::PaddingRows& padding, T* dw, index_t* space,
+                          int threads) {
+  if (one_hot_in_order(input)) {
+    index_t* count = space;
+    std::fill(count, count + input, index_t{0});
+    for (index_t r = 0; r < rows; ++r)
+      if (!padding.padding(r)) ++count[ids[r]];
+    T* sums_space = reinterpret_cast<T*>(space + input);
+    const index_t block = std::max(kOneHotMinBlock, kOneHotSums / input / 16 * 16);
+    run_team(threads, [&](int id, int team) {
+      const Share cols = share_of(n, id, team);
+      T* sums = sums_space + static_cast<index_t>(id) * kOneHotSums;
+      for (index_t j0 = cols.first; j0 < cols.last; j0 += block) {
+        const index_t len = std::min(block, cols.last - j0);
+        std::fill(sums, sums + input * len, T(0));
+        for (index_t r = 0; r < rows; ++r) {
+          if (padding.padding(r)) continue;
+          T* acc = sums + ids[r] * len;
+          const T* row = g + r * ldg + j0;
+          for (index_t j = 0; j < len; ++j) acc[j] += row[j];
+        }
+        for (index_t j = 0; j < len; ++j)
+          for (index_t v = 0; v < input; ++v)
+            if (count[v]) dw[(j0 + j) * input + v] += sums[v * len + j];
+      }
+    });
+    return;
+  }
+  // The rows of each id, ascending (a counting sort): order[start[v] .. start[v + 1]).
+  index_t* order = space;
+  index_t* start = space + rows;
+  std::fill(start, start + input + 1, index_t{0});
+  for (index_t r = 0; r < rows; ++r)
+    if (!padding.padding(r)) ++start[ids[r] + 1];
+  for (index_t v = 0; v < input; ++v) start[v + 1] += start[v];
+  for (index_t r = 0; r < rows; ++r)  // start[v] moves to the end of v's rows...
+    if (!padding.padding(r)) order[start[ids[r]]++] = r;
+  for (index_t v = input; v > 0; --v) start[v] = start[v - 1];  // ...and back
+  start[0] = 0;
+  constexpr index_t kBlock = 256;
+  run_team(threads, [&](int id, int team) {
+    const Share cols = share_of(n, id, team);
+    T acc[kBlock];
+    for (index_t j0 = cols.first; j0 < cols.last; j0 += kBlock) {
+      const index_t len = std::min(kBlock, cols.last - j0);
+      for (index_t v = 0; v < input; ++v) {
+        if (start[v] == start[v + 1]) continue;
+        std::fill(acc, acc + len, T(0));
+        for (index_t i = start[v]; i < start[v + 1]; ++i) {
+          const T* row = g + order[i] * ldg + j0;
+          for (index_t j = 0; j < len; ++j) acc[j] += row[j];
+        }
+        for (index_t j = 0; j < len; ++j) dw[(j0 + j) * input + v] += acc[j];
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_kernel(const kernels::KernelTable<T>& kt, Cell cell,
                     const kernels::ForwardStep<T>& s) {
@@ -192,15 +282,22 @@ void layer_forward(const LayerForward<T>& a) {
   }
   const auto& kt = kernels::active_kernels<T>();
   const ForwardPacks<T>& pk = *a.packs;
-  Team team(a.cell, steps, batch, in, hd, kt.width);
+  // (A one-hot input's projection is a copy: it weighs nothing in the plan.)
+  Team team(a.cell, steps, batch, a.ids ? 0 : in, hd, kt.width);
 
   // The input projection x W_ih^T. Training keeps all of it in the tape: one product over every
   // step first. Inference projects chunks of steps as the loop reaches them and so keeps
   // O(B*H) of it, not O(T*B*H).
-  if (training) gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, gh);
+  if (training && a.ids) {
+    parallel_for(steps * batch, 64, [&](index_t r0, index_t r1) {
+      project_one_hot(pk.w_ih_t, a.ids, r0, r1, a.gates + r0 * gh, gh);
+    });
+  } else if (training) {
+    gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, gh);
+  }
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
-  const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode ? in : 0));
+  const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode && !a.ids ? in : 0));
   const index_t states_size = training ? 0 : 2 * bh, cells_size = training || !lstm ? 0 : 2 * bh;
   const index_t rh_size = !training && two_part ? bh : 0;
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
@@ -238,7 +335,12 @@ void layer_forward(const LayerForward<T>& a) {
       if (!training && s % chunk == 0) {
         const index_t n = std::min(chunk, steps - s);
         t_lo = a.reverse ? steps - s - n : s;
-        if (rows_mode) {
+        if (rows_mode && a.ids) {
+          const index_t rows = m.b1 - m.b0;
+          for (index_t i = 0; i < n; ++i)
+            project_one_hot(pk.w_ih_t, a.ids, (t_lo + i) * batch + m.b0, (t_lo + i) * batch + m.b1,
+                            pre_row(t_lo) + i * rows * gh, gh);
+        } else if (rows_mode) {
           const index_t rows = m.b1 - m.b0;
           T* xg = pre + chunk * batch * gh + chunk * m.b0 * in;
           for (index_t i = 0; i < n; ++i)
@@ -248,9 +350,14 @@ void layer_forward(const LayerForward<T>& a) {
                               gh, pack);
         } else {
           const Share r = m.meet ? share_of(n * batch, m.id, m.team) : Share{0, n * batch};
-          gemm_on_this_thread(Trans::No, r.last - r.first, gh, in,
-                              a.x + (t_lo * batch + r.first) * in, in, pk.w_ih_t, false,
-                              pre + r.first * gh, gh, pack);
+          if (a.ids) {
+            project_one_hot(pk.w_ih_t, a.ids, t_lo * batch + r.first, t_lo * batch + r.last,
+                            pre + r.first * gh, gh);
+          } else {
+            gemm_on_this_thread(Trans::No, r.last - r.first, gh, in,
+                                a.x + (t_lo * batch + r.first) * in, in, pk.w_ih_t, false,
+                                pre + r.first * gh, gh, pack);
+          }
           if (!m.sync(team)) return;
         }
       }
@@ -419,16 +526,33 @@ void layer_backward(const LayerBackward<T>& a) {
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
   // zero, but 0 * NaN is not.
   const kernels::PaddingRows padding{a.lengths, batch};
-  const PackedB<T> x_rows(Trans::No, rows_all, in, a.x, in, padding);
   const PackedB<T> h_rows(Trans::No, rows_all, hd, a.hs + (a.reverse ? bh : 0), hd, padding);
+  // A team for the one-hot gradient when its n x rows additions are worth one.
+  const int one_hot_team =
+      static_cast<int>(std::clamp<index_t>(gh * rows_all / (1 << 17), 1, get_num_threads()));
+  const index_t one_hot_size = a.ids ? one_hot_space<T>(rows_all, in, one_hot_team) : 0;
+  Workspace<index_t> one_hot_work(a.pool, {one_hot_size});
+  index_t* space = one_hot_work.take(one_hot_size);
   std::unique_lock<std::mutex> lock;
   if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
-  if (lbr) {
-    gemm(Trans::Yes, 2 * hd, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
-    gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, x_rows, true,
-         a.dw_ih + 2 * hd * in, in);
+  if (a.ids) {  // one-hot x: dW_ih's columns gather their rows of dG, no product
+    if (lbr) {
+      add_one_hot_gradient(rows_all, 2 * hd, dg, gh, a.ids, in, padding, a.dw_ih, space,
+                           one_hot_team);
+      add_one_hot_gradient(rows_all, hd, static_cast<const T*>(a.extra), hd, a.ids, in, padding,
+                           a.dw_ih + 2 * hd * in, space, one_hot_team);
+    } else {
+      add_one_hot_gradient(rows_all, gh, dg, gh, a.ids, in, padding, a.dw_ih, space, one_hot_team);
+    }
   } else {
-    gemm(Trans::Yes, gh, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+    const PackedB<T> x_rows(Trans::No, rows_all, in, a.x, in, padding);
+    if (lbr) {
+      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, x_rows, true,
+           a.dw_ih + 2 * hd * in, in);
+    } else {
+      gemm(Trans::Yes, gh, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+    }
   }
   if (two_part) {  // W_hn multiplies r * h_prev, kept in extra
     gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
@@ -437,14 +561,17 @@ void layer_backward(const LayerBackward<T>& a) {
   } else {
     gemm(Trans::Yes, gh, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
   }
-  if (a.db_ih) {
-    if (lbr) {
-      kernels::add_column_sums(rows_all, 2 * hd, dg, gh, a.db_ih);
-      kernels::add_column_sums(rows_all, hd, static_cast<const T*>(a.extra), hd, a.db_ih + 2 * hd);
-    } else {
-      kernels::add_column_sums(rows_all, gh, dg, gh, a.db_ih);
+  if (a.db_ih) {  // the sums of dg's columns go to both biases: computed once
+    Workspace<T> sums_space(a.pool, {gh});
+    T* sums = sums_space.take(gh);
+    std::fill(sums, sums + gh, T(0));
+    kernels::add_column_sums(rows_all, gh, dg, gh, sums);
+    for (index_t j = 0; j < gh; ++j) a.db_hh[j] += sums[j];
+    if (lbr) {  // the n block's input side differs (extra)
+      std::fill(sums + 2 * hd, sums + gh, T(0));
+      kernels::add_column_sums(rows_all, hd, static_cast<const T*>(a.extra), hd, sums + 2 * hd);
     }
-    kernels::add_column_sums(rows_all, gh, dg, gh, a.db_hh);
+    for (index_t j = 0; j < gh; ++j) a.db_ih[j] += sums[j];
   }
 }
 

@@ -1,7 +1,8 @@
 // One direction of one layer over a whole sequence: forward (inference or training) and BPTT.
 //
 // Contract (dense row-major arrays; the caller allocates everything but workspaces):
-//   x        [T, B, I]       the layer's input, time-major
+//   x        [T, B, I]       the layer's input, time-major; or, for one-hot input, null with
+//   ids      [T, B]          the index in [0, I) of each row's single 1 (x = one_hot(ids))
 //   packs    the layer direction's packed weights (rnn/packing.h)
 //   h0, c0   [B, H]          c0 only for LSTM; null: zeros
 //   lengths  [B] in [1, T]   or null (every sequence has T steps)
@@ -31,6 +32,7 @@ struct LayerForward {
   index_t steps, batch, input, hidden;
   bool reverse;
   const T* x;
+  const int64_t* ids;
   const ForwardPacks<T>* packs;
   const T *h0, *c0;
   const int64_t* lengths;
@@ -47,6 +49,7 @@ struct LayerBackward {
   index_t steps, batch, input, hidden;
   bool reverse;
   const T* x;
+  const int64_t* ids;
   const BackwardPacks<T>* packs;
   const int64_t* lengths;
   T *gates, *extra;  // the tape (overwritten, see above)

@@ -10,7 +10,7 @@ index_t Tape<T>::bytes() const {
   index_t n = 0;
   for (const auto* list : {&inputs, &gates, &hs, &cs, &extra})
     for (const auto& b : *list) n += b.size();
-  return n * static_cast<index_t>(sizeof(T));
+  return n * static_cast<index_t>(sizeof(T)) + ids.size() * static_cast<index_t>(sizeof(int64_t));
 }
 
 template <typename T>
@@ -70,8 +70,8 @@ std::vector<std::shared_ptr<const BackwardPacks<T>>> Stack<T>::backward_packs(
 
 template <typename T>
 void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
-                       const T* x, const T* h0, const T* c0, const int64_t* lengths, T* y, T* h_n,
-                       T* c_n, Tape<T>* tape) {
+                       const T* x, const int64_t* ids, const T* h0, const T* c0,
+                       const int64_t* lengths, T* y, T* h_n, T* c_n, Tape<T>* tape) {
   const CellInfo& info = cell_info(spec_.cell);
   const index_t hd = spec_.hidden, dirs = spec_.directions, bh = batch * hd;
   const index_t width = dirs * hd, rows = steps * batch;
@@ -83,13 +83,20 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
     tape->packs = packs;
     if (lengths) tape->lengths.assign(lengths, lengths + batch);
     // The tape owns x's copy: whatever the caller does with its memory next, backward sees x.
-    tape->inputs.emplace_back(pool_, rows * spec_.input);
-    std::copy(x, x + rows * spec_.input, tape->inputs[0].data());
+    if (ids) {
+      tape->ids = Buffer<int64_t>(pool_, rows);
+      std::copy(ids, ids + rows, tape->ids.data());
+      tape->inputs.emplace_back();
+    } else {
+      tape->inputs.emplace_back(pool_, rows * spec_.input);
+      std::copy(x, x + rows * spec_.input, tape->inputs[0].data());
+    }
   }
+  const int64_t* layer_ids = tape && ids ? tape->ids.data() : ids;
   const int64_t* lens = tape && lengths ? tape->lengths.data() : lengths;
   // Inference passes each layer's output to the next through two buffers in turn.
   Buffer<T> between[2];
-  const T* layer_in = tape ? tape->inputs[0].data() : x;
+  const T* layer_in = tape ? tape->inputs[0].data() : x;  // null for ids
   for (index_t l = 0; l < spec_.layers; ++l) {
     const bool last = l + 1 == spec_.layers;
     T* out = y;
@@ -112,6 +119,7 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
       a.hidden = hd;
       a.reverse = d == 1;
       a.x = layer_in;
+      a.ids = l == 0 ? layer_ids : nullptr;
       a.packs = packs[k].get();
       a.h0 = h0 ? h0 + k * bh : nullptr;
       a.c0 = info.cell_state && c0 ? c0 + k * bh : nullptr;
@@ -163,6 +171,7 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.hidden = hd;
       a.reverse = d == 1;
       a.x = tape.inputs[l].data();
+      a.ids = l == 0 && tape.ids.size() ? tape.ids.data() : nullptr;
       a.packs = packs[k].get();
       a.lengths = lens;
       a.gates = tape.gates[k].data();
@@ -196,6 +205,7 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
     }
     tape.inputs[l].reset();
   }
+  tape.ids.reset();
   tape.consumed = true;
 }
 

@@ -1,10 +1,10 @@
 // A whole recurrent module: layers x directions, one call for forward and one for backward.
 //
 // Arrays (dense, row-major, time-major; the caller allocates them):
-//   x [T, B, I], y [T, B, D*H], states h0/h_n/c0/c_n [L*D, B, H] (h0, c0 may be null: zeros),
-//   lengths [B] in [1, T] or null. Layer l > 0 reads layer l-1's y, the two directions side by
-//   side. Parameters and gradients in PyTorch's layout, one entry per layer and direction
-//   (index l*D + d), biases null without bias.
+//   x [T, B, I] (or ids [T, B], indices in [0, I): x = one_hot(ids)), y [T, B, D*H], states
+//   h0/h_n/c0/c_n [L*D, B, H] (h0, c0 may be null: zeros), lengths [B] in [1, T] or null. Layer l >
+//   0 reads layer l-1's y, the two directions side by side. Parameters and gradients in PyTorch's
+//   layout, one entry per layer and direction (index l*D + d), biases null without bias.
 // A training forward fills a Tape (what backward needs, taken from the Stack's memory pool);
 // backward consumes it: gradients are added (+=) to the given arrays, dx and dstate0 written.
 // Packed weights are kept between calls while the caller's parameter version stays the same
@@ -46,6 +46,7 @@ class Tape {
   uint64_t version = kNoCache;
   bool consumed = false;
   std::vector<int64_t> lengths;                 // empty: every sequence has T steps
+  Buffer<int64_t> ids;                          // one-hot input: a copy of its indices
   std::vector<Buffer<T>> inputs;                // each layer's input (layer 0: x's copy)
   std::vector<Buffer<T>> gates, hs, cs, extra;  // l*D + d
   std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;  // what forward ran with
@@ -61,9 +62,10 @@ class Stack {
 
   // `version` names the parameters' current values: the same version promises the same values,
   // so packed weights are reused; kNoCache packs afresh and keeps nothing.
+  // Exactly one of x and ids is given.
   void forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
-               const T* x, const T* h0, const T* c0, const int64_t* lengths, T* y, T* h_n, T* c_n,
-               Tape<T>* tape);
+               const T* x, const int64_t* ids, const T* h0, const T* c0, const int64_t* lengths,
+               T* y, T* h_n, T* c_n, Tape<T>* tape);
 
   // dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is wanted.
   void backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
