@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CELL_IDS, CELLS, make, make_pair, state_arrays
+from conftest import CELL_IDS, CELLS, assert_close, make, make_pair, state_arrays
 
 import rnnfast
 from rnnfast import _core, init, optim, reference
@@ -187,6 +187,43 @@ def test_tape_size_is_what_tape_bytes_says(cls, kw):
     m = make(rnnfast, cls, kw, input_size=5, hidden_size=7, num_layers=2, bidirectional=True)
     _, _, tape = m.forward(np.ones((6, 3, 5), np.float32))
     assert tape.nbytes == m.tape_bytes(6, 3) > 0
+
+
+# Gate rows of a multiple of 4 KiB (G*H*itemsize): the tape pads them (rnn/cell.h gates_stride).
+ALIASED = [
+    ("LSTM", {}, 256, np.float32),
+    ("RNN", {"nonlinearity": "tanh"}, 1024, np.float32),
+    ("LSTM", {}, 128, np.float64),
+    ("GRU", {"linear_before_reset": True}, 1024, np.float32),  # 3H*4 = 12 KiB
+    ("GRU", {"linear_before_reset": False}, 1024, np.float32),
+]
+
+
+@pytest.mark.parametrize(("cls", "kw", "hidden", "dtype"), ALIASED)
+def test_padded_tape_rows_give_the_reference_gradients(cls, kw, hidden, dtype, threads):
+    threads(2)
+    fast, ref = make_pair(
+        cls, kw, input_size=3, hidden_size=hidden, num_layers=1, dtype=dtype, seed=2
+    )
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 3))
+    y, _, tape = fast.forward(x.astype(dtype), lengths=[4, 2, 3])
+    gh = fast.params["weight_hh_l0"].shape[0]
+    itemsize = np.dtype(dtype).itemsize
+    padded = 16 if gh * itemsize % 4096 == 0 else 0
+    states = 5 * 3 * hidden * (2 if cls == "LSTM" else 1)  # [T+1, B, H]: h (and c)
+    extra = 4 * 3 * hidden if cls == "GRU" else 0
+    values = 4 * 3 * 3 + 4 * 3 * (gh + padded) + states + extra  # x's copy, gates, states, extra
+    assert tape.nbytes == fast.tape_bytes(4, 3) == values * itemsize
+    y_ref, _, tape_ref = ref.forward(x, lengths=[4, 2, 3])
+    dy = rng.standard_normal(y.shape)
+    dx, _ = fast.backward(tape, dy.astype(dtype))
+    dx_ref, _ = ref.backward(tape_ref, dy)
+    rtol = 1e-10 if dtype == np.float64 else 2e-5
+    assert_close(y, y_ref, rtol, "y")
+    assert_close(dx, dx_ref, rtol, "dx")
+    for name, g in ref.grads.items():
+        assert_close(fast.grads[name], g, rtol, name)
 
 
 def test_memory_is_reused_across_calls():

@@ -62,6 +62,14 @@ struct Blocking {
         mc = std::max(kt.mr, ceil_div(ceil_div(m, row_blocks), kt.mr) * kt.mr);
       }
     }
+    // Row blocks of even height, as many as a multiple of the threads where that is close: 1024
+    // rows in 8 blocks of 144 left the last one 16 rows, and one thread 22% less work.
+    m_blocks = ceil_div(m, mc);
+    if (m_blocks > 1 && m_blocks % threads) {
+      const index_t even = ceil_div(m_blocks, threads) * threads;
+      if (even * kt.mr * 2 <= m) m_blocks = even;  // blocks of two tiles or more
+    }
+    mc = ceil_div(ceil_div(m, m_blocks), kt.mr) * kt.mr;
     m_blocks = ceil_div(m, mc);
     n_blocks = ceil_div(n, nc);
     group = m_blocks >= 4 * threads ? n_blocks : 1;

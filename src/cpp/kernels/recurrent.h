@@ -68,14 +68,15 @@ struct BackwardStep {
   const T* dy = nullptr;  // [rows, ldy] or null (zeros)
   index_t ldy = 0;
   T* direct = nullptr;       // [rows, H] in and out
-  const T* gates = nullptr;  // the tape's activations of step t, [rows, G*H]
+  const T* gates = nullptr;  // the tape's activations of step t, [rows, G*H], row stride ld_gates
+  index_t ld_gates = 0;      // of gates and dg
   const T* h_prev = nullptr;
   const T* h = nullptr;  // RNN: the state the step made
   const T* c_prev = nullptr;
   const T* c = nullptr;
   T* dc = nullptr;           // LSTM [rows, H] in and out
   const T* extra = nullptr;  // linear-before-reset GRU: W_hn h + b_hn
-  T* dg = nullptr;           // out [rows, G*H]: dL/d(pre-activations), recurrent side
+  T* dg = nullptr;           // out [rows, G*H] (ld_gates): dL/d(pre-activations), recurrent side
   T* dg_n = nullptr;         // linear-before-reset GRU: the n gate's input side, [rows, H]
   T* dh0 = nullptr;          // final call only: dh0 = acc + direct, [rows, H]
   const uint8_t* active = nullptr;

@@ -295,7 +295,7 @@ bool gather_dh(const kernels::BackwardStep<typename V::T>& s, index_t r, Units u
   if (!s.active[r]) {
     store_units(*dh, s.direct + at, un.n);
     const V zero = V::set1(T(0));
-    T* dg = s.dg + r * G * hd + un.u;
+    T* dg = s.dg + r * s.ld_gates + un.u;
     for (int k = 0; k < G; ++k) store_units(zero, dg + k * hd, un.n);
     if (s.dg_n) store_units(zero, s.dg_n + at, un.n);
     return false;
@@ -317,7 +317,7 @@ void rnn_backward(const kernels::BackwardStep<typename V::T>& s) {
     const V zero = V::set1(T(0)), one = V::set1(T(1));
     // tanh' = 1 - h^2; relu' = 0 where h <= 0, else 1 (NaN included, as in PyTorch).
     const V slope = s.relu ? select_ge(zero, h, zero, one) : fnma(h, h, one);
-    store_units(dh * slope, s.dg + r * hd + un.u, un.n);
+    store_units(dh * slope, s.dg + r * s.ld_gates + un.u, un.n);
     store_units(zero, s.direct + at, un.n);
   });
 }
@@ -331,13 +331,13 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
     V dh;
     if (!gather_dh<V, 4>(s, r, un, acc[0], &dh)) return;
     const index_t at = r * hd + un.u;
-    const T* gates = s.gates + r * 4 * hd + un.u;
+    const T* gates = s.gates + r * s.ld_gates + un.u;
     const V i = load_units<V>(gates, un.n), f = load_units<V>(gates + hd, un.n);
     const V g = load_units<V>(gates + 2 * hd, un.n), o = load_units<V>(gates + 3 * hd, un.n);
     const V one = V::set1(T(1));
     const V tc = tanh_v(load_units<V>(s.c + at, un.n));
     const V dct = fma(dh * o, fnma(tc, tc, one), load_units<V>(s.dc + at, un.n));
-    T* dg = s.dg + r * 4 * hd + un.u;
+    T* dg = s.dg + r * s.ld_gates + un.u;
     store_units(dct * g * i * (one - i), dg, un.n);
     store_units(dct * load_units<V>(s.c_prev + at, un.n) * f * (one - f), dg + hd, un.n);
     store_units(dct * i * fnma(g, g, one), dg + 2 * hd, un.n);
@@ -365,13 +365,13 @@ void gru_backward(const kernels::BackwardStep<typename V::T>& s) {
     V dh;
     if (!gather_dh<V, 3>(s, r, un, acc[0], &dh)) return;
     const index_t at = r * hd + un.u;
-    const T* gates = s.gates + r * 3 * hd + un.u;
+    const T* gates = s.gates + r * s.ld_gates + un.u;
     const V rg = load_units<V>(gates, un.n), z = load_units<V>(gates + hd, un.n);
     const V n = load_units<V>(gates + 2 * hd, un.n);
     V dan, dz;
     gru_common_back(dh, z, n, load_units<V>(s.h_prev + at, un.n), &dan, &dz);
     const V hn = load_units<V>(s.extra + at, un.n);  // W_hn h + b_hn
-    T* dg = s.dg + r * 3 * hd + un.u;
+    T* dg = s.dg + r * s.ld_gates + un.u;
     store_units(dan * hn * rg * (V::set1(T(1)) - rg), dg, un.n);
     store_units(dz, dg + hd, un.n);
     store_units(dan * rg, dg + 2 * hd, un.n);  // the recurrent side: r * (W_hn h + b_hn)
@@ -391,11 +391,11 @@ void gru_rb_backward(const kernels::BackwardStep<typename V::T>& s) {
     V dh;
     if (!gather_dh<V, 3>(s, r, un, acc[0], &dh)) return;
     const index_t at = r * hd + un.u;
-    const T* gates = s.gates + r * 3 * hd + un.u;
+    const T* gates = s.gates + r * s.ld_gates + un.u;
     const V z = load_units<V>(gates + hd, un.n), n = load_units<V>(gates + 2 * hd, un.n);
     V dan, dz;
     gru_common_back(dh, z, n, load_units<V>(s.h_prev + at, un.n), &dan, &dz);
-    T* dg = s.dg + r * 3 * hd + un.u;
+    T* dg = s.dg + r * s.ld_gates + un.u;
     store_units(dz, dg + hd, un.n);
     store_units(dan, dg + 2 * hd, un.n);
     store_units(dh * z, s.direct + at, un.n);
@@ -411,10 +411,10 @@ void gru_rb_backward_reset(const kernels::BackwardStep<typename V::T>& s) {
     if (!s.active[r]) return;  // the first part passed it through
     const Units un = units_of<V>(group, hd);
     const index_t at = r * hd + un.u;
-    const V rg = load_units<V>(s.gates + r * 3 * hd + un.u, un.n);
+    const V rg = load_units<V>(s.gates + r * s.ld_gates + un.u, un.n);
     const V d_rh = acc[0];
     const V hp = load_units<V>(s.h_prev + at, un.n);
-    store_units(d_rh * hp * rg * (V::set1(T(1)) - rg), s.dg + r * 3 * hd + un.u, un.n);
+    store_units(d_rh * hp * rg * (V::set1(T(1)) - rg), s.dg + r * s.ld_gates + un.u, un.n);
     store_units(fma(d_rh, rg, load_units<V>(s.direct + at, un.n)), s.direct + at, un.n);
   });
 }

@@ -22,10 +22,15 @@ Cell parse_cell(const std::string& name) {
       "cell: expected rnn_tanh, rnn_relu, lstm, gru or gru_reset_before, got '" + name + "'");
 }
 
-index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden) {
+index_t gates_stride(Cell cell, index_t hidden, index_t value_bytes) {
+  const index_t gh = cell_info(cell).gates * hidden;
+  return gh * value_bytes % 4096 == 0 ? gh + 16 : gh;
+}
+
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes) {
   const CellInfo& info = cell_info(cell);
   const index_t bh = batch * hidden;
-  index_t n = steps * bh * info.gates + (steps + 1) * bh;
+  index_t n = steps * batch * gates_stride(cell, hidden, value_bytes) + (steps + 1) * bh;
   if (info.cell_state) n += (steps + 1) * bh;
   if (info.extra) n += steps * bh;
   return n;

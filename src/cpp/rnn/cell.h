@@ -24,8 +24,13 @@ Cell parse_cell(const std::string& name);
 inline constexpr Cell kCells[] = {Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell::Gru,
                                   Cell::GruResetBefore};
 
-// Values (of the layer's dtype) a training forward keeps for one direction of one layer:
-// gates [T, B, G*H], states [T+1, B, H] (and cell states), GRU's extra [T, B, H].
-index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden);
+// The row stride of the tape's gates: G*H values, 16 more when such a row is a multiple of 4 KiB.
+// Rows read together at a 4 KiB stride share L1 sets: the backward step's product reads a tile
+// of gate-gradient rows at once, and the weight-gradient products had to copy them first.
+index_t gates_stride(Cell cell, index_t hidden, index_t value_bytes);
+
+// Values (of value_bytes each) a training forward keeps for one direction of one layer: gates
+// [T, B] rows of gates_stride, states [T+1, B, H] (and cell states), GRU's extra [T, B, H].
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes);
 
 }  // namespace rnnfast

@@ -149,6 +149,8 @@ void project_one_hot(const PackedB<T>& w_ih_t, const int64_t* ids, index_t r0, i
 //    block of columns that fits in L2.
 //  - Large inputs: the rows of each id are listed first (a counting sort), and each id's rows
 //    summed in turn (rows read out of order, but no id x column sums).
+// With col_sums (n values), also col_sums[j] = the sum of column j over every row, ascending
+// (what add_column_sums gives: the bias gradients), from the same pass over dG.
 // `space` has room for one_hot_space(rows, input) index_t values.
 constexpr index_t kOneHotSums = 1 << 16;  // sums a thread keeps (256 KB of float)
 constexpr index_t kOneHotMinBlock = 16;   // columns a block needs to be worth it
@@ -167,7 +169,8 @@ index_t one_hot_space(index_t rows, index_t input, int threads) {
 template <typename T>
 void add_one_hot_gradient(index_t rows, index_t n, const T* g, index_t ldg, const int64_t* ids,
                           index_t input, const kernels::PaddingRows& padding, T* dw, index_t* space,
-                          int threads) {
+                          int threads, T* col_sums) {
+  if (col_sums) std::fill(col_sums, col_sums + n, T(0));
   if (one_hot_in_order(input)) {
     index_t* count = space;
     std::fill(count, count + input, index_t{0});
@@ -181,10 +184,13 @@ void add_one_hot_gradient(index_t rows, index_t n, const T* g, index_t ldg, cons
       for (index_t j0 = cols.first; j0 < cols.last; j0 += block) {
         const index_t len = std::min(block, cols.last - j0);
         std::fill(sums, sums + input * len, T(0));
+        T* all = col_sums ? col_sums + j0 : nullptr;
         for (index_t r = 0; r < rows; ++r) {
+          const T* row = g + r * ldg + j0;
+          if (all)
+            for (index_t j = 0; j < len; ++j) all[j] += row[j];
           if (padding.padding(r)) continue;
           T* acc = sums + ids[r] * len;
-          const T* row = g + r * ldg + j0;
           for (index_t j = 0; j < len; ++j) acc[j] += row[j];
         }
         for (index_t j = 0; j < len; ++j)
@@ -194,6 +200,7 @@ void add_one_hot_gradient(index_t rows, index_t n, const T* g, index_t ldg, cons
     });
     return;
   }
+  if (col_sums) kernels::add_column_sums(rows, n, g, ldg, col_sums);
   // The rows of each id, ascending (a counting sort): order[start[v] .. start[v + 1]).
   index_t* order = space;
   index_t* start = space + rows;
@@ -264,6 +271,7 @@ void layer_forward(const LayerForward<T>& a) {
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
   const index_t gh = info.gates * hd, bh = batch * hd;
+  const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));  // the tape's
   const bool training = a.gates != nullptr, lstm = info.cell_state, two_part = info.two_part;
   // Copies the initial state (zeros when none is given) to dst.
   auto initial = [bh](const T* src, T* dst) {
@@ -290,10 +298,10 @@ void layer_forward(const LayerForward<T>& a) {
   // O(B*H) of it, not O(T*B*H).
   if (training && a.ids) {
     parallel_for(steps * batch, 64, [&](index_t r0, index_t r1) {
-      project_one_hot(pk.w_ih_t, a.ids, r0, r1, a.gates + r0 * gh, gh);
+      project_one_hot(pk.w_ih_t, a.ids, r0, r1, a.gates + r0 * ld, ld);
     });
   } else if (training) {
-    gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, gh);
+    gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, ld);
   }
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
@@ -326,7 +334,7 @@ void layer_forward(const LayerForward<T>& a) {
     // sharing units each project some rows of the chunk for every unit, then meet.
     index_t t_lo = 0;
     auto pre_row = [&](index_t t) -> T* {
-      if (training) return a.gates + (t * batch + m.b0) * gh;
+      if (training) return a.gates + (t * batch + m.b0) * ld;
       if (rows_mode) return pre + (chunk * m.b0 + (t - t_lo) * (m.b1 - m.b0)) * gh;
       return pre + ((t - t_lo) * batch + m.b0) * gh;
     };
@@ -375,7 +383,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.p.g1 = m.g1;
       st.p.hidden = hd;
       st.gates = pre_row(t);
-      st.ld_gates = gh;
+      st.ld_gates = training ? ld : gh;
       st.bias = pk.bias.empty() ? nullptr : pk.bias.data();
       st.bias_hn = pk.bias_hn.empty() ? nullptr : pk.bias_hn.data();
       st.h_prev = st.p.a;
@@ -415,6 +423,7 @@ void layer_backward(const LayerBackward<T>& a) {
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
   const index_t gh = info.gates * hd, bh = batch * hd, rows_all = steps * batch;
+  const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
   const bool lstm = info.cell_state, two_part = info.two_part, lbr = a.cell == Cell::Gru;
   if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
     if (a.dh_n)
@@ -453,8 +462,8 @@ void layer_backward(const LayerBackward<T>& a) {
       kernels::BackwardStep<T> st;
       st.p.rows = m.b1 - m.b0;
       st.p.depth = depth;
-      st.p.a = t_next >= 0 ? a.gates + (t_next * batch + m.b0) * gh : nullptr;
-      st.p.lda = gh;
+      st.p.a = t_next >= 0 ? a.gates + (t_next * batch + m.b0) * ld : nullptr;
+      st.p.lda = ld;
       st.p.w = pk.rec.data.data();
       st.p.w_stride = pk.rec.stride;
       st.p.g0 = m.g0;
@@ -464,8 +473,9 @@ void layer_backward(const LayerBackward<T>& a) {
       st.dy = a.dy ? a.dy + (t * batch + m.b0) * a.ldy : nullptr;
       st.ldy = a.ldy;
       st.direct = direct + m.b0 * hd;
-      st.gates = a.gates + (t * batch + m.b0) * gh;
-      st.dg = a.gates + (t * batch + m.b0) * gh;  // in place: step t's activations are done
+      st.gates = a.gates + (t * batch + m.b0) * ld;
+      st.ld_gates = ld;
+      st.dg = a.gates + (t * batch + m.b0) * ld;  // in place: step t's activations are done
       st.h_prev = a.hs + state_before(a.reverse, t) * bh + m.b0 * hd;
       st.h = a.hs + state_after(a.reverse, t) * bh + m.b0 * hd;
       if (lstm) {
@@ -497,8 +507,8 @@ void layer_backward(const LayerBackward<T>& a) {
     kernels::BackwardStep<T> fin;
     fin.p.rows = m.b1 - m.b0;
     fin.p.depth = depth;
-    fin.p.a = a.gates + (t_next * batch + m.b0) * gh;
-    fin.p.lda = gh;
+    fin.p.a = a.gates + (t_next * batch + m.b0) * ld;
+    fin.p.lda = ld;
     fin.p.w = pk.rec.data.data();
     fin.p.w_stride = pk.rec.stride;
     fin.p.g0 = m.g0;
@@ -516,11 +526,11 @@ void layer_backward(const LayerBackward<T>& a) {
   const T* dg = a.gates;
   if (a.dx) {
     if (lbr) {
-      gemm(Trans::No, rows_all, in, 2 * hd, dg, gh, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+      gemm(Trans::No, rows_all, in, 2 * hd, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
       gemm(Trans::No, rows_all, in, hd, static_cast<const T*>(a.extra), hd, pk.w_ih[1], true, a.dx,
            in);
     } else {
-      gemm(Trans::No, rows_all, in, gh, dg, gh, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+      gemm(Trans::No, rows_all, in, gh, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
     }
   }
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
@@ -533,39 +543,45 @@ void layer_backward(const LayerBackward<T>& a) {
   const index_t one_hot_size = a.ids ? one_hot_space<T>(rows_all, in, one_hot_team) : 0;
   Workspace<index_t> one_hot_work(a.pool, {one_hot_size});
   index_t* space = one_hot_work.take(one_hot_size);
+  // The column sums of dg: db_hh's gradient, and db_ih's (but for the linear-before-reset GRU's
+  // n block, whose input side is extra). Taken from the one-hot pass when it reads dg whole.
+  Workspace<T> sums_space(a.pool, {a.db_ih ? gh : 0});
+  T* sums = sums_space.take(a.db_ih ? gh : 0);
+  const bool sums_from_one_hot = a.ids && a.db_ih && !lbr;
   std::unique_lock<std::mutex> lock;
   if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
   if (a.ids) {  // one-hot x: dW_ih's columns gather their rows of dG, no product
     if (lbr) {
-      add_one_hot_gradient(rows_all, 2 * hd, dg, gh, a.ids, in, padding, a.dw_ih, space,
-                           one_hot_team);
+      add_one_hot_gradient(rows_all, 2 * hd, dg, ld, a.ids, in, padding, a.dw_ih, space,
+                           one_hot_team, static_cast<T*>(nullptr));
       add_one_hot_gradient(rows_all, hd, static_cast<const T*>(a.extra), hd, a.ids, in, padding,
-                           a.dw_ih + 2 * hd * in, space, one_hot_team);
+                           a.dw_ih + 2 * hd * in, space, one_hot_team, static_cast<T*>(nullptr));
     } else {
-      add_one_hot_gradient(rows_all, gh, dg, gh, a.ids, in, padding, a.dw_ih, space, one_hot_team);
+      add_one_hot_gradient(rows_all, gh, dg, ld, a.ids, in, padding, a.dw_ih, space, one_hot_team,
+                           sums_from_one_hot ? sums : nullptr);
     }
   } else {
     const PackedB<T> x_rows(Trans::No, rows_all, in, a.x, in, padding);
     if (lbr) {
-      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, ld, x_rows, true, a.dw_ih, in);
       gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, x_rows, true,
            a.dw_ih + 2 * hd * in, in);
     } else {
-      gemm(Trans::Yes, gh, in, rows_all, dg, gh, x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, gh, in, rows_all, dg, ld, x_rows, true, a.dw_ih, in);
     }
   }
   if (two_part) {  // W_hn multiplies r * h_prev, kept in extra
-    gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
+    gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, ld, h_rows, true, a.dw_hh, hd);
     const PackedB<T> rh_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
-    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, gh, rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
+    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
   } else {
-    gemm(Trans::Yes, gh, hd, rows_all, dg, gh, h_rows, true, a.dw_hh, hd);
+    gemm(Trans::Yes, gh, hd, rows_all, dg, ld, h_rows, true, a.dw_hh, hd);
   }
   if (a.db_ih) {  // the sums of dg's columns go to both biases: computed once
-    Workspace<T> sums_space(a.pool, {gh});
-    T* sums = sums_space.take(gh);
-    std::fill(sums, sums + gh, T(0));
-    kernels::add_column_sums(rows_all, gh, dg, gh, sums);
+    if (!sums_from_one_hot) {
+      std::fill(sums, sums + gh, T(0));
+      kernels::add_column_sums(rows_all, gh, dg, ld, sums);
+    }
     for (index_t j = 0; j < gh; ++j) a.db_hh[j] += sums[j];
     if (lbr) {  // the n block's input side differs (extra)
       std::fill(sums + 2 * hd, sums + gh, T(0));

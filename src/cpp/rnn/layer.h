@@ -9,7 +9,8 @@
 //   y        row (t, b) at y + (t*B + b)*ldy, H values (ldy = D*H lets the two directions of a
 //            layer share one array); zero past a sequence's end
 // The tape, written by a training forward (null pointers for inference):
-//   gates    [T, B, G*H]     gate activations; backward overwrites them with dL/d(pre-activation)
+//   gates    [T, B] rows of gates_stride (rnn/cell.h), G*H used: gate activations; backward
+//            overwrites them with dL/d(pre-activation)
 //   hs, cs   [T+1, B, H]     states: the one step t starts from at t, the one it makes at t+1
 //                            (t+1 and t for the reverse direction); cs only for LSTM
 //   extra    [T, B, H]       GRU: W_hn h + b_hn (linear-before-reset; backward overwrites it with

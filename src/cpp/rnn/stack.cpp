@@ -27,7 +27,8 @@ template <typename T>
 index_t Stack<T>::tape_values(index_t steps, index_t batch) const {
   index_t n = steps * batch * spec_.input;  // x's copy
   n += (spec_.layers - 1) * steps * batch * spec_.directions * spec_.hidden;
-  return n + spec_.count() * rnnfast::tape_values(spec_.cell, steps, batch, spec_.hidden);
+  return n + spec_.count() * rnnfast::tape_values(spec_.cell, steps, batch, spec_.hidden,
+                                                  static_cast<index_t>(sizeof(T)));
 }
 
 template <typename T>
@@ -130,7 +131,8 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
       a.c_n = info.cell_state ? c_n + k * bh : nullptr;
       a.pool = pool_;
       if (tape) {
-        tape->gates.emplace_back(pool_, rows * info.gates * hd);
+        tape->gates.emplace_back(
+            pool_, rows * gates_stride(spec_.cell, hd, static_cast<index_t>(sizeof(T))));
         tape->hs.emplace_back(pool_, (steps + 1) * bh);
         tape->cs.emplace_back(pool_, info.cell_state ? (steps + 1) * bh : 0);
         tape->extra.emplace_back(pool_, info.extra ? rows * hd : 0);
