@@ -37,13 +37,14 @@ def _inputs(cls, fast, steps, batch, rng):
     shape = (batch, steps, fast.input_size) if fast.batch_first else (steps, batch, fast.input_size)
     x = rng.standard_normal(shape).astype(dtype)
     nstate = fast.num_layers * fast.num_directions
-    s_shape = (nstate, batch, fast.hidden_size)
+    s_shape = (nstate, batch, fast._state_size)  # h's width: proj_size if set
+    c_shape = (nstate, batch, fast.hidden_size)
     h0 = rng.standard_normal(s_shape).astype(dtype)
-    state = (h0, rng.standard_normal(s_shape).astype(dtype)) if cls == "LSTM" else h0
-    y_width = fast.num_directions * fast.hidden_size
+    state = (h0, rng.standard_normal(c_shape).astype(dtype)) if cls == "LSTM" else h0
+    y_width = fast.num_directions * fast._state_size
     dy = rng.standard_normal((*shape[:2], y_width)).astype(dtype)
     dh = rng.standard_normal(s_shape).astype(dtype)
-    ds = (dh, rng.standard_normal(s_shape).astype(dtype)) if cls == "LSTM" else dh
+    ds = (dh, rng.standard_normal(c_shape).astype(dtype)) if cls == "LSTM" else dh
     return x, state, dy, ds
 
 

@@ -8,21 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
 from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
 class FastEngine:
     def attach(self, module: RecurrentBase) -> None:
-        stack = _core.Stack(
-            module.cell,
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bidirectional,
-            module.bias,
-            module.dtype.name,
-        )
+        stack = module._new_stack()
         stack.set_params(module._ordered(module.params._arrays))
         stack.set_grads(module._ordered(module.grads))
         module._stack = stack

@@ -24,7 +24,8 @@ CELLS: dict[str, dict[str, Any]] = _core.cells()
 
 class Engine(Protocol):
     """What a concrete engine implements. Arrays are time-major: x (T, B, I) (or int64 (T, B):
-    indices of one-hot rows; (B,) for step), y (T, B, D*H), states (L*D, B, H) or None for zeros.
+    indices of one-hot rows; (B,) for step), y (T, B, D*S), h states (L*D, B, S) and c states
+    (L*D, B, H), or None for zeros, where S is the state width (proj_size if set, else H).
     `c0`/`c_n` are None except for LSTM."""
 
     def attach(self, module: RecurrentBase) -> None: ...
@@ -88,20 +89,21 @@ def _nbytes(obj: Any) -> int:
 
 
 class StepState:
-    """What `step` carries from one timestep to the next: `h` (num_layers, B, H) and, for LSTM, `c`,
-    updated in place by each step, and `y` (B, H), the last step's output, overwritten by the next
-    (copy it to keep it). Made by `module.step_state(batch)`, or by `step` from a state given as
+    """What `step` carries from one timestep to the next: `h` (num_layers, B, S) and, for LSTM, `c`
+    (num_layers, B, H), updated in place by each step, and `y` (B, S), the last step's output,
+    overwritten by the next (copy it to keep it); S is proj_size if set, else hidden_size. Made by `module.step_state(batch)`, or by `step` from a state given as
     forward takes it."""
 
     __slots__ = ("_module", "batch", "c", "h", "y")
 
     def __init__(self, module: RecurrentBase, batch: int) -> None:
-        shape = (module.num_layers * module.num_directions, batch, module.hidden_size)
+        layers = module.num_layers * module.num_directions
         self._module = module
         self.batch = batch
-        self.h = np.zeros(shape, module.dtype)
-        self.c = np.zeros(shape, module.dtype) if module._has_cell_state else None
-        self.y = np.zeros((batch, module.hidden_size), module.dtype)
+        self.h = np.zeros((layers, batch, module._state_size), module.dtype)
+        cell = (layers, batch, module.hidden_size)
+        self.c = np.zeros(cell, module.dtype) if module._has_cell_state else None
+        self.y = np.zeros((batch, module._state_size), module.dtype)
 
     @property
     def state(self) -> State:
@@ -317,6 +319,8 @@ class RecurrentBase(Module):
         self.batch_first = v.check_bool(batch_first, "batch_first")
         self.bidirectional = v.check_bool(bidirectional, "bidirectional")
         self.dtype = v.check_dtype(dtype)
+        self.proj_size = getattr(self, "proj_size", 0)  # set before by an LSTM
+        self._state_size = self.proj_size or self.hidden_size  # h's width, and y's per direction
         # What the cell is, fixed for the module's life (read on every call).
         self._cell = self.cell
         self._gates = int(CELLS[self._cell]["gates"])
@@ -349,16 +353,19 @@ class RecurrentBase(Module):
         return self._shapes
 
     def _compute_param_shapes(self) -> dict[str, tuple[int, ...]]:
-        gh, hd, d = self._gates * self.hidden_size, self.hidden_size, self.num_directions
+        gh, d = self._gates * self.hidden_size, self.num_directions
+        sd = self._state_size
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(self.num_layers):
-            width = self.input_size if layer == 0 else d * hd
+            width = self.input_size if layer == 0 else d * sd
             for suffix in ("", "_reverse")[:d]:
                 shapes[f"weight_ih_l{layer}{suffix}"] = (gh, width)
-                shapes[f"weight_hh_l{layer}{suffix}"] = (gh, hd)
+                shapes[f"weight_hh_l{layer}{suffix}"] = (gh, sd)
                 if self.bias:
                     shapes[f"bias_ih_l{layer}{suffix}"] = (gh,)
                     shapes[f"bias_hh_l{layer}{suffix}"] = (gh,)
+                if self.proj_size:
+                    shapes[f"weight_hr_l{layer}{suffix}"] = (self.proj_size, self.hidden_size)
         return shapes
 
     def reset_parameters(self, seed: int | None = None) -> None:
@@ -374,13 +381,20 @@ class RecurrentBase(Module):
         out: list[np.ndarray | None] = [self.params[n] for n in names]
         return (*out, None, None) if not self.bias else tuple(out)
 
+    def projection(self, layer: int, direction: int) -> np.ndarray | None:
+        """weight_hr of one layer and direction of an LSTM with proj_size, else None."""
+        if not self.proj_size:
+            return None
+        return self.params[f"weight_hr_l{layer}{'_reverse' if direction else ''}"]
+
     def _ordered(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Arrays in the core's order: for each layer and direction, w_ih, w_hh, b_ih, b_hh."""
+        """Arrays in the core's order: for each layer and direction, w_ih, w_hh, b_ih, b_hh,
+        w_hr."""
         return [arrays[name] for name in self._shapes]
 
-    def tape_bytes(self, steps: int, batch: int) -> int:
-        """Bytes a training forward of T = steps, B = batch keeps for backward (fast engine)."""
-        stack = _core.Stack(
+    def _new_stack(self) -> _core.Stack:
+        """A C++ stack of this module's shape (without parameters)."""
+        return _core.Stack(
             self.cell,
             self.input_size,
             self.hidden_size,
@@ -388,7 +402,12 @@ class RecurrentBase(Module):
             self.bidirectional,
             self.bias,
             self.dtype.name,
+            self.proj_size,
         )
+
+    def tape_bytes(self, steps: int, batch: int) -> int:
+        """Bytes a training forward of T = steps, B = batch keeps for backward (fast engine)."""
+        stack = self._new_stack()
         steps, batch = v.check_size(steps, "steps", 0), v.check_size(batch, "batch", 0)
         return int(stack.tape_bytes(steps, batch))
 
@@ -448,7 +467,9 @@ class RecurrentBase(Module):
         self, state: Any, batch: int, name: str
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The (h, c) arrays of a state, checked; (None, None) for no state (zeros)."""
-        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        layers = self.num_layers * self.num_directions
+        shape = (layers, batch, self._state_size)
+        h_layout = "(num_layers*D, B, proj_size)" if self.proj_size else "(num_layers*D, B, H)"
         if state is None:
             return None, None
         if self._has_cell_state:
@@ -459,11 +480,15 @@ class RecurrentBase(Module):
             arrays = []
             for part, label in zip(state, ("h", "c")):
                 arr = v.as_float_array(part, f"{name}[{label}]", self.dtype)
-                v.check_shape(arr, f"{name}[{label}]", shape, "(num_layers*D, B, H)")
+                if label == "h":
+                    v.check_shape(arr, f"{name}[h]", shape, h_layout)
+                else:
+                    cell = (layers, batch, self.hidden_size)
+                    v.check_shape(arr, f"{name}[c]", cell, "(num_layers*D, B, H)")
                 arrays.append(np.ascontiguousarray(arr))
             return arrays[0], arrays[1]
         arr = v.as_float_array(state, name, self.dtype)
-        v.check_shape(arr, name, shape, "(num_layers*D, B, H)")
+        v.check_shape(arr, name, shape, h_layout)
         return np.ascontiguousarray(arr), None
 
     def _pack_state(self, h: np.ndarray, c: np.ndarray | None) -> State:
@@ -592,7 +617,7 @@ class RecurrentBase(Module):
         """
         self._take_tape(tape)
         steps, batch = tape._meta["steps"], tape._meta["batch"]
-        width = self.num_directions * self.hidden_size
+        width = self.num_directions * self._state_size
         dy_tm = None
         if dy is not None:
             arr = v.as_float_array(dy, "dy", self.dtype)
@@ -614,6 +639,8 @@ class RecurrentBase(Module):
 
     def __repr__(self) -> str:
         extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""
+        if self.proj_size:
+            extra += f", proj_size={self.proj_size}"
         return (
             f"{type(self).__module__}.{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
@@ -645,7 +672,29 @@ class RNNBase(RecurrentBase):
 
 
 class LSTMBase(RecurrentBase):
-    """LSTM, gates i, f, g, o: c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
+    """LSTM, gates i, f, g, o: c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
+
+    With `proj_size` P > 0 (LSTMP, as torch.nn.LSTM): h_t = W_hr (o*tanh(c_t)), W_hr
+    (`weight_hr_l{k}`) of shape (P, H); h, y and the recurrent weights' columns have width P,
+    c keeps width H."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        proj_size: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        proj = v.check_size(proj_size, "proj_size", 0)
+        hidden = v.check_size(hidden_size, "hidden_size")
+        if proj >= hidden:
+            raise ValueError(
+                f"proj_size: expected 0 <= proj_size < hidden_size ({hidden}), got {proj}"
+            )
+        self.proj_size = proj
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
     @property
     def cell(self) -> str:

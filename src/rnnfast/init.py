@@ -108,7 +108,8 @@ def init_module(
                     p[...] = rng.uniform(-bound, bound, size=p.shape)
                 continue
             scheme = weight_hh if name.startswith("weight_hh") else weight_ih
-            init_weight(p, scheme, blocks=gates, gain=gain, seed=rng, hidden=hidden)
+            blocks = 1 if name.startswith("weight_hr") else gates  # a projection has no gates
+            init_weight(p, scheme, blocks=blocks, gain=gain, seed=rng, hidden=hidden)
 
 
 __all__ = ["init_module", "init_weight", "orthogonal"]

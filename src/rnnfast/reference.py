@@ -12,7 +12,7 @@ LSTM (gate rows i, f, g, o)::
     a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
     i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o)
     c_t = f * c_{t-1} + i * g
-    h_t = o * tanh(c_t)
+    h_t = o * tanh(c_t)                 (with proj_size: h_t = W_hr (o * tanh(c_t)))
 
 GRU (gate rows r, z, n)::
 
@@ -35,6 +35,10 @@ import numpy as np
 from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
+# Gates per cell: the rows of W_ih and W_hh are gates x hidden_size.
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+
+
 def sigmoid(a: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-a)), computed without overflow for any a."""
     e = np.exp(-np.abs(a))
@@ -51,10 +55,10 @@ def _direction_forward(
     reverse: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[dict]]:
     """One direction over the sequence. mask[t, b] says whether step t is real for sequence b."""
-    w_ih, w_hh, b_ih, b_hh = w
+    w_ih, w_hh, b_ih, b_hh, w_hr = w
     steps, batch, _ = x.shape
-    hd = w_hh.shape[1]
-    y = np.zeros((steps, batch, hd), x.dtype)
+    hd = w_hh.shape[0] // GATES[cell]
+    y = np.zeros((steps, batch, h0.shape[1]), x.dtype)
     h, c = h0, c0
     cache = []
     for t in reversed(range(steps)) if reverse else range(steps):
@@ -73,6 +77,9 @@ def _direction_forward(
             c_new = f * c + i * g
             h_new = o * np.tanh(c_new)
             step.update(i=i, f=f, g=g, o=o, c=c_new)
+            if w_hr is not None:  # LSTMP: the state is a projection of the cell's output m
+                step["m"] = h_new
+                h_new = h_new @ w_hr.T
         else:  # GRU
             r = sigmoid(xw[:, :hd] + hw[:, :hd])
             z = sigmoid(xw[:, hd : 2 * hd] + hw[:, hd : 2 * hd])
@@ -107,10 +114,11 @@ def _direction_backward(
     dc: np.ndarray | None,
     mask: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh] in place."""
-    _, w_hh, _, _ = w
-    gw_ih, gw_hh, gb_ih, gb_hh = grads
-    hd = w_hh.shape[1]
+    """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh, dW_hr] in
+    place."""
+    w_hh, w_hr = w[1], w[4]
+    gw_ih, gw_hh, gb_ih, gb_hh, gw_hr = grads
+    hd = w_hh.shape[0] // GATES[cell]
     dx = np.zeros_like(x)
     w_ih = w[0]
     for step in reversed(cache):
@@ -129,6 +137,10 @@ def _direction_backward(
             dc_prev = None
         elif cell == "lstm":
             i, f, g, o, c = step["i"], step["f"], step["g"], step["o"], step["c"]
+            dh_state = dh
+            if w_hr is not None:  # through the projection: dm = dh W_hr, dW_hr += dh^T m
+                gw_hr += dh[mask[t]].T @ step["m"][mask[t]]
+                dh = dh @ w_hr
             tc = np.tanh(c)
             dc_total = dc + dh * o * (1 - tc**2)
             da_x = np.concatenate(
@@ -141,7 +153,8 @@ def _direction_backward(
                 axis=1,
             )
             da_h = da_x
-            dh_prev = np.zeros_like(dh)
+            dh_prev = np.zeros_like(dh_state)
+            dh = dh_state  # an ended sequence passes its dh (of the state's width) through
             dc_prev = dc_total * f
         else:
             r, z, n = step["r"], step["z"], step["n"]
@@ -206,14 +219,14 @@ class ReferenceEngine:
             x = np.eye(module.input_size, dtype=module.dtype)[x]
         steps, batch, _ = x.shape
         dirs = module.num_directions
-        shape = (module.num_layers * dirs, batch, module.hidden_size)
-        h0 = np.zeros(shape, module.dtype) if h0 is None else h0
+        layers = module.num_layers * dirs
+        h0 = np.zeros((layers, batch, module._state_size), module.dtype) if h0 is None else h0
         if module.cell == "lstm" and c0 is None:
-            c0 = np.zeros(shape, module.dtype)
+            c0 = np.zeros((layers, batch, module.hidden_size), module.dtype)
         if training:
             x = x.copy()  # backward must see x as it was, whatever the caller does next
         if batch == 0:  # no sequence: nothing runs, whatever T is
-            y = np.zeros((steps, 0, dirs * module.hidden_size), module.dtype)
+            y = np.zeros((steps, 0, dirs * module._state_size), module.dtype)
             c_n = None if c0 is None else c0.copy()
             return y, h0.copy(), c_n, ({"empty": x.shape} if training else None)
         lens = np.full(batch, steps) if lengths is None else lengths
@@ -248,18 +261,19 @@ class ReferenceEngine:
         dc_n: np.ndarray | None,
         input_grad: bool = True,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        hd, dirs = module.hidden_size, module.num_directions
+        sd, dirs = module._state_size, module.num_directions
         lstm = module.cell == "lstm"
         batch = 0 if "empty" in saved else saved["inputs"][0].shape[1]
-        shape = (module.num_layers * dirs, batch, hd)
+        shape = (module.num_layers * dirs, batch, sd)
+        cell_shape = (module.num_layers * dirs, batch, module.hidden_size)
         dh_n = np.zeros(shape, module.dtype) if dh_n is None else dh_n
-        dc_n = (np.zeros(shape, module.dtype) if dc_n is None else dc_n) if lstm else None
+        dc_n = (np.zeros(cell_shape, module.dtype) if dc_n is None else dc_n) if lstm else None
         if "empty" in saved:  # nothing ran: the gradient passes to the initial state
             dc0 = None if dc_n is None else dc_n.copy()
             return np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc0
         inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         dh0 = np.empty(shape, module.dtype)
-        dc0 = np.empty(shape, module.dtype) if lstm else None
+        dc0 = np.empty(cell_shape, module.dtype) if lstm else None
         d_out = dy
         for layer in reversed(range(module.num_layers)):
             dx_total = np.zeros_like(inputs[layer])
@@ -268,9 +282,9 @@ class ReferenceEngine:
                 suffix = f"l{layer}{'_reverse' if d else ''}"
                 grads = [
                     module.grads.get(f"{kind}_{suffix}")
-                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
                 ]
-                dy_d = None if d_out is None else d_out[:, :, d * hd : (d + 1) * hd]
+                dy_d = None if d_out is None else d_out[:, :, d * sd : (d + 1) * sd]
                 with _quiet():
                     dx, dh, dc = _direction_backward(
                         module.cell,
@@ -305,7 +319,7 @@ class ReferenceEngine:
         if b_ih is None:  # no bias: zeros keep the equations as written
             gh = w_hh.shape[0]
             b_ih, b_hh = np.zeros(gh, module.dtype), np.zeros(gh, module.dtype)
-        return w_ih, w_hh, b_ih, b_hh
+        return w_ih, w_hh, b_ih, b_hh, module.projection(layer, d)
 
 
 _REFERENCE = ReferenceEngine()

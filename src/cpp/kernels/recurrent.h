@@ -11,9 +11,15 @@
 // output and the tape. Which rows or groups a call covers never changes how an element is
 // computed, so the split among threads never changes a result.
 //
-// Row r of a [rows, ...] operand is at base + r*ld (ld given, or H for states). Gate k of unit u
-// of a gate row is at k*H + u (PyTorch's gate order). A row whose active flag is 0 (its sequence
-// has ended) keeps its state, outputs zeros and gets zero gate gradients.
+// Row r of a [rows, ...] operand is at base + r*ld (ld given, or p.hidden for states).
+//
+// An LSTM with a projection (LSTMP: h = W_hr m, m = o * tanh(c), h of P < H values) runs each step
+// in two parts, as the reset-before GRU: the gates and c from h_prev (depth P), writing m; then
+// h = m W_hr^T (lstm_project, groups of P). Backward: dh = dG_next W_hh + direct + dy
+// (lstm_proj_dh, groups of P, written out), then dm = dh W_hr and the gate gradients
+// (lstm_backward, projected). Gate k of unit u of a gate row is at k*H + u (PyTorch's gate order).
+// A row whose active flag is 0 (its sequence has ended) keeps its state, outputs zeros and gets
+// zero gate gradients.
 #pragma once
 #include <cstdint>
 
@@ -55,6 +61,8 @@ struct ForwardStep {
   bool relu = false;                // RNN: relu instead of tanh
   bool keep_gates = false;  // write every activation back (training); inference keeps only what
                             // the step itself reads again (the reset-before GRU's z)
+  bool project = false;     // LSTM with a projection, first part: `h` receives m = o * tanh(c)
+                            // ([rows, H], zero for an ended row), y is null; see lstm_project
 };
 
 // Backward step t: dh_t = acc + direct + dy_t (acc: the dG of step t+1 times W_hh, zero at the last
@@ -81,6 +89,8 @@ struct BackwardStep {
   T* dh0 = nullptr;          // final call only: dh0 = acc + direct, [rows, H]
   const uint8_t* active = nullptr;
   bool relu = false;
+  bool projected = false;  // LSTM with a projection, second part: acc is dL/dm itself (no direct,
+                           // no dy); an ended row gets zero gate gradients and keeps its dc
 };
 
 }  // namespace rnnfast::kernels

@@ -124,7 +124,8 @@ void carry_row(const kernels::ForwardStep<typename V::T>& s, index_t r, Units un
   using T = typename V::T;
   const index_t hd = s.p.hidden, at = r * hd + un.u;
   const V zero = V::set1(T(0));
-  store_units(load_units<V>(s.h_prev + at, un.n), s.h + at, un.n);
+  // (A projected LSTM's h is carried by its second part; m of an ended row is zero.)
+  store_units(s.project ? zero : load_units<V>(s.h_prev + at, un.n), s.h + at, un.n);
   if (s.c) store_units(load_units<V>(s.c_prev + at, un.n), s.c + at, un.n);
   if (s.y) store_units(zero, s.y + r * s.ldy + un.u, un.n);
   if (!s.keep_gates) return;
@@ -189,6 +190,22 @@ void lstm_forward(const kernels::ForwardStep<typename V::T>& s) {
     }
     store_units(c, s.c + at, un.n);
     write_state(s, r, un, h);
+  });
+}
+
+// Projected LSTM, second part: h = m W_hr^T over groups of P (p.hidden = P, a = m).
+template <typename V>
+void lstm_project(const kernels::ForwardStep<typename V::T>& s) {
+  using T = typename V::T;
+  const index_t pd = s.p.hidden;
+  rec_product<V, 1>(s.p, [&](index_t r, index_t group, const V* acc) {
+    const Units un = units_of<V>(group, pd);
+    if (!s.active[r]) {
+      store_units(load_units<V>(s.h_prev + r * pd + un.u, un.n), s.h + r * pd + un.u, un.n);
+      if (s.y) store_units(V::set1(T(0)), s.y + r * s.ldy + un.u, un.n);
+      return;
+    }
+    write_state(s, r, un, acc[0]);
   });
 }
 
@@ -328,8 +345,13 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
   const index_t hd = s.p.hidden;
   back_product<V>(s, [&](index_t r, index_t group, const V* acc) {
     const Units un = units_of<V>(group, hd);
-    V dh;
-    if (!gather_dh<V, 4>(s, r, un, acc[0], &dh)) return;
+    V dh = acc[0];  // projected: dL/dm
+    if (s.projected && !s.active[r]) {
+      T* dg = s.dg + r * s.ld_gates + un.u;
+      for (int k = 0; k < 4; ++k) store_units(V::set1(T(0)), dg + k * hd, un.n);
+      return;
+    }
+    if (!s.projected && !gather_dh<V, 4>(s, r, un, acc[0], &dh)) return;
     const index_t at = r * hd + un.u;
     const T* gates = s.gates + r * s.ld_gates + un.u;
     const V i = load_units<V>(gates, un.n), f = load_units<V>(gates + hd, un.n);
@@ -343,7 +365,23 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
     store_units(dct * i * fnma(g, g, one), dg + 2 * hd, un.n);
     store_units(dh * tc * o * (one - o), dg + 3 * hd, un.n);
     store_units(dct * f, s.dc + at, un.n);
-    store_units(V::set1(T(0)), s.direct + at, un.n);
+    if (!s.projected) store_units(V::set1(T(0)), s.direct + at, un.n);
+  });
+}
+
+// Projected LSTM, backward first part: dh = acc + direct + dy over groups of P (p.hidden = P),
+// written to dg (the step's row of dL/dh, [rows, P] at ld_gates) for the second part and for
+// W_hr's gradient; zero there for an ended row, whose dh passes through in direct.
+template <typename V>
+void lstm_proj_dh(const kernels::BackwardStep<typename V::T>& s) {
+  using T = typename V::T;
+  const index_t pd = s.p.hidden;
+  back_product<V>(s, [&](index_t r, index_t group, const V* acc) {
+    const Units un = units_of<V>(group, pd);
+    V dh;
+    if (!gather_dh<V, 1>(s, r, un, acc[0], &dh)) return;
+    store_units(dh, s.dg + r * s.ld_gates + un.u, un.n);
+    store_units(V::set1(T(0)), s.direct + r * pd + un.u, un.n);
   });
 }
 

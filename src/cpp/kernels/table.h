@@ -28,11 +28,13 @@ struct KernelTable {
   index_t width;
   void (*rnn_forward)(const ForwardStep<T>&);
   void (*lstm_forward)(const ForwardStep<T>&);
+  void (*lstm_project)(const ForwardStep<T>&);
   void (*gru_forward)(const ForwardStep<T>&);
   void (*gru_rb_gates)(const ForwardStep<T>&);
   void (*gru_rb_update)(const ForwardStep<T>&);
   void (*rnn_backward)(const BackwardStep<T>&);
   void (*lstm_backward)(const BackwardStep<T>&);
+  void (*lstm_proj_dh)(const BackwardStep<T>&);
   void (*gru_backward)(const BackwardStep<T>&);
   void (*gru_rb_backward)(const BackwardStep<T>&);
   void (*gru_rb_backward_reset)(const BackwardStep<T>&);

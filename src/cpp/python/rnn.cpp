@@ -46,11 +46,16 @@ class PyStack {
 
  public:
   PyStack(const std::string& cell, index_t input, index_t hidden, index_t layers,
-          bool bidirectional, bool bias, const std::string& dtype)
-      : spec_{parse_cell(cell), input, hidden, layers, bidirectional ? 2 : 1, bias},
+          bool bidirectional, bool bias, const std::string& dtype, index_t proj_size)
+      : spec_{parse_cell(cell), input, hidden, layers, bidirectional ? 2 : 1, bias, proj_size},
         dtype_(parse_dtype(dtype)) {
     if (input < 1 || hidden < 1 || layers < 1)
       throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
+    if (proj_size < 0 || proj_size >= hidden)
+      throw std::invalid_argument("proj_size: expected 0 <= proj_size < hidden_size, got " +
+                                  std::to_string(proj_size));
+    if (proj_size && spec_.cell != Cell::Lstm)
+      throw std::invalid_argument("proj_size: only an LSTM has a projection");
     if (dtype_ == Dtype::F32) {
       f32_ = std::make_unique<Typed<float>>(spec_);
     } else {
@@ -101,13 +106,18 @@ class PyStack {
   }
 
  private:
-  Shape state_shape(index_t batch) const {
+  Shape state_shape(index_t batch) const {  // h: [L*D, B, S]
+    return {spec_.count(), batch, spec_.state()};
+  }
+  Shape cell_shape(index_t batch) const {  // c: [L*D, B, H]
     return {spec_.count(), batch, spec_.hidden};
-  }  // [L*D, B, H]
+  }
 
   template <typename T>
   void bind(Typed<T>& t, const py::list& arrays, bool grads) {
-    const index_t per = spec_.bias ? 4 : 2, g = cell_info(spec_.cell).gates * spec_.hidden;
+    // Per layer and direction, PyTorch's order: w_ih, w_hh, (b_ih, b_hh), (w_hr).
+    const index_t hd = spec_.hidden, g = cell_info(spec_.cell).gates * hd;
+    const index_t per = (spec_.bias ? 4 : 2) + (spec_.proj ? 1 : 0);
     const std::string what = grads ? "grads" : "params";
     if (static_cast<index_t>(arrays.size()) != spec_.count() * per) {
       throw std::invalid_argument(what + ": expected " + std::to_string(spec_.count() * per) +
@@ -118,20 +128,26 @@ class PyStack {
     StackGrads<T> gr;
     for (index_t k = 0; k < spec_.count(); ++k) {
       const index_t in = spec_.layer_input(k / spec_.directions);
-      const std::vector<std::vector<index_t>> shapes = {{g, in}, {g, spec_.hidden}, {g}, {g}};
-      T* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
+      std::vector<std::vector<index_t>> shapes = {{g, in}, {g, spec_.state()}};
+      if (spec_.bias) shapes.insert(shapes.end(), {{g}, {g}});
+      if (spec_.proj) shapes.push_back({spec_.proj, hd});
+      std::vector<T*> ptr;
       for (index_t j = 0; j < per; ++j) {
         py::array a = arrays[static_cast<size_t>(k * per + j)].cast<py::array>();
         const std::string name = what + "[" + std::to_string(k * per + j) + "]";
-        ptr[j] =
-            grads ? output<T>(name, a, shapes[j]) : const_cast<T*>(input<T>(name, a, shapes[j]));
+        ptr.push_back(grads ? output<T>(name, a, shapes[j])
+                            : const_cast<T*>(input<T>(name, a, shapes[j])));
         refs.push_back(a);
       }
-      params.layers.push_back({ptr[0], ptr[1], ptr[2], ptr[3]});
+      T* b_ih = spec_.bias ? ptr[2] : nullptr;
+      T* b_hh = spec_.bias ? ptr[3] : nullptr;
+      T* w_hr = spec_.proj ? ptr.back() : nullptr;
+      params.layers.push_back({ptr[0], ptr[1], b_ih, b_hh, w_hr});
       gr.w_ih.push_back(ptr[0]);
       gr.w_hh.push_back(ptr[1]);
-      gr.b_ih.push_back(ptr[2]);
-      gr.b_hh.push_back(ptr[3]);
+      gr.b_ih.push_back(b_ih);
+      gr.b_hh.push_back(b_hh);
+      gr.w_hr.push_back(w_hr);
     }
     if (grads) {
       t.grads = gr;
@@ -167,7 +183,7 @@ class PyStack {
     const int64_t* pids = one_hot ? checked_ids(x, {steps, batch}) : nullptr;
     const T* ph0 = input_or_null<T>("h0", h0, state_shape(batch));
     const bool lstm = cell_info(spec_.cell).cell_state;
-    const T* pc0 = lstm ? input_or_null<T>("c0", c0, state_shape(batch)) : nullptr;
+    const T* pc0 = lstm ? input_or_null<T>("c0", c0, cell_shape(batch)) : nullptr;
     const int64_t* lens = nullptr;
     if (!lengths.is_none()) {
       lens = input<int64_t>("lengths", lengths.cast<py::array>(), {batch});
@@ -179,12 +195,12 @@ class PyStack {
         }
       }
     }
-    auto y = new_array<T>({steps, batch, spec_.directions * spec_.hidden});
+    auto y = new_array<T>({steps, batch, spec_.directions * spec_.state()});
     auto h_n = new_array<T>(state_shape(batch));
     py::object c_n = py::none();
     T* pc_n = nullptr;
     if (lstm) {
-      auto c = new_array<T>(state_shape(batch));
+      auto c = new_array<T>(cell_shape(batch));
       pc_n = c.mutable_data();
       c_n = c;
     }
@@ -228,9 +244,9 @@ class PyStack {
     T* pc = nullptr;
     if (cell_info(spec_.cell).cell_state) {
       py::array ca = c.cast<py::array>();
-      pc = output<T>("c", ca, state_shape(batch));
+      pc = output<T>("c", ca, cell_shape(batch));
     }
-    T* py_ = output<T>("y", y, {batch, spec_.hidden});
+    T* py_ = output<T>("y", y, {batch, spec_.state()});
     py::gil_scoped_release release;
     t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), 1, batch, px,
                    pids, ph, pc, nullptr, py_, ph, pc, nullptr);
@@ -245,9 +261,9 @@ class PyStack {
     Tape<T>& tape = **holder;
     const index_t steps = tape.steps, batch = tape.batch;
     const bool lstm = cell_info(spec_.cell).cell_state;
-    const T* pdy = input_or_null<T>("dy", dy, {steps, batch, spec_.directions * spec_.hidden});
+    const T* pdy = input_or_null<T>("dy", dy, {steps, batch, spec_.directions * spec_.state()});
     const T* pdh = input_or_null<T>("dh_n", dh_n, state_shape(batch));
-    const T* pdc = lstm ? input_or_null<T>("dc_n", dc_n, state_shape(batch)) : nullptr;
+    const T* pdc = lstm ? input_or_null<T>("dc_n", dc_n, cell_shape(batch)) : nullptr;
     py::object dx = py::none();
     T* pdx = nullptr;
     if (input_grad) {
@@ -259,7 +275,7 @@ class PyStack {
     py::object dc0 = py::none();
     T* pdc0 = nullptr;
     if (lstm) {
-      auto a = new_array<T>(state_shape(batch));
+      auto a = new_array<T>(cell_shape(batch));
       pdc0 = a.mutable_data();
       dc0 = a;
     }
@@ -304,10 +320,10 @@ void init_rnn(py::module_& m) {
       .def_property_readonly("nbytes", &PyTape::bytes)
       .def_property_readonly("consumed", &PyTape::consumed);
   py::class_<PyStack>(m, "Stack", "A recurrent module's C++ driver: layers x directions.")
-      .def(
-          py::init<const std::string&, index_t, index_t, index_t, bool, bool, const std::string&>(),
-          py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
-          py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"))
+      .def(py::init<const std::string&, index_t, index_t, index_t, bool, bool, const std::string&,
+                    index_t>(),
+           py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+           py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"), py::arg("proj_size") = 0)
       .def("set_params", &PyStack::set_params, py::arg("arrays"))
       .def("set_grads", &PyStack::set_grads, py::arg("arrays"))
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),

@@ -27,12 +27,13 @@ index_t gates_stride(Cell cell, index_t hidden, index_t value_bytes) {
   return gh * value_bytes % 4096 == 0 ? gh + 16 : gh;
 }
 
-index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes) {
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes,
+                    index_t proj) {
   const CellInfo& info = cell_info(cell);
-  const index_t bh = batch * hidden;
-  index_t n = steps * batch * gates_stride(cell, hidden, value_bytes) + (steps + 1) * bh;
+  const index_t bh = batch * hidden, bs = batch * (proj ? proj : hidden);
+  index_t n = steps * batch * gates_stride(cell, hidden, value_bytes) + (steps + 1) * bs;
   if (info.cell_state) n += (steps + 1) * bh;
-  if (info.extra) n += steps * bh;
+  if (info.extra || proj) n += steps * bh;
   return n;
 }
 

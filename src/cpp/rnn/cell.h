@@ -30,7 +30,9 @@ inline constexpr Cell kCells[] = {Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell
 index_t gates_stride(Cell cell, index_t hidden, index_t value_bytes);
 
 // Values (of value_bytes each) a training forward keeps for one direction of one layer: gates
-// [T, B] rows of gates_stride, states [T+1, B, H] (and cell states), GRU's extra [T, B, H].
-index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes);
+// [T, B] rows of gates_stride, states [T+1, B, S] (S = proj, or H without one) and LSTM's cell
+// states [T+1, B, H], GRU's extra and a projected LSTM's m [T, B, H].
+index_t tape_values(Cell cell, index_t steps, index_t batch, index_t hidden, index_t value_bytes,
+                    index_t proj);
 
 }  // namespace rnnfast

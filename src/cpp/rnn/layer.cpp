@@ -34,14 +34,16 @@ inline index_t state_after(bool reverse, index_t t) {
 // barrier that went solo, the soloist owns everything and the others have left.
 struct Team {
   RecurrencePlan plan;
-  index_t batch, groups;
+  index_t batch, groups, state_groups;  // groups of H units, and of the state's S units
   std::unique_ptr<StepBarrier> barrier;
   std::atomic<bool> went_solo{false};
 
-  Team(Cell cell, index_t steps, index_t batch_, index_t input, index_t hidden, index_t width)
+  Team(Cell cell, index_t steps, index_t batch_, index_t input, index_t hidden, index_t state,
+       index_t width)
       : plan(plan_recurrence(cell, steps, batch_, input, hidden, width)),
         batch(batch_),
-        groups(ceil_div(hidden, width)) {}
+        groups(ceil_div(hidden, width)),
+        state_groups(ceil_div(state, width)) {}
 
   // Threads to ask for: a busy machine's history shrinks teams that meet every step.
   int wanted() const {
@@ -52,7 +54,8 @@ struct Team {
 struct Member {
   int id, team;
   index_t b0, b1, g0, g1;
-  bool meet;  // units are shared: meet the others after every phase
+  index_t s0, s1;  // groups of the state's units (a projected LSTM's P; else g0, g1)
+  bool meet;       // units are shared: meet the others after every phase
   bool solo = false;
   Patience patience;
 
@@ -60,7 +63,8 @@ struct Member {
     const bool rows = t.plan.by_rows || team == 1;
     const Share r = rows ? share_of(t.batch, id, team) : Share{0, t.batch};
     const Share g = rows ? Share{0, t.groups} : share_of(t.groups, id, team);
-    b0 = r.first, b1 = r.last, g0 = g.first, g1 = g.last;
+    const Share sg = rows ? Share{0, t.state_groups} : share_of(t.state_groups, id, team);
+    b0 = r.first, b1 = r.last, g0 = g.first, g1 = g.last, s0 = sg.first, s1 = sg.last;
     meet = !rows;
   }
 
@@ -74,7 +78,7 @@ struct Member {
       case StepBarrier::After::kTogether:
         return true;
       case StepBarrier::After::kSolo:
-        g0 = 0, g1 = t.groups, meet = false, solo = true;
+        g0 = 0, g1 = t.groups, s0 = 0, s1 = t.state_groups, meet = false, solo = true;
         t.went_solo = true;
         return true;
       case StepBarrier::After::kLeave:
@@ -270,28 +274,30 @@ void layer_forward(const LayerForward<T>& a) {
   const FlushDenormals flush;
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
-  const index_t gh = info.gates * hd, bh = batch * hd;
+  const index_t sd = a.proj ? a.proj : hd;  // the state's size, S
+  const index_t gh = info.gates * hd, bh = batch * hd, bs = batch * sd;
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));  // the tape's
   const bool training = a.gates != nullptr, lstm = info.cell_state, two_part = info.two_part;
-  // Copies the initial state (zeros when none is given) to dst.
-  auto initial = [bh](const T* src, T* dst) {
+  const bool proj = a.proj > 0;
+  // Copies n values of an initial state (zeros when none is given) to dst.
+  auto initial = [](const T* src, T* dst, index_t n) {
     if (src) {
-      std::copy(src, src + bh, dst);
+      std::copy(src, src + n, dst);
     } else {
-      std::fill(dst, dst + bh, T(0));
+      std::fill(dst, dst + n, T(0));
     }
   };
   if (steps == 0 || batch == 0) {  // no step to run: O(1) whatever T (or B) is
-    initial(a.h0, a.h_n);
-    if (lstm) initial(a.c0, a.c_n);
-    if (training) initial(a.h0, a.hs);
-    if (training && lstm) initial(a.c0, a.cs);
+    initial(a.h0, a.h_n, bs);
+    if (lstm) initial(a.c0, a.c_n, bh);
+    if (training) initial(a.h0, a.hs, bs);
+    if (training && lstm) initial(a.c0, a.cs, bh);
     return;
   }
   const auto& kt = kernels::active_kernels<T>();
   const ForwardPacks<T>& pk = *a.packs;
   // (A one-hot input's projection is a copy: it weighs nothing in the plan.)
-  Team team(a.cell, steps, batch, a.ids ? 0 : in, hd, kt.width);
+  Team team(a.cell, steps, batch, a.ids ? 0 : in, hd, sd, kt.width);
 
   // The input projection x W_ih^T. Training keeps all of it in the tape: one product over every
   // step first. Inference projects chunks of steps as the loop reaches them and so keeps
@@ -306,25 +312,25 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
   const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode && !a.ids ? in : 0));
-  const index_t states_size = training ? 0 : 2 * bh, cells_size = training || !lstm ? 0 : 2 * bh;
-  const index_t rh_size = !training && two_part ? bh : 0;
+  const index_t states_size = training ? 0 : 2 * bs, cells_size = training || !lstm ? 0 : 2 * bh;
+  const index_t extra_size = !training && (two_part || proj) ? bh : 0;  // r*h_prev, or m
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
   const index_t pack_size = kernels::gemm_workspace_size(kt);
-  Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, rh_size,
+  Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, extra_size,
                            team.plan.threads * pack_size, active_size});
   T* pre = ws.take(pre_size);
   T* states = ws.take(states_size);
   T* cells = ws.take(cells_size);
-  T* rh = ws.take(rh_size);
+  T* extra_space = ws.take(extra_size);
   T* pack_space = ws.take(team.plan.threads * pack_size);
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
 
   T* h_states = training ? a.hs : states;
   T* c_states = lstm ? (training ? a.cs : cells) : nullptr;
-  T* extra = training ? a.extra : rh;
+  T* extra = training ? a.extra : extra_space;
   const index_t first = training ? state_before(a.reverse, a.reverse ? steps - 1 : 0) : 0;
-  initial(a.h0, h_states + first * bh);
-  if (lstm) initial(a.c0, c_states + first * bh);
+  initial(a.h0, h_states + first * bs, bs);
+  if (lstm) initial(a.c0, c_states + first * bh, bh);
 
   run_layer_team(team, [&](Member& m) {
     uint8_t* act = active + m.id * batch;
@@ -372,11 +378,12 @@ void layer_forward(const LayerForward<T>& a) {
       const index_t before = training ? state_before(a.reverse, t) : s % 2;
       const index_t after = training ? state_after(a.reverse, t) : (s + 1) % 2;
       mark_active(a.lengths, m.b0, m.b1, t, act);
+      T* extra_rows = extra ? extra + (training ? t * bh : 0) + m.b0 * hd : nullptr;
       kernels::ForwardStep<T> st;
       st.p.rows = m.b1 - m.b0;
-      st.p.depth = hd;
-      st.p.a = h_states + before * bh + m.b0 * hd;
-      st.p.lda = hd;
+      st.p.depth = sd;
+      st.p.a = h_states + before * bs + m.b0 * sd;
+      st.p.lda = sd;
       st.p.w = pk.rec.data.data();
       st.p.w_stride = pk.rec.stride;
       st.p.g0 = m.g0;
@@ -387,33 +394,48 @@ void layer_forward(const LayerForward<T>& a) {
       st.bias = pk.bias.empty() ? nullptr : pk.bias.data();
       st.bias_hn = pk.bias_hn.empty() ? nullptr : pk.bias_hn.data();
       st.h_prev = st.p.a;
-      st.h = h_states + after * bh + m.b0 * hd;
+      st.h = proj ? extra_rows : h_states + after * bs + m.b0 * sd;  // projected: m
       if (lstm) {
         st.c_prev = c_states + before * bh + m.b0 * hd;
         st.c = c_states + after * bh + m.b0 * hd;
       }
-      st.y = a.y + (t * batch + m.b0) * a.ldy;
+      st.y = proj ? nullptr : a.y + (t * batch + m.b0) * a.ldy;
       st.ldy = a.ldy;
-      if (extra) st.extra = extra + (training ? t * bh : 0) + m.b0 * hd;
+      if (!proj) st.extra = extra_rows;
       st.active = act;
       st.relu = a.cell == Cell::RnnRelu;
       st.keep_gates = training;
+      st.project = proj;
       forward_kernel(kt, a.cell, st);
-      if (two_part) {  // n = tanh(... + W_hn (r*h)): every unit's r*h first
+      if (two_part || proj) {  // a second product needs every unit of the first's output
         if (!m.sync(team)) return;
         kernels::ForwardStep<T> st2 = st;
-        st2.p.a = st.extra;
-        st2.p.w = pk.rec_n.data.data();
-        st2.p.w_stride = pk.rec_n.stride;
-        st2.p.g0 = m.g0;
-        st2.p.g1 = m.g1;
-        kt.gru_rb_update(st2);
+        if (proj) {  // h = m W_hr^T
+          st2.p.depth = hd;
+          st2.p.a = extra_rows;
+          st2.p.lda = hd;
+          st2.p.w = pk.proj.data.data();
+          st2.p.w_stride = pk.proj.stride;
+          st2.p.g0 = m.s0;
+          st2.p.g1 = m.s1;
+          st2.p.hidden = sd;
+          st2.h = h_states + after * bs + m.b0 * sd;
+          st2.y = a.y + (t * batch + m.b0) * a.ldy;
+          kt.lstm_project(st2);
+        } else {  // n = tanh(... + W_hn (r*h))
+          st2.p.a = st.extra;
+          st2.p.w = pk.rec_n.data.data();
+          st2.p.w_stride = pk.rec_n.stride;
+          st2.p.g0 = m.g0;
+          st2.p.g1 = m.g1;
+          kt.gru_rb_update(st2);
+        }
       }
       if (!m.sync(team)) return;
     }
   });
   const index_t last = training ? (a.reverse ? 0 : steps) : steps % 2;
-  std::copy(h_states + last * bh, h_states + (last + 1) * bh, a.h_n);
+  std::copy(h_states + last * bs, h_states + (last + 1) * bs, a.h_n);
   if (lstm) std::copy(c_states + last * bh, c_states + (last + 1) * bh, a.c_n);
 }
 
@@ -422,35 +444,36 @@ void layer_backward(const LayerBackward<T>& a) {
   const FlushDenormals flush;
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
-  const index_t gh = info.gates * hd, bh = batch * hd, rows_all = steps * batch;
+  const index_t sd = a.proj ? a.proj : hd;  // the state's size, S
+  const index_t gh = info.gates * hd, bh = batch * hd, bs = batch * sd, rows_all = steps * batch;
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
   const bool lstm = info.cell_state, two_part = info.two_part, lbr = a.cell == Cell::Gru;
+  const bool proj = a.proj > 0;
+  // Copies n values of a final state's gradient (zeros when none is given) to dst.
+  auto initial = [](const T* src, T* dst, index_t n) {
+    if (src) {
+      std::copy(src, src + n, dst);
+    } else {
+      std::fill(dst, dst + n, T(0));
+    }
+  };
   if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
-    if (a.dh_n)
-      std::copy(a.dh_n, a.dh_n + bh, a.dh0);
-    else
-      std::fill(a.dh0, a.dh0 + bh, T(0));
-    if (lstm && a.dc_n)
-      std::copy(a.dc_n, a.dc_n + bh, a.dc0);
-    else if (lstm)
-      std::fill(a.dc0, a.dc0 + bh, T(0));
+    initial(a.dh_n, a.dh0, bs);
+    if (lstm) initial(a.dc_n, a.dc0, bh);
     return;
   }
   const auto& kt = kernels::active_kernels<T>();
   const BackwardPacks<T>& pk = *a.packs;
-  Team team(a.cell, steps, batch, in, hd, kt.width);
+  Team team(a.cell, steps, batch, in, hd, sd, kt.width);
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
-  Workspace<T> ws(a.pool, {bh, lstm ? bh : 0, active_size});
-  T* direct = ws.take(bh);
+  const index_t dh_size = proj ? rows_all * sd : 0;  // dL/dh of every step, for W_hr's gradient
+  Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, dh_size, active_size});
+  T* direct = ws.take(bs);
   T* dc = ws.take(lstm ? bh : 0);
+  T* dhs = ws.take(dh_size);
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
-  if (a.dh_n) {
-    std::copy(a.dh_n, a.dh_n + bh, direct);
-  } else {
-    std::fill(direct, direct + bh, T(0));
-  }
-  if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + bh, dc);
-  if (lstm && !a.dc_n) std::fill(dc, dc + bh, T(0));
+  initial(a.dh_n, direct, bs);
+  if (lstm) initial(a.dc_n, dc, bh);
   const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
 
   run_layer_team(team, [&](Member& m) {
@@ -466,18 +489,37 @@ void layer_backward(const LayerBackward<T>& a) {
       st.p.lda = ld;
       st.p.w = pk.rec.data.data();
       st.p.w_stride = pk.rec.stride;
-      st.p.g0 = m.g0;
-      st.p.g1 = m.g1;
-      st.p.hidden = hd;
+      st.p.g0 = proj ? m.s0 : m.g0;
+      st.p.g1 = proj ? m.s1 : m.g1;
+      st.p.hidden = sd;
       st.product = t_next >= 0;
       st.dy = a.dy ? a.dy + (t * batch + m.b0) * a.ldy : nullptr;
       st.ldy = a.ldy;
-      st.direct = direct + m.b0 * hd;
+      st.direct = direct + m.b0 * sd;
+      st.active = act;
+      if (proj) {  // dh (S units) first, written out; then dm = dh W_hr and the gates
+        st.dg = dhs + (t * batch + m.b0) * sd;
+        st.ld_gates = sd;
+        kt.lstm_proj_dh(st);
+        if (!m.sync(team)) return;
+        st.p.depth = sd;
+        st.p.a = st.dg;
+        st.p.lda = sd;
+        st.p.w = pk.proj.data.data();
+        st.p.w_stride = pk.proj.stride;
+        st.p.g0 = m.g0;
+        st.p.g1 = m.g1;
+        st.product = true;
+        st.projected = true;
+        st.dy = nullptr;
+        st.direct = nullptr;
+      }
+      st.p.hidden = hd;
       st.gates = a.gates + (t * batch + m.b0) * ld;
       st.ld_gates = ld;
       st.dg = a.gates + (t * batch + m.b0) * ld;  // in place: step t's activations are done
-      st.h_prev = a.hs + state_before(a.reverse, t) * bh + m.b0 * hd;
-      st.h = a.hs + state_after(a.reverse, t) * bh + m.b0 * hd;
+      st.h_prev = a.hs + state_before(a.reverse, t) * bs + m.b0 * sd;
+      st.h = a.hs + state_after(a.reverse, t) * bs + m.b0 * sd;
       if (lstm) {
         st.c_prev = a.cs + state_before(a.reverse, t) * bh + m.b0 * hd;
         st.c = a.cs + state_after(a.reverse, t) * bh + m.b0 * hd;
@@ -487,7 +529,6 @@ void layer_backward(const LayerBackward<T>& a) {
         st.extra = a.extra + t * bh + m.b0 * hd;
         st.dg_n = a.extra + t * bh + m.b0 * hd;  // in place, as dg
       }
-      st.active = act;
       st.relu = a.cell == Cell::RnnRelu;
       backward_kernel(kt, a.cell, st);
       if (two_part) {  // dL/d(r*h) = dn W_hn: every unit's dn first
@@ -511,11 +552,11 @@ void layer_backward(const LayerBackward<T>& a) {
     fin.p.lda = ld;
     fin.p.w = pk.rec.data.data();
     fin.p.w_stride = pk.rec.stride;
-    fin.p.g0 = m.g0;
-    fin.p.g1 = m.g1;
-    fin.p.hidden = hd;
-    fin.direct = direct + m.b0 * hd;
-    fin.dh0 = a.dh0 + m.b0 * hd;
+    fin.p.g0 = proj ? m.s0 : m.g0;
+    fin.p.g1 = proj ? m.s1 : m.g1;
+    fin.p.hidden = sd;
+    fin.direct = direct + m.b0 * sd;
+    fin.dh0 = a.dh0 + m.b0 * sd;
     kt.final_dh(fin);
   });
   if (lstm) std::copy(dc, dc + bh, a.dc0);
@@ -536,7 +577,7 @@ void layer_backward(const LayerBackward<T>& a) {
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
   // zero, but 0 * NaN is not.
   const kernels::PaddingRows padding{a.lengths, batch};
-  const PackedB<T> h_rows(Trans::No, rows_all, hd, a.hs + (a.reverse ? bh : 0), hd, padding);
+  const PackedB<T> h_rows(Trans::No, rows_all, sd, a.hs + (a.reverse ? bs : 0), sd, padding);
   // A team for the one-hot gradient when its n x rows additions are worth one.
   const int one_hot_team =
       static_cast<int>(std::clamp<index_t>(gh * rows_all / (1 << 17), 1, get_num_threads()));
@@ -575,7 +616,11 @@ void layer_backward(const LayerBackward<T>& a) {
     const PackedB<T> rh_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
     gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
   } else {
-    gemm(Trans::Yes, gh, hd, rows_all, dg, ld, h_rows, true, a.dw_hh, hd);
+    gemm(Trans::Yes, gh, sd, rows_all, dg, ld, h_rows, true, a.dw_hh, sd);
+  }
+  if (proj) {  // dW_hr += dH^T m (m of an ended row is zero, and its dh too)
+    const PackedB<T> m_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
+    gemm(Trans::Yes, sd, hd, rows_all, static_cast<const T*>(dhs), sd, m_rows, true, a.dw_hr, hd);
   }
   if (a.db_ih) {  // the sums of dg's columns go to both biases: computed once
     if (!sums_from_one_hot) {

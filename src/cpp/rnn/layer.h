@@ -4,17 +4,19 @@
 //   x        [T, B, I]       the layer's input, time-major; or, for one-hot input, null with
 //   ids      [T, B]          the index in [0, I) of each row's single 1 (x = one_hot(ids))
 //   packs    the layer direction's packed weights (rnn/packing.h)
-//   h0, c0   [B, H]          c0 only for LSTM; null: zeros
+//   h0, c0   [B, S], [B, H]  c0 only for LSTM; null: zeros. S is the state W_hh multiplies: H, or
+//                            P for an LSTM with a projection (proj = P > 0; see recurrent.h)
 //   lengths  [B] in [1, T]   or null (every sequence has T steps)
-//   y        row (t, b) at y + (t*B + b)*ldy, H values (ldy = D*H lets the two directions of a
+//   y        row (t, b) at y + (t*B + b)*ldy, S values (ldy = D*S lets the two directions of a
 //            layer share one array); zero past a sequence's end
 // The tape, written by a training forward (null pointers for inference):
 //   gates    [T, B] rows of gates_stride (rnn/cell.h), G*H used: gate activations; backward
 //            overwrites them with dL/d(pre-activation)
-//   hs, cs   [T+1, B, H]     states: the one step t starts from at t, the one it makes at t+1
-//                            (t+1 and t for the reverse direction); cs only for LSTM
+//   hs, cs   [T+1, B, S], [T+1, B, H]  states: the one step t starts from at t, the one it
+//                            makes at t+1 (t+1 and t for the reverse direction); cs only for LSTM
 //   extra    [T, B, H]       GRU: W_hn h + b_hn (linear-before-reset; backward overwrites it with
-//                            the n gate's input-side gradient) or r * h_prev (reset-before)
+//                            the n gate's input-side gradient) or r * h_prev (reset-before);
+//                            projected LSTM: m = o * tanh(c)
 // Backward adds (+=) to the weight gradients, under `grad_lock` when given (several threads may
 // run backward on one module); writes dh0/dc0; writes or adds to dx (none when dx is null).
 #pragma once
@@ -31,6 +33,7 @@ template <typename T>
 struct LayerForward {
   Cell cell;
   index_t steps, batch, input, hidden;
+  index_t proj;  // P, or 0
   bool reverse;
   const T* x;
   const int64_t* ids;
@@ -48,6 +51,7 @@ template <typename T>
 struct LayerBackward {
   Cell cell;
   index_t steps, batch, input, hidden;
+  index_t proj;  // P, or 0
   bool reverse;
   const T* x;
   const int64_t* ids;
@@ -62,6 +66,7 @@ struct LayerBackward {
   bool accumulate_dx;
   T *dh0, *dc0;
   T *dw_ih, *dw_hh, *db_ih, *db_hh;  // biases null when the layer has none
+  T* dw_hr;                          // projected LSTM
   std::mutex* grad_lock;
   std::shared_ptr<BufferPool> pool;
 };

@@ -9,12 +9,14 @@ namespace {
 using kernels::PackedB;
 using kernels::Trans;
 
+// W(gate, unit, k) = w[(row0 + gate*units + unit) * depth + k] for gate < gates, unit < units,
+// k < depth: panel g holds [k][gate][lane] for the units of group g (zero past `units`).
 template <typename T>
-Panels<T> forward_panels(const T* w_hh, index_t hidden, index_t row0, index_t gates,
+Panels<T> forward_panels(const T* w, index_t units, index_t depth, index_t row0, index_t gates,
                          index_t width) {
   Panels<T> p;
-  const index_t groups = ceil_div(hidden, width);
-  p.stride = hidden * gates * width + kernels::kPanelPad;  // (see kPanelPad)
+  const index_t groups = ceil_div(units, width);
+  p.stride = depth * gates * width + kernels::kPanelPad;  // (see kPanelPad)
   p.data.resize(static_cast<size_t>(groups * p.stride));
   parallel_for(groups, 1, [&](index_t g0, index_t g1) {
     for (index_t g = g0; g < g1; ++g) {
@@ -23,9 +25,8 @@ Panels<T> forward_panels(const T* w_hh, index_t hidden, index_t row0, index_t ga
         for (index_t lane = 0; lane < width; ++lane) {
           const index_t unit = g * width + lane;
           T* dst = panel + gate * width + lane;
-          const T* src = w_hh + (row0 + gate * hidden + unit) * hidden;
-          for (index_t k = 0; k < hidden; ++k)
-            dst[k * gates * width] = unit < hidden ? src[k] : T(0);
+          const T* src = w + (row0 + gate * units + unit) * depth;
+          for (index_t k = 0; k < depth; ++k) dst[k * gates * width] = unit < units ? src[k] : T(0);
         }
       }
     }
@@ -33,21 +34,22 @@ Panels<T> forward_panels(const T* w_hh, index_t hidden, index_t row0, index_t ga
   return p;
 }
 
+// The product out = in * w over rows row0 .. row0+depth of w (row length `units`): panel g holds
+// [k][lane] = w[(row0 + k) * units + g*width + lane] (zero past `units`).
 template <typename T>
-Panels<T> backward_panels(const T* w_hh, index_t hidden, index_t row0, index_t depth,
-                          index_t width) {
+Panels<T> backward_panels(const T* w, index_t units, index_t row0, index_t depth, index_t width) {
   Panels<T> p;
-  const index_t groups = ceil_div(hidden, width);
+  const index_t groups = ceil_div(units, width);
   p.stride = depth * width + kernels::kPanelPad;
   p.data.resize(static_cast<size_t>(groups * p.stride));
   parallel_for(groups, 1, [&](index_t g0, index_t g1) {
     for (index_t g = g0; g < g1; ++g) {
       T* panel = p.data.data() + g * p.stride;
-      const index_t units = std::min(width, hidden - g * width);
+      const index_t n = std::min(width, units - g * width);
       for (index_t k = 0; k < depth; ++k) {
-        const T* src = w_hh + (row0 + k) * hidden + g * width;
+        const T* src = w + (row0 + k) * units + g * width;
         for (index_t lane = 0; lane < width; ++lane)
-          panel[k * width + lane] = lane < units ? src[lane] : T(0);
+          panel[k * width + lane] = lane < n ? src[lane] : T(0);
       }
     }
   });
@@ -58,18 +60,20 @@ Panels<T> backward_panels(const T* w_hh, index_t hidden, index_t row0, index_t d
 
 template <typename T>
 std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
-                                                    const LayerWeights<T>& w) {
+                                                    index_t proj, const LayerWeights<T>& w) {
   const CellInfo& info = cell_info(cell);
   const index_t g = info.gates, gh = g * hidden, width = kernels::active_kernels<T>().width;
+  const index_t state = proj ? proj : hidden;  // what W_hh multiplies
   auto p = std::make_shared<ForwardPacks<T>>(
-      ForwardPacks<T>{PackedB<T>(Trans::Yes, input, gh, w.w_ih, input), {}, {}, {}, {}, 0});
+      ForwardPacks<T>{PackedB<T>(Trans::Yes, input, gh, w.w_ih, input), {}, {}, {}, {}, {}, 0});
   p->groups = ceil_div(hidden, width);
   if (info.two_part) {
-    p->rec = forward_panels(w.w_hh, hidden, 0, 2, width);
-    p->rec_n = forward_panels(w.w_hh, hidden, 2 * hidden, 1, width);
+    p->rec = forward_panels(w.w_hh, hidden, hidden, 0, 2, width);
+    p->rec_n = forward_panels(w.w_hh, hidden, hidden, 2 * hidden, 1, width);
   } else {
-    p->rec = forward_panels(w.w_hh, hidden, 0, g, width);
+    p->rec = forward_panels(w.w_hh, hidden, state, 0, g, width);
   }
+  if (proj) p->proj = forward_panels(w.w_hr, proj, hidden, 0, 1, width);
   if (w.b_ih) {
     p->bias.resize(static_cast<size_t>(gh));
     const bool lbr = cell == Cell::Gru;
@@ -82,7 +86,7 @@ std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, in
 
 template <typename T>
 std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
-                                                      const LayerWeights<T>& w) {
+                                                      index_t proj, const LayerWeights<T>& w) {
   const CellInfo& info = cell_info(cell);
   const index_t gh = info.gates * hidden, width = kernels::active_kernels<T>().width;
   auto p = std::make_shared<BackwardPacks<T>>();
@@ -96,16 +100,17 @@ std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, 
     p->rec = backward_panels(w.w_hh, hidden, 0, 2 * hidden, width);
     p->rec_n = backward_panels(w.w_hh, hidden, 2 * hidden, hidden, width);
   } else {
-    p->rec = backward_panels(w.w_hh, hidden, 0, gh, width);
+    p->rec = backward_panels(w.w_hh, proj ? proj : hidden, 0, gh, width);
   }
+  if (proj) p->proj = backward_panels(w.w_hr, hidden, 0, proj, width);
   return p;
 }
 
-#define RNNFAST_INSTANTIATE(T)                                                              \
-  template std::shared_ptr<const ForwardPacks<T>> pack_forward<T>(Cell, index_t, index_t,   \
-                                                                  const LayerWeights<T>&);  \
-  template std::shared_ptr<const BackwardPacks<T>> pack_backward<T>(Cell, index_t, index_t, \
-                                                                    const LayerWeights<T>&);
+#define RNNFAST_INSTANTIATE(T)                                                                     \
+  template std::shared_ptr<const ForwardPacks<T>> pack_forward<T>(Cell, index_t, index_t, index_t, \
+                                                                  const LayerWeights<T>&);         \
+  template std::shared_ptr<const BackwardPacks<T>> pack_backward<T>(                               \
+      Cell, index_t, index_t, index_t, const LayerWeights<T>&);
 RNNFAST_INSTANTIATE(float)
 RNNFAST_INSTANTIATE(double)
 #undef RNNFAST_INSTANTIATE

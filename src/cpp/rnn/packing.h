@@ -1,10 +1,13 @@
 // A layer direction's weights in the layouts its kernels read, built once per parameter version
 // (rnn/stack.h caches them).
 //
-// Recurrent panels (kernels/recurrent.h), groups of `width` units, zero past H:
-//   forward  W(gate, unit, k) = w_hh[(row0 + gate*H + unit) * H + k]:
-//            panel g at g*stride, [k][gate][lane] (every gate of the group's units side by side);
-//   backward the product dh_prev = dG W_hh: panel g, [k][lane] = w_hh[(row0 + k) * H + unit].
+// Recurrent panels (kernels/recurrent.h), groups of `width` units, zero past the last unit:
+//   forward  W(gate, unit, k) = w_hh[(row0 + gate*H + unit) * S + k] (S: the state W_hh
+//            multiplies, H or the projection's P): panel g at g*stride, [k][gate][lane] (every
+//            gate of the group's units side by side);
+//   backward the product dh_prev = dG W_hh: panel g, [k][lane] = w_hh[(row0 + k) * S + unit].
+// A projected LSTM also packs W_hr (P x H): forward h = m W_hr^T (groups of P, depth H),
+// backward dm = dh W_hr (groups of H, depth P).
 #pragma once
 #include <memory>
 #include <vector>
@@ -26,6 +29,7 @@ struct ForwardPacks {
   kernels::PackedB<T> w_ih_t;  // K = I, N = G*H
   Panels<T> rec;               // reset-before GRU: the r and z blocks only
   Panels<T> rec_n;             // reset-before GRU: W_hn
+  Panels<T> proj;              // projected LSTM: W_hr
   std::vector<T> bias;         // [G*H] added at each step, empty without bias: b_ih + b_hh,
                                // except linear-before-reset GRU's n block (b_in alone)
   std::vector<T> bias_hn;      // linear-before-reset GRU: b_hn
@@ -39,18 +43,20 @@ struct BackwardPacks {
   std::vector<kernels::PackedB<T>> w_ih;  // K = G*H; linear-before-reset GRU: rz (2H), then n (H)
   Panels<T> rec;                          // K = G*H (reset-before GRU: 2H)
   Panels<T> rec_n;                        // reset-before GRU: W_hn, K = H
+  Panels<T> proj;                         // projected LSTM: W_hr, K = P
 };
 
 template <typename T>
 struct LayerWeights {
   const T *w_ih, *w_hh, *b_ih, *b_hh;  // PyTorch's layout; biases null without bias
+  const T* w_hr = nullptr;             // projected LSTM: [P, H]
 };
 
 template <typename T>
 std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
-                                                    const LayerWeights<T>& w);
+                                                    index_t proj, const LayerWeights<T>& w);
 template <typename T>
 std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
-                                                      const LayerWeights<T>& w);
+                                                      index_t proj, const LayerWeights<T>& w);
 
 }  // namespace rnnfast

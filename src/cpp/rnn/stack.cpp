@@ -26,9 +26,9 @@ void Stack<T>::release_memory() {
 template <typename T>
 index_t Stack<T>::tape_values(index_t steps, index_t batch) const {
   index_t n = steps * batch * spec_.input;  // x's copy
-  n += (spec_.layers - 1) * steps * batch * spec_.directions * spec_.hidden;
+  n += (spec_.layers - 1) * steps * batch * spec_.directions * spec_.state();
   return n + spec_.count() * rnnfast::tape_values(spec_.cell, steps, batch, spec_.hidden,
-                                                  static_cast<index_t>(sizeof(T)));
+                                                  static_cast<index_t>(sizeof(T)), spec_.proj);
 }
 
 template <typename T>
@@ -41,7 +41,7 @@ std::vector<std::shared_ptr<const ForwardPacks<T>>> Stack<T>::forward_packs(
   std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;
   for (index_t k = 0; k < spec_.count(); ++k)
     packs.push_back(pack_forward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
-                                 params.layers[k]));
+                                 spec_.proj, params.layers[k]));
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
     if (cache_.version != version) cache_ = Cache{version, {}, {}};
@@ -60,7 +60,7 @@ std::vector<std::shared_ptr<const BackwardPacks<T>>> Stack<T>::backward_packs(
   std::vector<std::shared_ptr<const BackwardPacks<T>>> packs;
   for (index_t k = 0; k < spec_.count(); ++k)
     packs.push_back(pack_backward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
-                                  params.layers[k]));
+                                  spec_.proj, params.layers[k]));
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
     if (cache_.version != version) cache_ = Cache{version, {}, {}};
@@ -74,8 +74,8 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
                        const T* x, const int64_t* ids, const T* h0, const T* c0,
                        const int64_t* lengths, T* y, T* h_n, T* c_n, Tape<T>* tape) {
   const CellInfo& info = cell_info(spec_.cell);
-  const index_t hd = spec_.hidden, dirs = spec_.directions, bh = batch * hd;
-  const index_t width = dirs * hd, rows = steps * batch;
+  const index_t hd = spec_.hidden, sd = spec_.state(), dirs = spec_.directions;
+  const index_t bh = batch * hd, bs = batch * sd, width = dirs * sd, rows = steps * batch;
   const auto packs = forward_packs(params, version);
   if (tape) {
     tape->steps = steps;
@@ -118,24 +118,25 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
       a.batch = batch;
       a.input = spec_.layer_input(l);
       a.hidden = hd;
+      a.proj = spec_.proj;
       a.reverse = d == 1;
       a.x = layer_in;
       a.ids = l == 0 ? layer_ids : nullptr;
       a.packs = packs[k].get();
-      a.h0 = h0 ? h0 + k * bh : nullptr;
+      a.h0 = h0 ? h0 + k * bs : nullptr;
       a.c0 = info.cell_state && c0 ? c0 + k * bh : nullptr;
       a.lengths = lens;
-      a.y = out + d * hd;
+      a.y = out + d * sd;
       a.ldy = width;
-      a.h_n = h_n + k * bh;
+      a.h_n = h_n + k * bs;
       a.c_n = info.cell_state ? c_n + k * bh : nullptr;
       a.pool = pool_;
       if (tape) {
         tape->gates.emplace_back(
             pool_, rows * gates_stride(spec_.cell, hd, static_cast<index_t>(sizeof(T))));
-        tape->hs.emplace_back(pool_, (steps + 1) * bh);
+        tape->hs.emplace_back(pool_, (steps + 1) * bs);
         tape->cs.emplace_back(pool_, info.cell_state ? (steps + 1) * bh : 0);
-        tape->extra.emplace_back(pool_, info.extra ? rows * hd : 0);
+        tape->extra.emplace_back(pool_, info.extra || spec_.proj ? rows * hd : 0);
         a.gates = tape->gates.back().data();
         a.hs = tape->hs.back().data();
         a.cs = tape->cs.back().data();
@@ -151,8 +152,8 @@ template <typename T>
 void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
                         const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads) {
   const CellInfo& info = cell_info(spec_.cell);
-  const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden;
-  const index_t dirs = spec_.directions, bh = batch * hd, width = dirs * hd;
+  const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden, sd = spec_.state();
+  const index_t dirs = spec_.directions, bh = batch * hd, bs = batch * sd, width = dirs * sd;
   const auto packs = backward_packs(params, tape.version);
   const int64_t* lens = tape.lengths.empty() ? nullptr : tape.lengths.data();
   Buffer<T> d_in[2];  // the gradient of layer l's input, for layer l-1 (two buffers in turn)
@@ -171,6 +172,7 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.batch = batch;
       a.input = spec_.layer_input(l);
       a.hidden = hd;
+      a.proj = spec_.proj;
       a.reverse = d == 1;
       a.x = tape.inputs[l].data();
       a.ids = l == 0 && tape.ids.size() ? tape.ids.data() : nullptr;
@@ -180,18 +182,19 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.extra = tape.extra[k].data();
       a.hs = tape.hs[k].data();
       a.cs = tape.cs[k].data();
-      a.dy = d_out ? d_out + d * hd : nullptr;
+      a.dy = d_out ? d_out + d * sd : nullptr;
       a.ldy = width;
-      a.dh_n = dh_n ? dh_n + k * bh : nullptr;
+      a.dh_n = dh_n ? dh_n + k * bs : nullptr;
       a.dc_n = dc_n ? dc_n + k * bh : nullptr;
       a.dx = d_layer_in;
       a.accumulate_dx = d == 1;
-      a.dh0 = dh0 + k * bh;
+      a.dh0 = dh0 + k * bs;
       a.dc0 = info.cell_state ? dc0 + k * bh : nullptr;
       a.dw_ih = grads.w_ih[k];
       a.dw_hh = grads.w_hh[k];
       a.db_ih = spec_.bias ? grads.b_ih[k] : nullptr;
       a.db_hh = spec_.bias ? grads.b_hh[k] : nullptr;
+      a.dw_hr = spec_.proj ? grads.w_hr[k] : nullptr;
       a.grad_lock = &grad_mutex_;
       a.pool = pool_;
       layer_backward(a);

@@ -1,10 +1,11 @@
 // A whole recurrent module: layers x directions, one call for forward and one for backward.
 //
 // Arrays (dense, row-major, time-major; the caller allocates them):
-//   x [T, B, I] (or ids [T, B], indices in [0, I): x = one_hot(ids)), y [T, B, D*H], states
-//   h0/h_n/c0/c_n [L*D, B, H] (h0, c0 may be null: zeros), lengths [B] in [1, T] or null. Layer l >
-//   0 reads layer l-1's y, the two directions side by side. Parameters and gradients in PyTorch's
-//   layout, one entry per layer and direction (index l*D + d), biases null without bias.
+//   x [T, B, I] (or ids [T, B], indices in [0, I): x = one_hot(ids)), y [T, B, D*S], states
+//   h0/h_n [L*D, B, S] and c0/c_n [L*D, B, H] (h0, c0 may be null: zeros), where S is H or a
+//   projected LSTM's P; lengths [B] in [1, T] or null. Layer l > 0 reads layer l-1's y, the two
+//   directions side by side. Parameters and gradients in PyTorch's layout, one entry per layer
+//   and direction (index l*D + d), biases null without bias.
 // A training forward fills a Tape (what backward needs, taken from the Stack's memory pool);
 // backward consumes it: gradients are added (+=) to the given arrays, dx and dstate0 written.
 // Packed weights are kept between calls while the caller's parameter version stays the same
@@ -23,7 +24,9 @@ struct StackSpec {
   Cell cell;
   index_t input, hidden, layers, directions;
   bool bias;
-  index_t layer_input(index_t layer) const { return layer == 0 ? input : directions * hidden; }
+  index_t proj = 0;  // LSTM with a projection: P (h has P values, W_hr is P x H); 0: none
+  index_t state() const { return proj ? proj : hidden; }  // S, the size of h
+  index_t layer_input(index_t layer) const { return layer == 0 ? input : directions * state(); }
   index_t count() const { return layers * directions; }
 };
 
@@ -34,7 +37,7 @@ struct StackParams {
 
 template <typename T>
 struct StackGrads {
-  std::vector<T*> w_ih, w_hh, b_ih, b_hh;  // l*D + d
+  std::vector<T*> w_ih, w_hh, b_ih, b_hh, w_hr;  // l*D + d (w_hr: projected LSTM)
 };
 
 inline constexpr uint64_t kNoCache = ~uint64_t{0};
