@@ -50,7 +50,7 @@ def test_reference_gradients_match_finite_differences(cfg):
         y_, s_, _ = m.forward(x, state, lengths, training=False)
         return float(np.sum(y_ * wy) + sum(np.sum(s * w) for s, w in zip(state_arrays(s_), ws)))
 
-    for what, analytic, arr in [("x", dx, x), ("h0", ds0[0], state[0]), ("c0", ds0[1], state[1])]:
+    for _what, analytic, arr in [("x", dx, x), ("h0", ds0[0], state[0]), ("c0", ds0[1], state[1])]:
         np.testing.assert_allclose(analytic, numeric_grad(loss, arr), rtol=1e-6, atol=1e-8)
     assert any(name.startswith("weight_hr") for name in m.grads)
     with m.params.writable() as params:
@@ -110,7 +110,7 @@ def test_results_are_bitwise_equal_across_threads(threads):
         threads(count)
         m = rnnfast.LSTM(20, 96, 2, proj_size=40, bidirectional=True, seed=8)
         x = np.random.default_rng(9).standard_normal((15, 6, 20)).astype(np.float32)
-        y, (h, c), tape = m.forward(x, lengths=[15, 3, 9, 15, 1, 8])
+        y, (h, _c), tape = m.forward(x, lengths=[15, 3, 9, 15, 1, 8])
         m.backward(tape, np.ones_like(y))
         results.append(y.tobytes() + h.tobytes() + b"".join(g.tobytes() for g in m.grads.values()))
     assert results[0] == results[1] == results[2]
@@ -121,7 +121,7 @@ def test_step_and_one_hot_match_forward(engine):
     m = engine.LSTM(11, 9, 2, proj_size=4, dtype=np.float64, seed=1)
     ids = np.random.default_rng(4).integers(0, 11, (6, 3))
     y, (h, c) = m(ids, one_hot=True)
-    y_rows, (h_rows, c_rows) = m(np.eye(11)[ids])
+    y_rows, (_h_rows, _c_rows) = m(np.eye(11)[ids])
     np.testing.assert_allclose(y, y_rows, rtol=1e-13, atol=1e-15)
     state = m.step_state(3)
     assert state.h.shape == (2, 3, 4) and state.c.shape == (2, 3, 9) and state.y.shape == (3, 4)
@@ -205,7 +205,7 @@ def test_matches_pytorch_forward_and_gradients():
         + (ct * torch.tensor(dc)).sum()
     ).backward()
 
-    y, (h, c), tape = m.forward(x, state)
+    y, (h, _c), tape = m.forward(x, state)
     dx, (dh0, dc0) = m.backward(tape, dy, (dh, dc))
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(h, ht.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -36,6 +36,8 @@ class Stack:
         lengths: npt.NDArray[np.int64] | None,
         training: bool,
         version: int,
+        dropout: float = 0.0,
+        dropout_key: int = 0,
     ) -> tuple[_Arr, _Arr, _Arr | None, Tape | None]: ...
     def step(self, x: _Arr, h: _Arr, c: _Arr | None, y: _Arr, version: int) -> None: ...
     def backward(

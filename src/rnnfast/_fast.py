@@ -26,8 +26,10 @@ class FastEngine:
         c0: np.ndarray | None,
         lengths: np.ndarray | None,
         training: bool,
+        dropout: tuple[float, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
-        return module._stack.forward(x, h0, c0, lengths, training, module._param_version())
+        p, key = dropout or (0.0, 0)
+        return module._stack.forward(x, h0, c0, lengths, training, module._param_version(), p, key)
 
     def backward(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, Protocol, Union
 
@@ -26,7 +27,8 @@ class Engine(Protocol):
     """What a concrete engine implements. Arrays are time-major: x (T, B, I) (or int64 (T, B):
     indices of one-hot rows; (B,) for step), y (T, B, D*S), h states (L*D, B, S) and c states
     (L*D, B, H), or None for zeros, where S is the state width (proj_size if set, else H).
-    `c0`/`c_n` are None except for LSTM."""
+    `c0`/`c_n` are None except for LSTM. `dropout` is (p, key) when forward drops values between
+    layers (the masks of rnnfast.reference.dropout_factors); backward applies the same masks."""
 
     def attach(self, module: RecurrentBase) -> None: ...
 
@@ -38,6 +40,7 @@ class Engine(Protocol):
         c0: np.ndarray | None,
         lengths: np.ndarray | None,
         training: bool,
+        dropout: tuple[float, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]: ...
 
     def backward(
@@ -66,6 +69,12 @@ class Tape:
         self._consumed = False
 
     @property
+    def dropout_key(self) -> int | None:
+        """The key of the dropout masks forward applied (None: no dropout); passing it to forward
+        as `dropout_key` repeats them."""
+        return self._meta.get("dropout_key")
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the arrays of this tape."""
         saved = self._saved
@@ -91,8 +100,8 @@ def _nbytes(obj: Any) -> int:
 class StepState:
     """What `step` carries from one timestep to the next: `h` (num_layers, B, S) and, for LSTM, `c`
     (num_layers, B, H), updated in place by each step, and `y` (B, S), the last step's output,
-    overwritten by the next (copy it to keep it); S is proj_size if set, else hidden_size. Made by `module.step_state(batch)`, or by `step` from a state given as
-    forward takes it."""
+    overwritten by the next (copy it to keep it); S is proj_size if set, else hidden_size. Made
+    by `module.step_state(batch)`, or by `step` from a state given as forward takes it."""
 
     __slots__ = ("_module", "batch", "c", "h", "y")
 
@@ -309,6 +318,7 @@ class RecurrentBase(Module):
         bias: bool = True,
         batch_first: bool = False,
         bidirectional: bool = False,
+        dropout: float = 0.0,
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
@@ -319,6 +329,19 @@ class RecurrentBase(Module):
         self.batch_first = v.check_bool(batch_first, "batch_first")
         self.bidirectional = v.check_bool(bidirectional, "bidirectional")
         self.dtype = v.check_dtype(dtype)
+        self.dropout = v.check_probability(dropout, "dropout")
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout: applies between stacked layers (not after the last one), so with "
+                f"num_layers=1 dropout={self.dropout} does nothing",
+                UserWarning,
+                stacklevel=3,
+            )
+        # Where training forwards draw their dropout keys: seeded with the parameters' seed (its
+        # own stream), so a seeded module repeats its training run.
+        self._dropout_rng = np.random.default_rng(
+            None if seed is None else [v.check_seed(seed), 0x64726F70]
+        )
         self.proj_size = getattr(self, "proj_size", 0)  # set before by an LSTM
         self._state_size = self.proj_size or self.hidden_size  # h's width, and y's per direction
         # What the cell is, fixed for the module's life (read on every call).
@@ -502,6 +525,8 @@ class RecurrentBase(Module):
         training: bool = True,
         *,
         one_hot: bool = False,
+        dropout: bool | None = None,
+        dropout_key: int | None = None,
     ) -> tuple[np.ndarray, State, Tape | None]:
         """Runs the stack: returns (y, final state, tape). The tape (None unless `training`) feeds
         `backward`. y is (T, B, D*H) ((B, T, D*H) with batch_first); zero past each length.
@@ -510,7 +535,14 @@ class RecurrentBase(Module):
         standing for a one-hot row of width input_size: the same result as passing those rows
         (as for characters or tokens without an embedding), without building them; the first
         layer's input product becomes a copy of weight columns. backward's dx is then the gradient
-        with respect to the one-hot rows."""
+        with respect to the one-hot rows.
+
+        Dropout (the module's `dropout` p > 0, as torch.nn.RNN): each layer's output but the
+        last's is multiplied by a random mask of 0 and 1/(1-p) before the next layer reads it.
+        `dropout=None` applies it when `training`, True or False always or never. The masks are
+        named by a key, drawn from the module's seeded generator unless `dropout_key` is given
+        (the same key gives the same masks); the tape records it (`tape.dropout_key`) and
+        backward applies the same masks."""
         if training is not True and training is not False:
             training = v.check_bool(training, "training")
         if one_hot is not False:
@@ -523,13 +555,30 @@ class RecurrentBase(Module):
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
         h0, c0 = self._check_state(state, batch, "state")
+        drop = self._dropout_for(training, dropout, dropout_key)
         version = self._param_version()
-        y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, training)
+        y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, training, drop)
         tape = None
         if training:
-            tape = Tape(self, saved, {"steps": steps, "batch": batch, "version": version})
+            meta = {"steps": steps, "batch": batch, "version": version}
+            if drop is not None:
+                meta["dropout_key"] = drop[1]
+            tape = Tape(self, saved, meta)
         y_out = np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
         return y_out, self._pack_state(h_n, c_n), tape
+
+    def _dropout_for(
+        self, training: bool, dropout: bool | None, key: int | None
+    ) -> tuple[float, int] | None:
+        """(p, key) when this forward drops values between layers, else None."""
+        apply = training if dropout is None else v.check_bool(dropout, "dropout")
+        if key is not None:
+            key = v.check_key(key, "dropout_key")
+        if not apply or self.dropout == 0 or self.num_layers == 1:
+            return None
+        if key is None:
+            key = int(self._dropout_rng.integers(0, 2**64, dtype=np.uint64))
+        return self.dropout, key
 
     def __call__(
         self,
@@ -641,6 +690,8 @@ class RecurrentBase(Module):
         extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""
         if self.proj_size:
             extra += f", proj_size={self.proj_size}"
+        if self.dropout:
+            extra += f", dropout={self.dropout}"
         return (
             f"{type(self).__module__}.{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}{extra}, bias={self.bias}, "

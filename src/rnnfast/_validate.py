@@ -62,6 +62,29 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     return n
 
 
+def check_probability(value: Any, name: str) -> float:
+    """A real number in [0, 1] (bool refused, as torch.nn.RNN refuses it for dropout)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number in [0, 1], got {value!r}")
+    p = float(value)
+    if not 0.0 <= p <= 1.0:  # NaN included
+        raise ValueError(f"{name}: expected a number in [0, 1], got {p}")
+    return p
+
+
+def check_key(value: Any, name: str) -> int:
+    """An integer in [0, 2**64): the name of a set of random masks."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an integer in [0, 2**64), got bool")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer in [0, 2**64), got {value!r}") from None
+    if not 0 <= n < 2**64:
+        raise ValueError(f"{name}: expected an integer in [0, 2**64), got {n}")
+    return n
+
+
 def _integers_exact(arr: np.ndarray, dtype: np.dtype) -> bool:
     """Whether every integer of arr is exactly a value of the floating dtype."""
     if arr.dtype.kind == "b" or arr.size == 0:

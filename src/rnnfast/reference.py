@@ -34,9 +34,34 @@ import numpy as np
 
 from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
-
 # Gates per cell: the rows of W_ih and W_hh are gates x hidden_size.
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+
+
+_U64 = np.uint64
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = z + _U64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return z ^ (z >> _U64(31))
+
+
+def dropout_factors(size: int, p: float, key: int, layer: int, dtype: Any) -> np.ndarray:
+    """The factors (0 or 1/(1-p)) that dropout multiplies the `size` values of layer `layer`'s
+    output by (flat, time-major (T, B, D*S) order), for masks named `key`: the values whose hash
+    mix64(mix64(key ^ mix64(layer)) + index), shifted right by 40, is >= round(p * 2^24) are kept.
+    The C++ engine computes the same (rnn/dropout.h)."""
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        stream = _mix64(np.array([key], _U64) ^ _mix64(np.array([layer], _U64)))
+        bits = _mix64(stream + np.arange(size, dtype=_U64))
+    keep = (bits >> _U64(40)) >= _U64(round(p * 2**24))
+    one = dtype.type(1)
+    scale = one / (one - dtype.type(p)) if p < 1 else dtype.type(0)
+    return np.where(keep, scale, dtype.type(0)).astype(dtype)
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -214,6 +239,7 @@ class ReferenceEngine:
         c0: np.ndarray | None,
         lengths: np.ndarray | None,
         training: bool,
+        dropout: tuple[float, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         if x.dtype.kind == "i":  # indices of one-hot rows: the rows themselves, plainly
             x = np.eye(module.input_size, dtype=module.dtype)[x]
@@ -232,7 +258,7 @@ class ReferenceEngine:
         lens = np.full(batch, steps) if lengths is None else lengths
         mask = np.arange(steps)[:, None] < lens[None, :]
         h_n, c_n = np.empty_like(h0), None if c0 is None else np.empty_like(c0)
-        layer_in, inputs, caches = x, [], []
+        layer_in, inputs, caches, factors = x, [], [], []
         for layer in range(module.num_layers):
             outs = []
             for d in range(dirs):
@@ -249,7 +275,14 @@ class ReferenceEngine:
                 caches.append(cache)
             inputs.append(layer_in)
             layer_in = np.concatenate(outs, axis=2)
-        saved = {"inputs": inputs, "caches": caches, "mask": mask} if training else None
+            if dropout is not None and layer + 1 < module.num_layers:  # between layers only
+                p, key = dropout
+                f = dropout_factors(layer_in.size, p, key, layer, module.dtype)
+                factors.append(f.reshape(layer_in.shape))
+                layer_in = layer_in * factors[-1]
+        saved = None
+        if training:
+            saved = {"inputs": inputs, "caches": caches, "mask": mask, "factors": factors}
         return layer_in, h_n, c_n, saved
 
     def backward(
@@ -302,6 +335,8 @@ class ReferenceEngine:
                 if dc0 is not None:
                     dc0[k] = dc
             d_out = dx_total
+            if layer > 0 and saved["factors"]:  # through the dropout before this layer
+                d_out = d_out * saved["factors"][layer - 1]
         assert d_out is not None
         return d_out, dh0, dc0
 
@@ -340,4 +375,4 @@ class GRU(GRUBase):
     _engine = _REFERENCE
 
 
-__all__ = ["GRU", "LSTM", "RNN", "ReferenceEngine", "sigmoid"]
+__all__ = ["GRU", "LSTM", "RNN", "ReferenceEngine", "dropout_factors", "sigmoid"]

@@ -73,8 +73,14 @@ class PyStack {
   }
 
   py::tuple forward(const py::array& x, const py::object& h0, const py::object& c0,
-                    const py::object& lengths, bool training, int64_t version) {
-    return visit([&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version); });
+                    const py::object& lengths, bool training, int64_t version, double dropout,
+                    uint64_t dropout_key) {
+    if (!(dropout >= 0 && dropout <= 1))  // NaN included
+      throw std::invalid_argument("dropout: expected a probability in [0, 1], got " +
+                                  std::to_string(dropout));
+    const Dropout drop{dropout, dropout_key};
+    return visit(
+        [&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version, drop); });
   }
 
   // One timestep for every layer, the state carried in place: x [B, I], h (and c) [L*D, B, H]
@@ -167,7 +173,7 @@ class PyStack {
   template <typename T>
   py::tuple forward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
                           const py::object& c0, const py::object& lengths, bool training,
-                          int64_t version) {
+                          int64_t version, const Dropout& dropout) {
     check_bound(t, false);
     const bool one_hot = is_ids(x);
     if (one_hot && x.ndim() != 2) {
@@ -210,7 +216,7 @@ class PyStack {
     {
       py::gil_scoped_release release;
       t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), steps,
-                     batch, px, pids, ph0, pc0, lens, py_, ph_n, pc_n, tape.get());
+                     batch, px, pids, ph0, pc0, lens, py_, ph_n, pc_n, tape.get(), dropout);
     }
     py::object tape_obj = py::none();
     if (tape) {
@@ -328,9 +334,10 @@ void init_rnn(py::module_& m) {
       .def("set_grads", &PyStack::set_grads, py::arg("arrays"))
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
-           py::arg("version"),
+           py::arg("version"), py::arg("dropout") = 0.0, py::arg("dropout_key") = 0,
            "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache. "
-           "An int64 x (T, B) holds the indices of one-hot rows.")
+           "An int64 x (T, B) holds the indices of one-hot rows. `dropout` > 0 drops values "
+           "between layers with masks named by `dropout_key` (see rnn/dropout.h).")
       .def("step", &PyStack::step, py::arg("x"), py::arg("h"), py::arg("c").none(true),
            py::arg("y"), py::arg("version"),
            "One timestep, h (and c) updated in place, y written: nothing allocated. An int64 x "

@@ -72,7 +72,8 @@ std::vector<std::shared_ptr<const BackwardPacks<T>>> Stack<T>::backward_packs(
 template <typename T>
 void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
                        const T* x, const int64_t* ids, const T* h0, const T* c0,
-                       const int64_t* lengths, T* y, T* h_n, T* c_n, Tape<T>* tape) {
+                       const int64_t* lengths, T* y, T* h_n, T* c_n, Tape<T>* tape,
+                       const Dropout& dropout) {
   const CellInfo& info = cell_info(spec_.cell);
   const index_t hd = spec_.hidden, sd = spec_.state(), dirs = spec_.directions;
   const index_t bh = batch * hd, bs = batch * sd, width = dirs * sd, rows = steps * batch;
@@ -82,6 +83,7 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
     tape->batch = batch;
     tape->version = version;
     tape->packs = packs;
+    tape->dropout = dropout;
     if (lengths) tape->lengths.assign(lengths, lengths + batch);
     // The tape owns x's copy: whatever the caller does with its memory next, backward sees x.
     if (ids) {
@@ -144,6 +146,9 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
       }
       layer_forward(a);
     }
+    // The next layer reads the dropped values (and its tape keeps them, for its weight gradient);
+    // this layer's backward needs only its states, which the tape holds apart.
+    if (!last && dropout.active()) apply_dropout(out, rows * width, dropout, l);
     layer_in = out;
   }
 }
@@ -199,6 +204,9 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.pool = pool_;
       layer_backward(a);
     }
+    // Through the dropout between layer l-1 and l: the same mask and scale as forward's.
+    if (l > 0 && tape.dropout.active())
+      apply_dropout(d_layer_in, steps * batch * width, tape.dropout, l - 1);
     d_out = d_layer_in;
     // This layer's tape is spent: give its memory back now.
     for (index_t d = 0; d < dirs; ++d) {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <vector>
 
+#include "rnn/dropout.h"
 #include "rnn/layer.h"
 
 namespace rnnfast {
@@ -47,6 +48,7 @@ class Tape {
  public:
   index_t steps = 0, batch = 0;
   uint64_t version = kNoCache;
+  Dropout dropout;  // the masks forward applied between layers, recomputed by backward
   bool consumed = false;
   std::vector<int64_t> lengths;                 // empty: every sequence has T steps
   Buffer<int64_t> ids;                          // one-hot input: a copy of its indices
@@ -65,10 +67,10 @@ class Stack {
 
   // `version` names the parameters' current values: the same version promises the same values,
   // so packed weights are reused; kNoCache packs afresh and keeps nothing.
-  // Exactly one of x and ids is given.
+  // Exactly one of x and ids is given. `dropout` applies to every layer's output but the last's.
   void forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
                const T* x, const int64_t* ids, const T* h0, const T* c0, const int64_t* lengths,
-               T* y, T* h_n, T* c_n, Tape<T>* tape);
+               T* y, T* h_n, T* c_n, Tape<T>* tape, const Dropout& dropout = {});
 
   // dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is wanted.
   void backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
