@@ -18,7 +18,8 @@ from ._runtime import MAX_THREADS, get_num_threads, isa, set_num_threads, show_c
 
 __version__: str = _core.__version__
 
-_SUBMODULES = {"checkpoint", "clip", "init", "nn", "optim", "reference", "tasks", "tbptt"}
+# `torch` (the PyTorch adapter) imports PyTorch, so only on first use.
+_SUBMODULES = {"checkpoint", "clip", "init", "nn", "optim", "reference", "tasks", "tbptt", "torch"}
 _NAMES = {
     "RNN": "_fast",
     "LSTM": "_fast",

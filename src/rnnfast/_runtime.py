@@ -6,11 +6,21 @@ Imports nothing but the extension, so `import rnnfast` stays cheap.
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any
 
 from . import _core
 
 MAX_THREADS: int = _core.MAX_THREADS
+
+# Part of the thread setting: whether the user chose the count (set_num_threads or
+# OMP_NUM_THREADS), so that the PyTorch adapter follows torch's count only when nobody did.
+_chosen = {"explicit": bool(os.environ.get("OMP_NUM_THREADS"))}
+
+
+def threads_chosen() -> bool:
+    """Whether the thread count was set by set_num_threads or OMP_NUM_THREADS."""
+    return _chosen["explicit"]
 
 
 def set_num_threads(n: int) -> None:
@@ -26,6 +36,7 @@ def set_num_threads(n: int) -> None:
     if not 1 <= count <= MAX_THREADS:
         raise ValueError(f"n: expected a number of threads in [1, {MAX_THREADS}], got {count}")
     _core.set_num_threads(count)
+    _chosen["explicit"] = True
 
 
 def get_num_threads() -> int:

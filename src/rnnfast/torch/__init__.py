@@ -1,0 +1,78 @@
+"""rnnfast as a drop-in for torch.nn.RNN, LSTM and GRU (needs PyTorch; `import rnnfast` does not).
+
+`rnnfast.torch.LSTM(...)` is a `torch.nn.LSTM` in all but class (a torch.nn.RNNBase with the same
+constructor, `nn.Parameter`s under the same names, state dicts, `.to(dtype)`, hooks, optimisers;
+not a subclass of nn.LSTM, which torch.compile refuses to trace) whose forward runs rnnfast's
+C++ engine, batched, unbatched or on a PackedSequence, with autograd (gradients for the input,
+the initial state and every parameter; a double backward raises), `torch.no_grad()` taking the
+inference path, dropout in training mode (masks from torch's generator: `torch.manual_seed`
+repeats them), `torch.compile` (through custom operators) and DistributedDataParallel.
+`patch(model)` switches every torch RNN inside a model to rnnfast in place, keeping its
+Parameter objects; `unpatch(model)` switches back.
+
+CPU only, float32 and float64; anything else gets an error, never a silent copy. Unless rnnfast's
+thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from here use torch's
+(`torch.get_num_threads()`), so the two never run more threads than torch was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import torch
+except ImportError as error:  # pragma: no cover - exercised only without torch
+    raise ImportError(
+        "rnnfast.torch needs PyTorch: pip install torch (rnnfast itself does not)"
+    ) from error
+
+from ._modules import GRU, LSTM, RNN
+
+_TO_RNNFAST = {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
+_TO_TORCH = {RNN: torch.nn.RNN, LSTM: torch.nn.LSTM, GRU: torch.nn.GRU}
+
+
+def patch(model: torch.nn.Module) -> torch.nn.Module:
+    """Makes every torch.nn.RNN, LSTM and GRU in `model` (itself included) run on rnnfast, in
+    place: each keeps its Parameter objects, buffers, hooks and settings, so an optimiser built
+    before goes on working and training continues with the same numbers. Returns `model`."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    for module in model.modules():
+        target = _TO_RNNFAST.get(type(module))
+        if target is None:
+            continue
+        for p in module._flat_weights:
+            if p is not None and p.device.type != "cpu":
+                raise ValueError(f"patch: {type(module).__name__} has parameters on {p.device}")
+        module.__class__ = target
+        if target is GRU:
+            module.linear_before_reset = True
+    return model
+
+
+def unpatch(model: torch.nn.Module) -> torch.nn.Module:
+    """Undoes `patch`: every rnnfast.torch module in `model` becomes torch's own again (same
+    Parameter objects). A GRU with linear_before_reset=False, which torch cannot compute, is
+    refused before anything changes. Returns `model`."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    modules = [m for m in model.modules() if type(m) in _TO_TORCH]
+    for name, m in model.named_modules():
+        if isinstance(m, GRU) and not m.linear_before_reset:
+            raise ValueError(
+                f"unpatch: {name or 'model'} is a GRU with linear_before_reset=False, "
+                "which torch.nn.GRU does not compute"
+            )
+    for m in modules:
+        m.__dict__.pop("_rnnfast", None)
+        m.__dict__.pop("linear_before_reset", None)
+        m.__class__ = _TO_TORCH[type(m)]
+    return model
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'rnnfast.torch' has no attribute {name!r}")
+
+
+__all__ = ["GRU", "LSTM", "RNN", "patch", "unpatch"]

@@ -1,0 +1,185 @@
+"""The C++ stack behind a torch module, and the autograd Function that runs it.
+
+Tensors reach the engine without copies: a contiguous CPU tensor and `tensor.numpy()` share
+memory, and so do the engine's outputs and `torch.from_numpy`. The parameters are bound to the
+stack once and rebound only when their storage moves (`.to()`, `param.data = ...`); the packed
+weights are kept while no parameter changed in place, which torch counts for every tensor
+(`tensor._version`: optimiser steps, `load_state_dict`, `with torch.no_grad(): p.add_(...)`).
+Writes that bypass torch (through `p.numpy()`) are not seen: call `module.flatten_parameters()`
+after them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _core, _runtime
+
+SUPPORTED_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> tuple:
+    """What the C++ stack is built from: (cell, input, hidden, layers, bidir, bias, dtype, proj)."""
+    return (
+        module_cell(module),
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bidirectional,
+        module.bias,
+        SUPPORTED_DTYPES[dtype],
+        module.proj_size,
+    )
+
+
+def module_cell(module: torch.nn.RNNBase) -> str:
+    mode = module.mode
+    if mode == "LSTM":
+        return "lstm"
+    if mode == "GRU":
+        return "gru" if getattr(module, "linear_before_reset", True) else "gru_reset_before"
+    return "rnn_tanh" if mode == "RNN_TANH" else "rnn_relu"
+
+
+def follow_torch_threads() -> None:
+    """Unless the user chose rnnfast's thread count, use torch's (its intra-op pool and rnnfast's
+    team then never ask for more cores than torch was told it has)."""
+    if not _runtime.threads_chosen():
+        n = torch.get_num_threads()
+        if n != _core.get_num_threads() and 1 <= n <= _core.MAX_THREADS:
+            _core.set_num_threads(n)
+
+
+class Engine:
+    """One module's C++ stack, its bound parameters and the version that names their values."""
+
+    __slots__ = ("_ptrs", "_spec", "_stack", "_versions", "lock", "version")
+
+    def __init__(self) -> None:
+        self._spec: tuple | None = None
+        self._stack: Any = None
+        self.lock = threading.Lock()  # bind-and-run (grads) is one step
+        self._ptrs: tuple = ()
+        self._versions: tuple = ()
+        self.version = 0
+
+    def stack_for(self, module: torch.nn.RNNBase, params: list[torch.Tensor]) -> Any:
+        """The stack with `params` bound, its version updated if any changed."""
+        spec = stack_spec(module, params[0].dtype)
+        if spec != self._spec:
+            self._stack = _core.Stack(*spec)
+            self._spec = spec
+            self._ptrs = ()
+        ptrs = tuple(p.data_ptr() for p in params)
+        versions = tuple(p._version for p in params)
+        if ptrs != self._ptrs:
+            self._stack.set_params([p.detach().numpy() for p in params])
+            self._ptrs = ptrs
+            self.version += 1
+        elif versions != self._versions:
+            self.version += 1
+        self._versions = versions
+        return self._stack
+
+    def invalidate(self) -> None:
+        """Forget the packed weights (after writes torch did not count)."""
+        self._ptrs = ()
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().numpy()
+
+
+class StackFunction(torch.autograd.Function):
+    """y, h_n[, c_n] = stack(x, h0, c0, params); backward through the tape the forward made."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        engine: Engine,
+        stack: Any,
+        lstm: bool,
+        x: torch.Tensor,
+        h0: torch.Tensor | None,
+        c0: torch.Tensor | None,
+        lengths: np.ndarray | None,
+        dropout: float,
+        key: int,
+        *params: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        y, h_n, c_n, tape = stack.forward(
+            _np(x), _np(h0), _np(c0), lengths, True, engine.version, dropout, key
+        )
+        ctx.stack, ctx.tape, ctx.lock = stack, tape, engine.lock
+        ctx.shapes = [p.shape for p in params]
+        ctx.dtype = x.dtype
+        ctx.rerun = (lengths, dropout, key)
+        # Saved so that torch refuses a backward after any of them changed in place, and so that
+        # a second backward (retain_graph=True) can make the spent tape again.
+        ctx.save_for_backward(x, h0, c0, *params)
+        ctx.set_materialize_grads(False)
+        outs = (torch.from_numpy(y), torch.from_numpy(h_n))
+        return (*outs, torch.from_numpy(c_n)) if lstm else outs
+
+    @staticmethod
+    def backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> tuple[Any, ...]:
+        create_graph = torch.is_grad_enabled()
+        with torch.no_grad():
+            grads = _backward(ctx, dy, dh_n, dc_n)
+        if not create_graph:
+            return grads
+        # A graph of the gradients was asked for (create_graph=True): differentiating them again
+        # must fail loudly rather than give zero.
+        fail = torch._C._functions.DelayedError(_NO_DOUBLE_BACKWARD, len(grads))
+        return fail(*[_fake_requires_grad(g) for g in grads])
+
+
+_NO_DOUBLE_BACKWARD = (
+    b"rnnfast.torch: double backward is not supported (the engine's backward is not itself "
+    b"differentiable); use torch.nn's module for second derivatives"
+)
+
+
+def _fake_requires_grad(t: Any) -> Any:
+    if t is None:
+        return None
+    t = t.detach()
+    t.requires_grad = True
+    return t
+
+
+def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
+    """The gradients of StackFunction.backward: (None for the non-tensors, dx, dh0, dc0, ...,
+    the parameter gradients)."""
+    x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
+    tape = ctx.tape
+    if tape is None:  # a second backward through a retained graph: the same forward again
+        lengths, dropout, key = ctx.rerun
+        _, _, _, tape = ctx.stack.forward(_np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key)
+    ctx.tape = None
+    sizes = [int(np.prod(s)) for s in ctx.shapes]
+    flat = torch.zeros(sum(sizes), dtype=ctx.dtype)
+    grads = [g.view(s) for g, s in zip(flat.split(sizes), ctx.shapes)]
+    need_x = ctx.needs_input_grad[3]
+    with ctx.lock:
+        ctx.stack.set_grads([g.numpy() for g in grads])
+        dx, dh0, dc0 = ctx.stack.backward(
+            tape,
+            _contiguous(dy),
+            _contiguous(dh_n),
+            _contiguous(dc_n),
+            need_x,
+        )
+    need = ctx.needs_input_grad
+    out_dx = torch.from_numpy(dx) if dx is not None else None
+    out_dh0 = torch.from_numpy(dh0) if need[4] else None
+    out_dc0 = torch.from_numpy(dc0) if dc0 is not None and need[5] else None
+    return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, *grads)
+
+
+def _contiguous(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.contiguous().numpy()

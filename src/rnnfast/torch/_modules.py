@@ -1,0 +1,319 @@
+"""torch.nn.RNN, LSTM and GRU with rnnfast's engine: subclasses that keep torch's constructor,
+parameters, state dicts and forward, and replace only what forward computes with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from ._engine import SUPPORTED_DTYPES, Engine, StackFunction, follow_torch_threads, module_cell
+from ._ops import stack_forward
+
+_KEY_RANGE = 2**63 - 1  # dropout keys: non-negative int64, so a compiled graph can hold them
+
+
+def _check_device_and_dtype(t: Tensor, name: str) -> None:
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: rnnfast runs on the CPU; got a tensor on {t.device}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name}: rnnfast runs float32 and float64; got {t.dtype}")
+
+
+def _check_construction(device: Any, dtype: Any) -> None:
+    if device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"device: rnnfast runs on the CPU; got {device!r}")
+    if dtype is not None and dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"dtype: rnnfast runs torch.float32 and torch.float64; got {dtype}")
+
+
+class _Packing:
+    """Where each row of a PackedSequence's data sits in the padded (T, B) grid, in the batch's
+    original order, and each sequence's length."""
+
+    def __init__(self, packed: PackedSequence) -> None:
+        sizes = packed.batch_sizes.tolist()
+        steps, batch = len(sizes), sizes[0] if sizes else 0
+        order = packed.sorted_indices
+        t_idx = torch.repeat_interleave(torch.arange(steps), packed.batch_sizes)
+        rank = torch.cat([torch.arange(n) for n in sizes]) if sizes else torch.zeros(0, dtype=int)
+        self.t, self.b = t_idx, (rank if order is None else order[rank])
+        lengths_sorted = (packed.batch_sizes[None, :] > torch.arange(batch)[:, None]).sum(1)
+        lengths = torch.empty(batch, dtype=torch.int64)
+        lengths[torch.arange(batch) if order is None else order] = lengths_sorted
+        self.steps, self.batch, self.lengths = steps, batch, lengths
+
+
+class _RecurrentMixin:
+    """forward(input, hx=None) as torch's, computed by rnnfast's C++ stack."""
+
+    # Attributes torch.nn.RNNBase gives every instance.
+    mode: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    proj_size: int
+    training: bool
+    _flat_weights: list[Any]
+
+    def _rnnfast_engine(self) -> Engine:
+        engine = self.__dict__.get("_rnnfast")
+        if engine is None:
+            engine = Engine()
+            self.__dict__["_rnnfast"] = engine
+        return engine
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state = dict(state)
+        state.pop("_rnnfast", None)  # the C++ side is rebuilt on first use, never copied
+        return state
+
+    def flatten_parameters(self) -> None:
+        """As torch's (nothing to do on the CPU); also forgets rnnfast's packed weights, after
+        parameter writes torch did not see (through `p.numpy()`)."""
+        self._rnnfast_engine().invalidate()
+
+    def _params(self) -> list[Tensor]:
+        params = self._flat_weights
+        for p, name in zip(params, self._flat_weights_names):  # type: ignore[attr-defined]
+            if p is None:
+                raise ValueError(f"{name}: the parameter is None")
+            _check_device_and_dtype(p, name)
+            if p.dtype != params[0].dtype:
+                raise TypeError(
+                    f"{name}: parameters of mixed dtypes ({p.dtype}, {params[0].dtype})"
+                )
+        return params
+
+    def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        return (layers, batch, self.proj_size or self.hidden_size), (
+            layers,
+            batch,
+            self.hidden_size,
+        )
+
+    def _check_hx(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype) -> tuple:
+        lstm = self.mode == "LSTM"
+        if hx is None:
+            return None, None
+        parts = hx if lstm else (hx,)
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"hx: expected a pair (h_0, c_0) for LSTM, got {type(hx).__name__}")
+        names = ("hx[0] (h_0)", "hx[1] (c_0)") if lstm else ("hx",)
+        shapes = self._state_shapes(batch)
+        out = []
+        for part, name, shape in zip(parts, names, shapes):
+            if not isinstance(part, Tensor):
+                raise TypeError(f"{name}: expected a Tensor, got {type(part).__name__}")
+            _check_device_and_dtype(part, name)
+            if part.dtype != dtype:
+                raise TypeError(f"{name}: expected dtype {dtype} (the input's), got {part.dtype}")
+            want = shape[::2] if unbatched else shape
+            if tuple(part.shape) != want:
+                raise ValueError(f"{name}: expected shape {want}, got {tuple(part.shape)}")
+            part = part.unsqueeze(1) if unbatched else part
+            out.append(part.contiguous())
+        return (out[0], out[1]) if lstm else (out[0], None)
+
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
+        packing = None
+        if isinstance(input, PackedSequence):
+            packing = _Packing(input)
+            data = input.data
+            _check_device_and_dtype(data, "input")
+            x = data.new_zeros(packing.steps, packing.batch, data.shape[-1])
+            x = x.index_put((packing.t, packing.b), data)
+            unbatched = False
+        elif isinstance(input, Tensor):
+            _check_device_and_dtype(input, "input")
+            if input.dim() not in (2, 3):
+                raise ValueError(
+                    f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, "
+                    f"input_size) or 2 (T, input_size) for one sequence, got {input.dim()}"
+                )
+            unbatched = input.dim() == 2
+            if unbatched:
+                x = input.unsqueeze(1)
+            else:
+                x = input.transpose(0, 1) if self.batch_first else input
+        else:
+            raise TypeError(
+                f"input: expected a Tensor or PackedSequence, got {type(input).__name__}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input: expected input_size {self.input_size} (last dimension), got {x.shape[-1]}"
+            )
+        params = self._params()
+        if x.dtype != params[0].dtype:
+            raise TypeError(
+                f"input: expected dtype {params[0].dtype} (the parameters'), got {x.dtype}"
+            )
+        x = x.contiguous()
+        h0, c0 = self._check_hx(hx, x.shape[1], unbatched, x.dtype)
+        lengths = None if packing is None else packing.lengths
+        y, h_n, c_n = self._run(x, h0, c0, lengths, params)
+
+        lstm = self.mode == "LSTM"
+        if packing is not None:
+            out: Any = PackedSequence(
+                y[packing.t, packing.b],
+                input.batch_sizes,
+                input.sorted_indices,
+                input.unsorted_indices,
+            )
+        elif unbatched:
+            out, h_n = y.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if lstm else c_n
+        else:
+            out = y.transpose(0, 1) if self.batch_first else y
+        return out, ((h_n, c_n) if lstm else h_n)
+
+    def _run(
+        self,
+        x: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
+        lengths: Tensor | None,
+        params: list[Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        lstm = self.mode == "LSTM"
+        drop = self.dropout if self.training and self.num_layers > 1 else 0.0
+        if torch.compiler.is_compiling():
+            key = torch.randint(0, _KEY_RANGE, (1,), dtype=torch.int64)
+            y, h_n, c_n = stack_forward(
+                x,
+                h0,
+                c0,
+                lengths,
+                params,
+                module_cell(self),
+                self.hidden_size,
+                self.num_layers,
+                self.bidirectional,
+                self.bias,
+                self.proj_size,
+                float(drop),
+                key,
+            )
+            return y, h_n, (c_n if lstm else None)
+        follow_torch_threads()
+        key = int(torch.randint(0, _KEY_RANGE, (1,)).item()) if drop else 0
+        engine = self._rnnfast_engine()
+        stack = engine.stack_for(self, params)  # type: ignore[arg-type]
+        lens = None if lengths is None else lengths.numpy()
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad
+            or any(p.requires_grad for p in params)
+            or (h0 is not None and h0.requires_grad)
+            or (c0 is not None and c0.requires_grad)
+        )
+        if not needs_grad:  # inference: no tape
+            y, h_n, c_n, _ = stack.forward(
+                x.detach().numpy(),
+                None if h0 is None else h0.detach().numpy(),
+                None if c0 is None else c0.detach().numpy(),
+                lens,
+                False,
+                engine.version,
+                drop,
+                key,
+            )
+            c_out = torch.from_numpy(c_n) if c_n is not None else None
+            return torch.from_numpy(y), torch.from_numpy(h_n), c_out
+        outs = StackFunction.apply(engine, stack, lstm, x, h0, c0, lens, drop, key, *params)
+        return outs[0], outs[1], (outs[2] if lstm else None)
+
+
+# The classes derive from torch.nn.RNNBase, not from nn.RNN/LSTM/GRU: torch.compile (Dynamo)
+# refuses to trace instances of those three, and these trace through custom operators.
+
+
+class RNN(_RecurrentMixin, torch.nn.RNNBase):
+    """torch.nn.RNN (tanh or relu) computed by rnnfast: same constructor, parameters and
+    forward."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(mode, *args, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(_RecurrentMixin, torch.nn.RNNBase):
+    """torch.nn.LSTM (proj_size included) computed by rnnfast: same constructor, parameters
+    and forward."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__("LSTM", *args, proj_size, device=device, dtype=dtype)
+
+
+class GRU(_RecurrentMixin, torch.nn.RNNBase):
+    """torch.nn.GRU computed by rnnfast: same constructor, parameters and forward, plus
+    `linear_before_reset` (True: torch's n = tanh(W_in x + b_in + r*(W_hn h + b_hn)); False:
+    the original GRU's n = tanh(W_in x + b_in + W_hn (r*h) + b_hn), which torch lacks)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        linear_before_reset: bool = True,
+    ) -> None:
+        _check_construction(device, dtype)
+        if not isinstance(linear_before_reset, (bool, np.bool_)):
+            raise TypeError(
+                f"linear_before_reset: expected a bool, got {type(linear_before_reset).__name__}"
+            )
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__("GRU", *args, device=device, dtype=dtype)
+        self.linear_before_reset = bool(linear_before_reset)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.linear_before_reset else text + ", linear_before_reset=False"

@@ -1,0 +1,142 @@
+"""The stack as torch custom operators (torch.library), for torch.compile.
+
+A compiled graph cannot carry the engine's C++ tape from forward to backward, so `stack_backward`
+runs the training forward again (bitwise the same: the masks come from the same key) and then
+backward: an extra forward per step, the price of a graph with no Python objects in it. Eager
+mode uses the tape (`_engine.StackFunction`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import _core
+from ._engine import SUPPORTED_DTYPES, follow_torch_threads
+
+
+def _stack(x: Tensor, params: list[Tensor], cfg: tuple) -> Any:
+    follow_torch_threads()
+    cell, hidden, layers, bidirectional, bias, proj = cfg
+    stack = _core.Stack(
+        cell, x.shape[2], hidden, layers, bidirectional, bias, SUPPORTED_DTYPES[x.dtype], proj
+    )
+    stack.set_params([p.detach().contiguous().numpy() for p in params])
+    return stack
+
+
+def _np(t: Tensor | None) -> Any:
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+def _run_forward(stack: Any, x: Tensor, h0, c0, lengths, training: bool, dropout: float, key):
+    return stack.forward(
+        _np(x), _np(h0), _np(c0), _np(lengths), training, -1, dropout, int(key.item())
+    )
+
+
+@torch.library.custom_op("rnnfast::stack_forward", mutates_args=())
+def stack_forward(
+    x: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
+    lengths: Tensor | None,
+    params: list[Tensor],
+    cell: str,
+    hidden: int,
+    layers: int,
+    bidirectional: bool,
+    bias: bool,
+    proj: int,
+    dropout: float,
+    key: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """y, h_n, c_n (empty but for LSTM) of the whole stack."""
+    stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
+    y, h_n, c_n, _ = _run_forward(stack, x, h0, c0, lengths, False, dropout, key)
+    c_out = torch.from_numpy(c_n) if c_n is not None else x.new_empty(0)
+    return torch.from_numpy(y), torch.from_numpy(h_n), c_out
+
+
+@stack_forward.register_fake
+def _(x, h0, c0, lengths, params, cell, hidden, layers, bidirectional, bias, proj, dropout, key):
+    steps, batch = x.shape[0], x.shape[1]
+    dirs, width = 2 if bidirectional else 1, proj or hidden
+    c_n = x.new_empty(layers * dirs, batch, hidden) if cell == "lstm" else x.new_empty(0)
+    return (
+        x.new_empty(steps, batch, dirs * width),
+        x.new_empty(layers * dirs, batch, width),
+        c_n,
+    )
+
+
+@torch.library.custom_op("rnnfast::stack_backward", mutates_args=())
+def stack_backward(
+    x: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
+    lengths: Tensor | None,
+    params: list[Tensor],
+    dy: Tensor | None,
+    dh_n: Tensor | None,
+    dc_n: Tensor | None,
+    cell: str,
+    hidden: int,
+    layers: int,
+    bidirectional: bool,
+    bias: bool,
+    proj: int,
+    dropout: float,
+    key: Tensor,
+) -> list[Tensor]:
+    """[dx, dh0, dc0 (empty but for LSTM), *parameter gradients]: the training forward again,
+    then backward."""
+    stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
+    _, _, _, tape = _run_forward(stack, x, h0, c0, lengths, True, dropout, key)
+    grads = [torch.zeros(p.shape, dtype=p.dtype) for p in params]
+    stack.set_grads([g.numpy() for g in grads])
+    dx, dh0, dc0 = stack.backward(tape, _np(dy), _np(dh_n), _np(dc_n), True)
+    dc0_t = torch.from_numpy(dc0) if dc0 is not None else x.new_empty(0)
+    return [torch.from_numpy(dx), torch.from_numpy(dh0), dc0_t, *grads]
+
+
+@stack_backward.register_fake
+def _(x, h0, c0, lengths, params, dy, dh_n, dc_n, cell, hidden, layers, bidirectional, *rest):
+    dirs, width = 2 if bidirectional else 1, rest[1] or hidden
+    batch = x.shape[1]
+    dc0 = x.new_empty(layers * dirs, batch, hidden) if cell == "lstm" else x.new_empty(0)
+    return [
+        torch.empty_like(x),
+        x.new_empty(layers * dirs, batch, width),
+        dc0,
+        *[torch.empty_like(p) for p in params],
+    ]
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+    x, h0, c0, lengths, params, *cfg = inputs
+    ctx.save_for_backward(x, h0, c0, lengths, *params)
+    ctx.cfg = cfg
+    ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
+
+
+def _backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None) -> tuple:
+    x, h0, c0, lengths, *params = ctx.saved_tensors
+    cell = ctx.cfg[0]
+    out = stack_backward(
+        x, h0, c0, lengths, params, dy, dh_n, dc_n if cell == "lstm" else None, *ctx.cfg
+    )
+    dx, dh0, dc0, *grads = out
+    return (
+        dx,
+        dh0 if ctx.has_h0 else None,
+        dc0 if ctx.has_c0 else None,
+        None,
+        grads,
+        *([None] * len(ctx.cfg)),
+    )
+
+
+torch.library.register_autograd("rnnfast::stack_forward", _backward, setup_context=_setup_context)
