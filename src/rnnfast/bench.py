@@ -376,6 +376,164 @@ def format_overhead(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---- --torch-model: a whole PyTorch model, torch.nn's RNN against rnnfast.torch's ---------------
+
+# (vocabulary, embedding, hidden, layers, steps, batch): a character-level language model's step.
+TORCH_MODEL = (96, 64, 256, 2, 64, 32)
+TORCH_MODEL_QUICK = (48, 32, 64, 2, 16, 8)
+
+
+def torch_char_model(torch: Any, cell: str, size: Sequence[int]) -> Any:
+    """embedding -> `layers` torch.nn.LSTM/GRU layers -> linear, as torch.nn modules."""
+    vocab, embed, hidden, layers = size[:4]
+    rnn_cls = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+
+    class CharModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, embed)
+            self.rnn = rnn_cls(embed, hidden, layers)
+            self.head = torch.nn.Linear(hidden, vocab)
+
+        def forward(self, ids: Any) -> Any:
+            y, _ = self.rnn(self.embed(ids))
+            return self.head(y)
+
+    return CharModel()
+
+
+def run_torch_model(rounds: int, min_time: float, torch: Any, quick: bool) -> dict[str, Any]:
+    """A training step (forward, cross-entropy, backward, Adam) of the same model with torch.nn's
+    RNN and patched with rnnfast.torch, in tokens per second; and the adapter's own cost per
+    call, against the C++ stack it drives."""
+    import copy
+
+    import rnnfast.torch as rt
+
+    size = TORCH_MODEL_QUICK if quick else TORCH_MODEL
+    vocab, steps, batch = size[0], size[4], size[5]
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (steps + 1, batch), generator=gen)
+    rows = []
+    for cell in ("lstm", "gru"):
+        torch.manual_seed(0)
+        native = torch_char_model(torch, cell, size)
+        patched = rt.patch(copy.deepcopy(native))
+
+        def step(model: Any, opt: Any) -> Callable[[], None]:
+            def run() -> None:
+                logits = model(ids[:-1])
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, vocab), ids[1:].reshape(-1)
+                )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+            return run
+
+        fns = {
+            "torch.nn": step(native, torch.optim.Adam(native.parameters(), lr=1e-3)),
+            "rnnfast.torch": step(patched, torch.optim.Adam(patched.parameters(), lr=1e-3)),
+        }
+        t = interleaved(fns, rounds=rounds, min_time=min_time)
+        tokens = steps * batch
+        rows.append(
+            {
+                "cell": cell,
+                "size": dict(zip(("vocab", "embed", "hidden", "layers", "steps", "batch"), size)),
+                "torch_nn": t["torch.nn"].summary(),
+                "rnnfast_torch": t["rnnfast.torch"].summary(),
+                "torch_nn_tokens_s": tokens / (t["torch.nn"].median / 1e3),
+                "rnnfast_torch_tokens_s": tokens / (t["rnnfast.torch"].median / 1e3),
+                "speedup": t["torch.nn"].median / t["rnnfast.torch"].median,
+            }
+        )
+    return {"models": rows, "overhead": adapter_overhead(torch, rt, rounds, min_time)}
+
+
+def adapter_overhead(torch: Any, rt: Any, rounds: int, min_time: float) -> dict[str, float]:
+    """Microseconds a call of rnnfast.torch.LSTM(32, 32) at T = B = 1 costs beyond the C++ stack
+    call it makes: inference (grad mode off, as under no_grad) and a training forward + backward,
+    with the part any autograd.Function pays (an empty one with the same inputs and outputs)."""
+    torch.manual_seed(0)
+    m = rt.LSTM(32, 32)
+    x = torch.randn(1, 1, 32)
+    xg = x.clone().requires_grad_()
+    params = list(m._flat_weights)
+    engine = m._rnnfast_engine()
+    stack = engine.stack_for(m, params)
+    xn, ones = x.numpy(), np.ones((1, 1, 32), np.float32)
+    grads = engine.new_grads(np.dtype(np.float32))
+
+    class Empty(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, *ps: Any) -> Any:
+            ctx.save_for_backward(x, *ps)
+            return x.clone(), x.clone(), x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, dy: Any, dh: Any, dc: Any) -> Any:
+            return (dy, *[torch.zeros_like(p) for p in ctx.saved_tensors[1:]])
+
+    def raw_infer() -> None:
+        stack.forward(xn, None, None, None, False, engine.version)
+
+    def raw_train() -> None:
+        _, _, _, tape = stack.forward(xn, None, None, None, True, engine.version)
+        stack.set_grads(grads)
+        stack.backward(tape, ones, None, None, True)
+
+    def adapter_train() -> None:
+        y, _ = m(xg)
+        y.backward(torch.ones_like(y))
+
+    def empty_train() -> None:
+        y, _, _ = Empty.apply(xg, *params)
+        y.backward(torch.ones_like(y))
+
+    with torch.no_grad():
+        t = interleaved(
+            {"ai": lambda: m(x), "ri": raw_infer}, rounds=rounds, min_time=min_time, min_calls=200
+        )
+    t.update(
+        interleaved(
+            {"at": adapter_train, "rt": raw_train, "et": empty_train},
+            rounds=rounds,
+            min_time=min_time,
+            min_calls=200,
+        )
+    )
+    return {
+        "inference_us": 1e3 * (t["ai"].median - t["ri"].median),
+        "training_us": 1e3 * (t["at"].median - t["rt"].median),
+        "autograd_function_us": 1e3 * t["et"].median,
+        "raw_inference_us": 1e3 * t["ri"].median,
+        "raw_training_us": 1e3 * t["rt"].median,
+    }
+
+
+def format_torch_model(result: dict[str, Any]) -> str:
+    lines = []
+    for r in result["models"]:
+        s = r["size"]
+        lines.append(
+            f"{r['cell']}: embedding({s['vocab']}, {s['embed']}) -> {s['layers']} x {r['cell']}"
+            f"({s['hidden']}) -> linear, T={s['steps']} B={s['batch']}, Adam: torch.nn "
+            f"{r['torch_nn_tokens_s']:,.0f} tokens/s (spread {100 * r['torch_nn']['spread']:.0f}%),"
+            f" rnnfast.torch {r['rnnfast_torch_tokens_s']:,.0f} tokens/s "
+            f"(spread {100 * r['rnnfast_torch']['spread']:.0f}%): {r['speedup']:.2f}x"
+        )
+    o = result["overhead"]
+    lines.append(
+        f"adapter overhead a call (LSTM(32, 32), T=B=1) beyond the C++ stack: inference "
+        f"{o['inference_us']:.1f} us (stack {o['raw_inference_us']:.1f} us); training fwd+bwd "
+        f"{o['training_us']:.1f} us (stack {o['raw_training_us']:.1f} us), of which "
+        f"{o['autograd_function_us']:.1f} us any autograd.Function pays (an empty one)"
+    )
+    return "\n".join(lines)
+
+
 # ---- the command ----------------------------------------------------------------------------
 
 
@@ -428,6 +586,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--overhead", action="store_true", help="instead of the grid: the cost of tiny calls"
+    )
+    p.add_argument(
+        "--torch-model",
+        action="store_true",
+        help="instead of the grid: a PyTorch model's training step, torch.nn vs rnnfast.torch",
     )
 
 
@@ -508,6 +671,11 @@ def run(args: argparse.Namespace) -> int:
             f"{busy['one_thread']['median_ms']:.2f} ms "
             f"(spread {100 * busy['one_thread']['spread']:.0f}%): {busy['ratio']:.2f}x"
         )
+    elif args.torch_model:
+        if torch is None:
+            raise ValueError("--torch-model needs PyTorch (pip install rnnfast[torch])")
+        result["torch_model"] = run_torch_model(rounds, min_time, torch, args.quick)
+        print(format_torch_model(result["torch_model"]))
     elif args.overhead:
         result["overhead"] = run_overhead(rounds, min_time, torch)
         print(format_overhead(result["overhead"]))

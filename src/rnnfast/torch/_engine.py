@@ -54,40 +54,70 @@ def follow_torch_threads() -> None:
             _core.set_num_threads(n)
 
 
+def check_tensor(t: torch.Tensor, name: str) -> None:
+    if not t.is_cpu:
+        raise ValueError(f"{name}: rnnfast runs on the CPU; got a tensor on {t.device}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name}: rnnfast runs float32 and float64; got {t.dtype}")
+
+
+def check_params(module: torch.nn.RNNBase, params: list[torch.Tensor]) -> None:
+    """Every parameter on the CPU, float32 or float64, all of one dtype."""
+    for p, name in zip(params, module._flat_weights_names):
+        if p is None:
+            raise ValueError(f"{name}: the parameter is None")
+        check_tensor(p, name)
+        if p.dtype != params[0].dtype:
+            raise TypeError(f"{name}: parameters of mixed dtypes ({p.dtype}, {params[0].dtype})")
+
+
 class Engine:
     """One module's C++ stack, its bound parameters and the version that names their values."""
 
-    __slots__ = ("_ptrs", "_spec", "_stack", "_versions", "lock", "version")
+    __slots__ = ("_keys", "_spec", "_stack", "layout", "lock", "version")
 
     def __init__(self) -> None:
         self._spec: tuple | None = None
         self._stack: Any = None
         self.lock = threading.Lock()  # bind-and-run (grads) is one step
-        self._ptrs: tuple = ()
-        self._versions: tuple = ()
+        self._keys: list = []  # (data_ptr, _version) of each parameter when last seen
         self.version = 0
+        # Where each parameter's gradient sits in one flat array: (offset, size, shape).
+        self.layout: list[tuple[int, int, tuple[int, ...]]] = []
 
     def stack_for(self, module: torch.nn.RNNBase, params: list[torch.Tensor]) -> Any:
-        """The stack with `params` bound, its version updated if any changed."""
+        """The stack with `params` bound, its version moved on if any changed."""
+        keys = [(p.data_ptr(), p._version) for p in params]
+        moved = keys != self._keys and (
+            len(keys) != len(self._keys) or any(a[0] != b[0] for a, b in zip(keys, self._keys))
+        )
+        if moved:  # new storage (first call, .to(), param.data = ...): check it all again
+            check_params(module, params)
         spec = stack_spec(module, params[0].dtype)
         if spec != self._spec:
             self._stack = _core.Stack(*spec)
             self._spec = spec
-            self._ptrs = ()
-        ptrs = tuple(p.data_ptr() for p in params)
-        versions = tuple(p._version for p in params)
-        if ptrs != self._ptrs:
+            moved = True
+        if moved:
             self._stack.set_params([p.detach().numpy() for p in params])
-            self._ptrs = ptrs
+            self.layout, offset = [], 0
+            for p in params:
+                self.layout.append((offset, p.numel(), tuple(p.shape)))
+                offset += p.numel()
+        if moved or keys != self._keys:
             self.version += 1
-        elif versions != self._versions:
-            self.version += 1
-        self._versions = versions
+            self._keys = keys
         return self._stack
+
+    def new_grads(self, dtype: np.dtype) -> list[np.ndarray]:
+        """Zeroed gradient arrays for the parameters, views of one allocation."""
+        total = self.layout[-1][0] + self.layout[-1][1]
+        flat = np.zeros(total, dtype)
+        return [flat[o : o + n].reshape(shape) for o, n, shape in self.layout]
 
     def invalidate(self) -> None:
         """Forget the packed weights (after writes torch did not count)."""
-        self._ptrs = ()
+        self._keys = []
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -114,9 +144,8 @@ class StackFunction(torch.autograd.Function):
         y, h_n, c_n, tape = stack.forward(
             _np(x), _np(h0), _np(c0), lengths, True, engine.version, dropout, key
         )
-        ctx.stack, ctx.tape, ctx.lock = stack, tape, engine.lock
-        ctx.shapes = [p.shape for p in params]
-        ctx.dtype = x.dtype
+        ctx.stack, ctx.tape, ctx.engine = stack, tape, engine
+        ctx.dtype = y.dtype
         ctx.rerun = (lengths, dropout, key)
         # Saved so that torch refuses a backward after any of them changed in place, and so that
         # a second backward (retain_graph=True) can make the spent tape again.
@@ -161,12 +190,10 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
         lengths, dropout, key = ctx.rerun
         _, _, _, tape = ctx.stack.forward(_np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key)
     ctx.tape = None
-    sizes = [int(np.prod(s)) for s in ctx.shapes]
-    flat = torch.zeros(sum(sizes), dtype=ctx.dtype)
-    grads = [g.view(s) for g, s in zip(flat.split(sizes), ctx.shapes)]
+    grads = ctx.engine.new_grads(ctx.dtype)
     need_x = ctx.needs_input_grad[3]
-    with ctx.lock:
-        ctx.stack.set_grads([g.numpy() for g in grads])
+    with ctx.engine.lock:
+        ctx.stack.set_grads(grads)
         dx, dh0, dc0 = ctx.stack.backward(
             tape,
             _contiguous(dy),
@@ -178,7 +205,8 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     out_dx = torch.from_numpy(dx) if dx is not None else None
     out_dh0 = torch.from_numpy(dh0) if need[4] else None
     out_dc0 = torch.from_numpy(dc0) if dc0 is not None and need[5] else None
-    return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, *grads)
+    out_grads = [torch.from_numpy(g) for g in grads]
+    return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, *out_grads)
 
 
 def _contiguous(t: torch.Tensor | None) -> np.ndarray | None:

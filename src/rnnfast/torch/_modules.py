@@ -10,17 +10,18 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from ._engine import SUPPORTED_DTYPES, Engine, StackFunction, follow_torch_threads, module_cell
+from ._engine import (
+    SUPPORTED_DTYPES,
+    Engine,
+    StackFunction,
+    check_params,
+    check_tensor,
+    follow_torch_threads,
+    module_cell,
+)
 from ._ops import stack_forward
 
 _KEY_RANGE = 2**63 - 1  # dropout keys: non-negative int64, so a compiled graph can hold them
-
-
-def _check_device_and_dtype(t: Tensor, name: str) -> None:
-    if t.device.type != "cpu":
-        raise ValueError(f"{name}: rnnfast runs on the CPU; got a tensor on {t.device}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name}: rnnfast runs float32 and float64; got {t.dtype}")
 
 
 def _check_construction(device: Any, dtype: Any) -> None:
@@ -81,17 +82,13 @@ class _RecurrentMixin:
         parameter writes torch did not see (through `p.numpy()`)."""
         self._rnnfast_engine().invalidate()
 
-    def _params(self) -> list[Tensor]:
+    def _params(self) -> tuple[list[Tensor], Any]:
+        """The parameters, checked, and (eager mode) the C++ stack bound to them."""
         params = self._flat_weights
-        for p, name in zip(params, self._flat_weights_names):  # type: ignore[attr-defined]
-            if p is None:
-                raise ValueError(f"{name}: the parameter is None")
-            _check_device_and_dtype(p, name)
-            if p.dtype != params[0].dtype:
-                raise TypeError(
-                    f"{name}: parameters of mixed dtypes ({p.dtype}, {params[0].dtype})"
-                )
-        return params
+        if torch.compiler.is_compiling():  # traced once: the custom operator gets them
+            check_params(self, params)
+            return params, None
+        return params, self._rnnfast_engine().stack_for(self, params)
 
     def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -114,7 +111,7 @@ class _RecurrentMixin:
         for part, name, shape in zip(parts, names, shapes):
             if not isinstance(part, Tensor):
                 raise TypeError(f"{name}: expected a Tensor, got {type(part).__name__}")
-            _check_device_and_dtype(part, name)
+            check_tensor(part, name)
             if part.dtype != dtype:
                 raise TypeError(f"{name}: expected dtype {dtype} (the input's), got {part.dtype}")
             want = shape[::2] if unbatched else shape
@@ -129,12 +126,12 @@ class _RecurrentMixin:
         if isinstance(input, PackedSequence):
             packing = _Packing(input)
             data = input.data
-            _check_device_and_dtype(data, "input")
+            check_tensor(data, "input")
             x = data.new_zeros(packing.steps, packing.batch, data.shape[-1])
             x = x.index_put((packing.t, packing.b), data)
             unbatched = False
         elif isinstance(input, Tensor):
-            _check_device_and_dtype(input, "input")
+            check_tensor(input, "input")
             if input.dim() not in (2, 3):
                 raise ValueError(
                     f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, "
@@ -153,7 +150,7 @@ class _RecurrentMixin:
             raise ValueError(
                 f"input: expected input_size {self.input_size} (last dimension), got {x.shape[-1]}"
             )
-        params = self._params()
+        params, stack = self._params()
         if x.dtype != params[0].dtype:
             raise TypeError(
                 f"input: expected dtype {params[0].dtype} (the parameters'), got {x.dtype}"
@@ -161,7 +158,7 @@ class _RecurrentMixin:
         x = x.contiguous()
         h0, c0 = self._check_hx(hx, x.shape[1], unbatched, x.dtype)
         lengths = None if packing is None else packing.lengths
-        y, h_n, c_n = self._run(x, h0, c0, lengths, params)
+        y, h_n, c_n = self._run(x, h0, c0, lengths, params, stack)
 
         lstm = self.mode == "LSTM"
         if packing is not None:
@@ -185,10 +182,11 @@ class _RecurrentMixin:
         c0: Tensor | None,
         lengths: Tensor | None,
         params: list[Tensor],
+        stack: Any,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         lstm = self.mode == "LSTM"
         drop = self.dropout if self.training and self.num_layers > 1 else 0.0
-        if torch.compiler.is_compiling():
+        if stack is None:  # compiling
             key = torch.randint(0, _KEY_RANGE, (1,), dtype=torch.int64)
             y, h_n, c_n = stack_forward(
                 x,
@@ -209,7 +207,6 @@ class _RecurrentMixin:
         follow_torch_threads()
         key = int(torch.randint(0, _KEY_RANGE, (1,)).item()) if drop else 0
         engine = self._rnnfast_engine()
-        stack = engine.stack_for(self, params)  # type: ignore[arg-type]
         lens = None if lengths is None else lengths.numpy()
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad
