@@ -39,7 +39,10 @@ class FastEngine:
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
         input_grad: bool = True,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        state_grads: bool = False,
+    ) -> tuple[np.ndarray | None, ...]:
+        if state_grads:
+            return module._stack.backward(saved, dy, dh_n, dc_n, input_grad, True)
         return module._stack.backward(saved, dy, dh_n, dc_n, input_grad)
 
     def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:

@@ -51,7 +51,8 @@ class Engine(Protocol):
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
         input_grad: bool = True,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]: ...
+        state_grads: bool = False,
+    ) -> tuple[np.ndarray | None, ...]: ...
 
     def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None: ...
 
@@ -656,13 +657,20 @@ class RecurrentBase(Module):
         dstate_n: State | None = None,
         *,
         input_grad: bool = True,
-    ) -> tuple[np.ndarray | None, State]:
+        return_state_grads: bool = False,
+    ) -> Any:
         """BPTT: returns (dx, dstate0) and adds the parameter gradients to `self.grads`.
 
         `dy` has y's shape; `dstate_n` the final state's. Either may be None (zeros). Gradients at
         steps past a sequence's length are ignored (y is a constant zero there). With
         `input_grad=False` dx is not computed (None), as for a PyTorch input that does not
         require grad: one product fewer, e.g. for one-hot characters.
+
+        With `return_state_grads=True` it returns (dx, dstate0, state_grads): dL/dh_t for every
+        step, layer and direction, (num_layers*D, T, B, S) ((num_layers*D, B, T, S) with
+        batch_first), zero past each length: the total gradient reaching h_t, through y_t and
+        through the later steps (how gradients vanish or explode with the distance in time is
+        read there; see rnnfast.diagnostics). For LSTM a pair (dL/dh_t, dL/dc_t).
         """
         self._take_tape(tape)
         steps, batch = tape._meta["steps"], tape._meta["batch"]
@@ -677,14 +685,24 @@ class RecurrentBase(Module):
         if dstate_n is not None:
             dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
         input_grad = v.check_bool(input_grad, "input_grad")
+        with_states = v.check_bool(return_state_grads, "return_state_grads")
         tape._consumed = True
         with self._grad_lock:  # concurrent backward calls add to the same grads
-            dx, dh0, dc0 = self._engine.backward(self, tape._saved, dy_tm, dh_n, dc_n, input_grad)
+            out = self._engine.backward(
+                self, tape._saved, dy_tm, dh_n, dc_n, input_grad, with_states
+            )
         tape._saved = None  # free the memory now
-        if not input_grad or dx is None:
-            return None, self._pack_state(dh0, dc0)
-        dx_out = np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
-        return dx_out, self._pack_state(dh0, dc0)
+        dx, dh0, dc0 = out[:3]
+        dx_out = None
+        if input_grad and dx is not None:
+            dx_out = np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
+        if not with_states:
+            return dx_out, self._pack_state(dh0, dc0)
+        dhs, dcs = out[3], out[4]
+        if self.batch_first:
+            dhs = np.ascontiguousarray(dhs.transpose(0, 2, 1, 3))
+            dcs = None if dcs is None else np.ascontiguousarray(dcs.transpose(0, 2, 1, 3))
+        return dx_out, self._pack_state(dh0, dc0), self._pack_state(dhs, dcs)
 
     def __repr__(self) -> str:
         extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""

@@ -138,9 +138,11 @@ def _direction_backward(
     dh: np.ndarray,
     dc: np.ndarray | None,
     mask: np.ndarray,
+    record: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh, dW_hr] in
-    place."""
+    place. `record` ("dh" (T, B, S), "dc" (T, B, H)), if given, receives dL/dh_t and dL/dc_t of
+    every step (zero past a sequence's length)."""
     w_hh, w_hr = w[1], w[4]
     gw_ih, gw_hh, gb_ih, gb_hh, gw_hr = grads
     hd = w_hh.shape[0] // GATES[cell]
@@ -151,6 +153,8 @@ def _direction_backward(
         m = mask[t][:, None]
         if dy is not None:
             dh = dh + np.where(m, dy[t], 0)
+        if record is not None:
+            record["dh"][t] = np.where(m, dh, 0)
         h_prev = step["h_prev"]
         if cell in ("rnn_tanh", "rnn_relu"):
             # ReLU's slope is 1 at NaN, as in PyTorch (its gradient passes there).
@@ -168,6 +172,8 @@ def _direction_backward(
                 dh = dh @ w_hr
             tc = np.tanh(c)
             dc_total = dc + dh * o * (1 - tc**2)
+            if record is not None:
+                record["dc"][t] = np.where(m, dc_total, 0)
             da_x = np.concatenate(
                 [
                     dc_total * g * i * (1 - i),
@@ -293,17 +299,25 @@ class ReferenceEngine:
         dh_n: np.ndarray | None,
         dc_n: np.ndarray | None,
         input_grad: bool = True,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        state_grads: bool = False,
+    ) -> tuple[np.ndarray | None, ...]:
         sd, dirs = module._state_size, module.num_directions
         lstm = module.cell == "lstm"
-        batch = 0 if "empty" in saved else saved["inputs"][0].shape[1]
+        steps, batch = saved["empty"][:2] if "empty" in saved else saved["inputs"][0].shape[:2]
         shape = (module.num_layers * dirs, batch, sd)
         cell_shape = (module.num_layers * dirs, batch, module.hidden_size)
         dh_n = np.zeros(shape, module.dtype) if dh_n is None else dh_n
         dc_n = (np.zeros(cell_shape, module.dtype) if dc_n is None else dc_n) if lstm else None
+        # dL/dh_t and dL/dc_t of every step, when asked for: (L*D, T, B, S) and (L*D, T, B, H).
+        count = module.num_layers * dirs
+        dhs = np.zeros((count, steps, batch, sd), module.dtype) if state_grads else None
+        dcs = None
+        if state_grads and lstm:
+            dcs = np.zeros((count, steps, batch, module.hidden_size), module.dtype)
+        extra = (dhs, dcs) if state_grads else ()
         if "empty" in saved:  # nothing ran: the gradient passes to the initial state
             dc0 = None if dc_n is None else dc_n.copy()
-            return np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc0
+            return (np.zeros(saved["empty"], module.dtype), dh_n.copy(), dc0, *extra)
         inputs, caches, mask = saved["inputs"], saved["caches"], saved["mask"]
         dh0 = np.empty(shape, module.dtype)
         dc0 = np.empty(cell_shape, module.dtype) if lstm else None
@@ -329,6 +343,9 @@ class ReferenceEngine:
                         dh_n[k],
                         None if dc_n is None else dc_n[k],
                         mask,
+                        None
+                        if dhs is None
+                        else {"dh": dhs[k], "dc": None if dcs is None else dcs[k]},
                     )
                 dx_total += dx
                 dh0[k] = dh
@@ -338,7 +355,7 @@ class ReferenceEngine:
             if layer > 0 and saved["factors"]:  # through the dropout before this layer
                 d_out = d_out * saved["factors"][layer - 1]
         assert d_out is not None
-        return d_out, dh0, dc0
+        return (d_out, dh0, dc0, *extra)
 
     def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:
         """One timestep: a forward over one step, the state carried."""

@@ -87,6 +87,8 @@ struct BackwardStep {
   T* dg = nullptr;           // out [rows, G*H] (ld_gates): dL/d(pre-activations), recurrent side
   T* dg_n = nullptr;         // linear-before-reset GRU: the n gate's input side, [rows, H]
   T* dh0 = nullptr;          // final call only: dh0 = acc + direct, [rows, H]
+  T* dh_out = nullptr;  // or [rows, p.hidden]: dh_t itself (zero for an ended row), for diagnostics
+  T* dc_out = nullptr;  // or LSTM [rows, H]: dL/dc_t (zero for an ended row)
   const uint8_t* active = nullptr;
   bool relu = false;
   bool projected = false;  // LSTM with a projection, second part: acc is dL/dm itself (no direct,

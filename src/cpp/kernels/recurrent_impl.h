@@ -312,12 +312,14 @@ bool gather_dh(const kernels::BackwardStep<typename V::T>& s, index_t r, Units u
   if (!s.active[r]) {
     store_units(*dh, s.direct + at, un.n);
     const V zero = V::set1(T(0));
+    if (s.dh_out) store_units(zero, s.dh_out + at, un.n);
     T* dg = s.dg + r * s.ld_gates + un.u;
     for (int k = 0; k < G; ++k) store_units(zero, dg + k * hd, un.n);
     if (s.dg_n) store_units(zero, s.dg_n + at, un.n);
     return false;
   }
   if (s.dy) *dh = *dh + load_units<V>(s.dy + r * s.ldy + un.u, un.n);
+  if (s.dh_out) store_units(*dh, s.dh_out + at, un.n);
   return true;
 }
 
@@ -349,9 +351,13 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
     if (s.projected && !s.active[r]) {
       T* dg = s.dg + r * s.ld_gates + un.u;
       for (int k = 0; k < 4; ++k) store_units(V::set1(T(0)), dg + k * hd, un.n);
+      if (s.dc_out) store_units(V::set1(T(0)), s.dc_out + r * hd + un.u, un.n);
       return;
     }
-    if (!s.projected && !gather_dh<V, 4>(s, r, un, acc[0], &dh)) return;
+    if (!s.projected && !gather_dh<V, 4>(s, r, un, acc[0], &dh)) {
+      if (s.dc_out) store_units(V::set1(T(0)), s.dc_out + r * hd + un.u, un.n);
+      return;
+    }
     const index_t at = r * hd + un.u;
     const T* gates = s.gates + r * s.ld_gates + un.u;
     const V i = load_units<V>(gates, un.n), f = load_units<V>(gates + hd, un.n);
@@ -359,6 +365,7 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
     const V one = V::set1(T(1));
     const V tc = tanh_v(load_units<V>(s.c + at, un.n));
     const V dct = fma(dh * o, fnma(tc, tc, one), load_units<V>(s.dc + at, un.n));
+    if (s.dc_out) store_units(dct, s.dc_out + at, un.n);
     T* dg = s.dg + r * s.ld_gates + un.u;
     store_units(dct * g * i * (one - i), dg, un.n);
     store_units(dct * load_units<V>(s.c_prev + at, un.n) * f * (one - f), dg + hd, un.n);

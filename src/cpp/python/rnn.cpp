@@ -90,11 +90,12 @@ class PyStack {
   }
 
   py::tuple backward(PyTape& tape, const py::object& dy, const py::object& dh_n,
-                     const py::object& dc_n, bool input_grad) {
+                     const py::object& dc_n, bool input_grad, bool state_grads) {
     if (tape.owner != this) throw std::invalid_argument("tape: it was made by another module");
     if (tape.consumed())
       throw std::invalid_argument("tape: already used by backward; run forward again");
-    return visit([&](auto& t) { return backward_typed(t, tape, dy, dh_n, dc_n, input_grad); });
+    return visit(
+        [&](auto& t) { return backward_typed(t, tape, dy, dh_n, dc_n, input_grad, state_grads); });
   }
 
   index_t tape_bytes(index_t steps, index_t batch) const {
@@ -260,7 +261,7 @@ class PyStack {
 
   template <typename T>
   py::tuple backward_typed(Typed<T>& t, PyTape& pt, const py::object& dy, const py::object& dh_n,
-                           const py::object& dc_n, bool input_grad) {
+                           const py::object& dc_n, bool input_grad, bool state_grads) {
     check_bound(t, true);
     auto* holder = std::get_if<std::unique_ptr<Tape<T>>>(&pt.tape);
     if (!holder || !*holder) throw std::invalid_argument("tape: not of this module's dtype");
@@ -286,11 +287,26 @@ class PyStack {
       dc0 = a;
     }
     T* pdh0 = dh0.mutable_data();
+    // dL/dh_t and dL/dc_t of every step: [L*D, T, B, S] and [L*D, T, B, H].
+    py::object dhs = py::none(), dcs = py::none();
+    T *pdhs = nullptr, *pdcs = nullptr;
+    if (state_grads) {
+      const index_t count = spec_.layers * spec_.directions;
+      auto a = new_array<T>({count, steps, batch, spec_.state()});
+      pdhs = a.mutable_data();
+      dhs = a;
+      if (lstm) {
+        auto c = new_array<T>({count, steps, batch, spec_.hidden});
+        pdcs = c.mutable_data();
+        dcs = c;
+      }
+    }
     {
       py::gil_scoped_release release;
-      t.core.backward(t.params, tape, pdy, pdh, pdc, pdx, pdh0, pdc0, t.grads);
+      t.core.backward(t.params, tape, pdy, pdh, pdc, pdx, pdh0, pdc0, t.grads, pdhs, pdcs);
     }
     holder->reset();  // its memory is back in the pool
+    if (state_grads) return py::make_tuple(dx, dh0, dc0, dhs, dcs);
     return py::make_tuple(dx, dh0, dc0);
   }
 
@@ -344,7 +360,9 @@ void init_rnn(py::module_& m) {
            "(B,) holds the indices of one-hot rows.")
       .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),
            py::arg("dh_n").none(true), py::arg("dc_n").none(true), py::arg("input_grad"),
-           "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None).")
+           py::arg("state_grads") = false,
+           "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None), and with "
+           "state_grads also dL/dh_t [L*D, T, B, S] and dL/dc_t [L*D, T, B, H] (or None).")
       .def("tape_bytes", &PyStack::tape_bytes, py::arg("steps"), py::arg("batch"))
       .def("cached_bytes", &PyStack::cached_bytes)
       .def("release_memory", &PyStack::release_memory);

@@ -497,6 +497,8 @@ void layer_backward(const LayerBackward<T>& a) {
       st.ldy = a.ldy;
       st.direct = direct + m.b0 * sd;
       st.active = act;
+      st.dh_out = a.dh_states ? a.dh_states + (t * batch + m.b0) * sd : nullptr;
+      st.dc_out = a.dc_states ? a.dc_states + (t * batch + m.b0) * hd : nullptr;
       if (proj) {  // dh (S units) first, written out; then dm = dh W_hr and the gates
         st.dg = dhs + (t * batch + m.b0) * sd;
         st.ld_gates = sd;

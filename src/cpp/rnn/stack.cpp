@@ -155,7 +155,8 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
 
 template <typename T>
 void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
-                        const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads) {
+                        const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads,
+                        T* dh_states, T* dc_states) {
   const CellInfo& info = cell_info(spec_.cell);
   const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden, sd = spec_.state();
   const index_t dirs = spec_.directions, bh = batch * hd, bs = batch * sd, width = dirs * sd;
@@ -202,6 +203,8 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.dw_hr = spec_.proj ? grads.w_hr[k] : nullptr;
       a.grad_lock = &grad_mutex_;
       a.pool = pool_;
+      a.dh_states = dh_states ? dh_states + k * steps * bs : nullptr;
+      a.dc_states = dc_states && info.cell_state ? dc_states + k * steps * bh : nullptr;
       layer_backward(a);
     }
     // Through the dropout between layer l-1 and l: the same mask and scale as forward's.

@@ -72,9 +72,12 @@ class Stack {
                const T* x, const int64_t* ids, const T* h0, const T* c0, const int64_t* lengths,
                T* y, T* h_n, T* c_n, Tape<T>* tape, const Dropout& dropout = {});
 
-  // dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is wanted.
+  // dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is wanted. dh_states
+  // [L*D, T, B, S] and dc_states [L*D, T, B, H] (LSTM), when given, receive dL/dh_t and dL/dc_t
+  // of every step, layer and direction (zero past a sequence's length).
   void backward(const StackParams<T>& params, Tape<T>& tape, const T* dy, const T* dh_n,
-                const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads);
+                const T* dc_n, T* dx, T* dh0, T* dc0, const StackGrads<T>& grads,
+                T* dh_states = nullptr, T* dc_states = nullptr);
 
   // Values of a training forward's tape for this size (what Tape::bytes will report / sizeof(T)).
   index_t tape_values(index_t steps, index_t batch) const;
