@@ -19,7 +19,18 @@ from ._runtime import MAX_THREADS, get_num_threads, isa, set_num_threads, show_c
 __version__: str = _core.__version__
 
 # `torch` (the PyTorch adapter) imports PyTorch, so only on first use.
-_SUBMODULES = {"checkpoint", "clip", "init", "nn", "optim", "reference", "tasks", "tbptt", "torch"}
+_SUBMODULES = {
+    "checkpoint",
+    "clip",
+    "diagnostics",
+    "init",
+    "nn",
+    "optim",
+    "reference",
+    "tasks",
+    "tbptt",
+    "torch",
+}
 _NAMES = {
     "RNN": "_fast",
     "LSTM": "_fast",
@@ -31,7 +42,7 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:
-    from . import checkpoint, clip, init, nn, optim, reference, tasks, tbptt
+    from . import checkpoint, clip, diagnostics, init, nn, optim, reference, tasks, tbptt
     from ._fast import GRU, LSTM, RNN
     from ._modules import Module, RecurrentBase, StepState, Tape
 
@@ -62,6 +73,7 @@ __all__ = [
     "__version__",
     "checkpoint",
     "clip",
+    "diagnostics",
     "get_num_threads",
     "init",
     "isa",

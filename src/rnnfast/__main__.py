@@ -1,5 +1,5 @@
-"""Command line: `rnnfast bench`, `rnnfast train TASK`, `rnnfast charrnn train|sample`
-(also `python -m rnnfast ...`).
+"""Command line: `rnnfast bench`, `rnnfast train TASK`, `rnnfast charrnn train|sample`,
+`rnnfast gradflow` (also `python -m rnnfast ...`).
 
 A user's mistake (a bad option, an unreadable file, a run that does not fit in memory) is one
 line on stderr and a non-zero exit, never a traceback; so is Ctrl-C, at any point (exit 130).
@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def _run(argv: Sequence[str] | None, interrupted: list[int]) -> int:
     try:
-        from . import __version__, bench, charrnn, train
+        from . import __version__, bench, charrnn, gradflow, train
     except ImportError:
         if interrupted:  # NumPy turns a Ctrl-C during its own import into an ImportError
             raise KeyboardInterrupt from None
@@ -40,6 +40,9 @@ def _run(argv: Sequence[str] | None, interrupted: list[int]) -> int:
     )
     train.add_arguments(sub.add_parser("train", help="train on a long-range-dependency task"))
     charrnn.add_arguments(sub.add_parser("charrnn", help="character-level language model"))
+    gradflow.add_arguments(
+        sub.add_parser("gradflow", help="draw how gradients vanish or survive through time")
+    )
     args = parser.parse_args(argv)
     name = f"rnnfast {args.command}"
     try:
@@ -47,6 +50,8 @@ def _run(argv: Sequence[str] | None, interrupted: list[int]) -> int:
             return bench.run(args)
         if args.command == "charrnn":
             return charrnn.main(args)
+        if args.command == "gradflow":
+            return gradflow.main(args)
         return train.main(args)
     except (ValueError, OSError) as exc:  # the user's input: one line, no traceback
         print(f"{name}: error: {exc}", file=sys.stderr)
