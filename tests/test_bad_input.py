@@ -24,13 +24,14 @@ def x_ok(steps=5, batch=2, size=4, dtype=np.float32):
 
 
 def test_wrong_ndim(lstm):
-    with pytest.raises(ValueError, match=r"x: expected 3 dimensions \(T, B, I\), got 2"):
-        lstm(x_ok()[:, 0])
+    msg = r"x: expected 3 dimensions \(T, B, I\), or 2 \(T, I\) for one sequence, got 1"
+    with pytest.raises(ValueError, match=msg):
+        lstm(x_ok()[:, 0, 0])  # (T, I) is one sequence, as in torch.nn
 
 
 def test_wrong_ndim_batch_first_names_layout():
     m = rnnfast.GRU(4, 3, batch_first=True)
-    with pytest.raises(ValueError, match=r"x: expected 3 dimensions \(B, T, I\), got 4"):
+    with pytest.raises(ValueError, match=r"x: expected 3 dimensions \(B, T, I\), or 2 .*got 4"):
         m(x_ok()[None])
 
 

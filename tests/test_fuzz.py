@@ -259,7 +259,7 @@ def _bad_call(c: dict) -> None:
     d = 2 if c["bidirectional"] else 1
     good_state = np.zeros((c["layers"] * d, batch, 4), dtype)
     if kind == "x_ndim":
-        m(x[0])
+        m(x[0, 0])  # 1-D (2-D is one sequence)
     elif kind == "x_size":
         m(np.ones((steps, batch, 5), dtype))
     elif kind == "x_complex":

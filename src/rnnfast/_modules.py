@@ -315,11 +315,11 @@ class RecurrentBase(Module):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        *,
         bias: bool = True,
         batch_first: bool = False,
-        bidirectional: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
@@ -438,8 +438,8 @@ class RecurrentBase(Module):
     # --- running ----------------------------------------------------------------------------
 
     def _to_time_major(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
-        """x as a C-contiguous (T, B, I) array of the module dtype, and whether that array is a
-        copy of rnnfast's own (False: it may be, or view, the caller's memory)."""
+        """x as a C-contiguous (T, B, I) array of the module dtype (maybe the caller's memory),
+        and whether x came unbatched, (T, I) (then B = 1)."""
         if (  # the common case, first: already what the engine reads
             type(x) is np.ndarray
             and x.dtype is self.dtype
@@ -453,18 +453,19 @@ class RecurrentBase(Module):
         numbers = isinstance(x, (list, tuple, float))
         arr = v.as_float_array(given, name, self.dtype, python_numbers=numbers)
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-        if arr.ndim != 3:
+        if arr.ndim not in (2, 3):
             raise ValueError(
-                f"{name}: expected 3 dimensions {layout}, got {arr.ndim} (shape {arr.shape}); "
-                "for a single sequence add a batch axis"
+                f"{name}: expected 3 dimensions {layout}, or 2 (T, I) for one sequence, got "
+                f"{arr.ndim} (shape {arr.shape})"
             )
-        if arr.shape[2] != self.input_size:
+        if arr.shape[-1] != self.input_size:
             raise ValueError(
                 f"{name}: expected input size (last dimension) {self.input_size}, "
-                f"got {arr.shape[2]}"
+                f"got {arr.shape[-1]}"
             )
-        out = np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
-        return out, out is not given and out.flags.owndata
+        if arr.ndim == 2:  # one sequence, as torch.nn takes it (whatever batch_first says)
+            return np.ascontiguousarray(arr[:, None, :]), True
+        return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr), False
 
     def _check_ids(self, x: Any, name: str, layout: str) -> np.ndarray:
         """One-hot input given by its indices: an int64 array, each value in [0, input_size)."""
@@ -549,24 +550,52 @@ class RecurrentBase(Module):
         if one_hot is not False:
             one_hot = v.check_bool(one_hot, "one_hot")
         if one_hot:
-            ids = self._check_ids(x, "x", "(B, T)" if self.batch_first else "(T, B)")
-            x_tm = np.ascontiguousarray(ids.T if self.batch_first else ids)
+            unbatched = np.ndim(x) == 1
+            layout = "(T,)" if unbatched else "(B, T)" if self.batch_first else "(T, B)"
+            ids = self._check_ids(x, "x", layout)
+            if unbatched:
+                x_tm = ids[:, None]
+            else:
+                x_tm = np.ascontiguousarray(ids.T if self.batch_first else ids)
         else:
-            x_tm, _ = self._to_time_major(x, "x")
+            x_tm, unbatched = self._to_time_major(x, "x")
         steps, batch = x_tm.shape[:2]
         lens = v.as_lengths(lengths, batch, steps)
+        if unbatched and state is not None:
+            state = self._batch_state(state, "state")
         h0, c0 = self._check_state(state, batch, "state")
         drop = self._dropout_for(training, dropout, dropout_key)
         version = self._param_version()
         y, h_n, c_n, saved = self._engine.forward(self, x_tm, h0, c0, lens, training, drop)
         tape = None
         if training:
-            meta = {"steps": steps, "batch": batch, "version": version}
+            meta = {"steps": steps, "batch": batch, "version": version, "unbatched": unbatched}
             if drop is not None:
                 meta["dropout_key"] = drop[1]
             tape = Tape(self, saved, meta)
+        if unbatched:
+            c_one = None if c_n is None else c_n[:, 0]
+            return y[:, 0], self._pack_state(h_n[:, 0], c_one), tape
         y_out = np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
         return y_out, self._pack_state(h_n, c_n), tape
+
+    def _batch_state(self, state: Any, name: str) -> Any:
+        """An unbatched input's state, (num_layers*D, S) (a pair for LSTM), with B = 1 added."""
+
+        def one(part: Any, label: str) -> np.ndarray:
+            arr = np.asarray(part)
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{label}: x is one sequence (2 dimensions), so expected a state of 2 "
+                    f"dimensions (num_layers*D, H) without the batch axis, got shape {arr.shape}"
+                )
+            return arr[:, None, :]
+
+        if self._has_cell_state and isinstance(state, (tuple, list)) and len(state) == 2:
+            return (one(state[0], f"{name}[h]"), one(state[1], f"{name}[c]"))
+        if self._has_cell_state:
+            return state  # _check_state says what is wrong with it
+        return one(state, name)
 
     def _dropout_for(
         self, training: bool, dropout: bool | None, key: int | None
@@ -675,14 +704,21 @@ class RecurrentBase(Module):
         self._take_tape(tape)
         steps, batch = tape._meta["steps"], tape._meta["batch"]
         width = self.num_directions * self._state_size
+        unbatched = tape._meta.get("unbatched", False)
         dy_tm = None
-        if dy is not None:
+        if unbatched and dy is not None:  # (T, D*S): checked, then given its batch axis
+            arr = v.as_float_array(dy, "dy", self.dtype)
+            v.check_shape(arr, "dy", (steps, width), "(the shape of y)")
+            dy_tm = np.ascontiguousarray(arr[:, None, :])
+        elif dy is not None:
             arr = v.as_float_array(dy, "dy", self.dtype)
             expected = (batch, steps, width) if self.batch_first else (steps, batch, width)
             v.check_shape(arr, "dy", expected, "(the shape of y)")
             dy_tm = np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
         dh_n = dc_n = None
         if dstate_n is not None:
+            if unbatched:
+                dstate_n = self._batch_state(dstate_n, "dstate_n")
             dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
         input_grad = v.check_bool(input_grad, "input_grad")
         with_states = v.check_bool(return_state_grads, "return_state_grads")
@@ -693,6 +729,14 @@ class RecurrentBase(Module):
             )
         tape._saved = None  # free the memory now
         dx, dh0, dc0 = out[:3]
+        if unbatched:  # back to one sequence's shapes
+            dx = None if dx is None or not input_grad else dx[:, 0]
+            dh0, dc0 = dh0[:, 0], None if dc0 is None else dc0[:, 0]
+            if with_states:
+                dhs_one = out[3][:, :, 0]
+                dcs_one = None if out[4] is None else out[4][:, :, 0]
+                return dx, self._pack_state(dh0, dc0), self._pack_state(dhs_one, dcs_one)
+            return dx, self._pack_state(dh0, dc0)
         dx_out = None
         if input_grad and dx is not None:
             dx_out = np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
@@ -718,22 +762,34 @@ class RecurrentBase(Module):
         )
 
 
+def _check_positional(args: tuple, most: int, before: int) -> None:
+    if len(args) > most:
+        raise TypeError(
+            f"expected at most {before + most} positional arguments (torch.nn's order), got "
+            f"{before + len(args)}; dtype and seed are keyword-only"
+        )
+
+
 class RNNBase(RecurrentBase):
-    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu."""
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
+
+    Positional arguments in torch.nn.RNN's order: input_size, hidden_size, num_layers,
+    nonlinearity, bias, batch_first, dropout, bidirectional."""
 
     def __init__(
         self,
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        *,
         nonlinearity: str = "tanh",
+        *args: Any,
         **kwargs: Any,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+        _check_positional(args, 4, 4)
+        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
 
     @property
     def cell(self) -> str:
@@ -752,9 +808,14 @@ class LSTMBase(RecurrentBase):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
         proj_size: int = 0,
-        **kwargs: Any,
+        *,
+        dtype: Any = np.float32,
+        seed: int | None = None,
     ) -> None:
         proj = v.check_size(proj_size, "proj_size", 0)
         hidden = v.check_size(hidden_size, "hidden_size")
@@ -763,7 +824,17 @@ class LSTMBase(RecurrentBase):
                 f"proj_size: expected 0 <= proj_size < hidden_size ({hidden}), got {proj}"
             )
         self.proj_size = proj
-        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            dtype=dtype,
+            seed=seed,
+        )
 
     @property
     def cell(self) -> str:
@@ -780,12 +851,13 @@ class GRUBase(RecurrentBase):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        *,
+        *args: Any,
         linear_before_reset: bool = True,
         **kwargs: Any,
     ) -> None:
         self.linear_before_reset = v.check_bool(linear_before_reset, "linear_before_reset")
-        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+        _check_positional(args, 4, 3)
+        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
 
     @property
     def cell(self) -> str:
