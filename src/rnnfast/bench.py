@@ -570,10 +570,22 @@ def seconds(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a subset that finishes in about a minute")
     p.add_argument("--cells", type=parse_cells, default=list(CELLS), help="e.g. lstm,gru")
-    p.add_argument("--sizes", type=parse_sizes, help="TxBxH list, e.g. 100x1x128,50x64x512")
-    p.add_argument("--threads", type=THREADS, help="threads for rnnfast and PyTorch")
-    p.add_argument("--min-time", type=seconds, help="seconds of timing per engine and row")
-    p.add_argument("--rounds", type=bounded_int(1, 100), help="interleaved rounds (default 5)")
+    p.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        help="TxBxH list, e.g. 100x1x128,50x64x512 (default: the built-in grid)",
+    )
+    p.add_argument(
+        "--threads", type=THREADS, help="threads for rnnfast and PyTorch (default: all cores)"
+    )
+    p.add_argument(
+        "--min-time",
+        type=seconds,
+        help="seconds of timing per engine and row (default 1, 0.3 with --quick)",
+    )
+    p.add_argument(
+        "--rounds", type=bounded_int(1, 100), help="interleaved rounds (default 5, 3 with --quick)"
+    )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the speedups (needs matplotlib)")

@@ -298,8 +298,8 @@ def train(args: argparse.Namespace) -> int:
                 "give a larger --steps to continue"
             )
     budget_s = args.minutes * 60 if args.minutes else float("inf")
-    progress = Progress(args.steps)
-    t0, seen = time.perf_counter(), 0
+    progress = Progress(args.steps - step, seconds=budget_s, quiet=args.quiet)
+    t0, seen, first = time.perf_counter(), 0, step
     elapsed0 = cfg.history[-1][0] if cfg.history else 0.0
     print(
         f"charrnn: {len(ids):,} characters, vocabulary {len(cfg.vocab)}, {cfg.cell} "
@@ -322,15 +322,13 @@ def train(args: argparse.Namespace) -> int:
             step += 1
             seen += x.size
             rate = seen / (time.perf_counter() - t0)
-            progress.update(step, f"loss {loss:.3f} nats/char, {rate:,.0f} chars/s")
+            progress.update(step - first, f"loss {loss:.3f} nats/char, {rate:,.0f} chars/s")
             if step % args.eval_every == 0:
                 val = model.nats_per_char(val_ids)
                 cfg.history.append([elapsed0 + time.perf_counter() - t0, step, val])
-                progress.close()
-                print(
+                progress.write(
                     f"step {step}: validation {val:.3f} nats/char ({rate:,.0f} chars/s)\n"
-                    f"  sample: {model.sample(160, 0.8, seed=step)!r}",
-                    file=sys.stderr,
+                    f"  sample: {model.sample(160, 0.8, seed=step)!r}"
                 )
                 _save(args.checkpoint, model, opt, step, pos, state)
         progress.close()
@@ -374,7 +372,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = CharConfig(vocab="")
     sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     t = sub.add_parser("train", help="train on FILES (default: the Python standard library)")
-    t.add_argument("files", nargs="*")
+    t.add_argument("files", nargs="*", help="text files to learn (default: Python's stdlib)")
     t.add_argument("--cell", choices=sorted(CELLS), help=f"default {d.cell}")
     t.add_argument("--hidden", type=HIDDEN, help=f"default {d.hidden}")
     t.add_argument("--layers", type=LAYERS, help=f"default {d.layers}")
@@ -385,17 +383,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=seed, help=f"default {d.seed}")
     t.add_argument("--steps", type=positive_int, default=10**9, help="stop after this many steps")
     t.add_argument("--minutes", type=positive_float, help="stop after this much training time")
-    t.add_argument("--eval-every", type=positive_int, default=500)
-    t.add_argument("--val-chars", type=positive_int, default=20000)
-    t.add_argument("--threads", type=THREADS)
-    t.add_argument("--checkpoint", default="charrnn.npz")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument("--eval-every", type=positive_int, default=500, help="steps between evaluations")
+    t.add_argument(
+        "--val-chars", type=positive_int, default=20000, help="held-out characters for validation"
+    )
+    t.add_argument("--threads", type=THREADS, help="rnnfast threads (default: all cores)")
+    t.add_argument("--checkpoint", default="charrnn.npz", help="where the model is saved")
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("checkpoint")
-    s.add_argument("--length", type=bounded_int(1, 10**7), default=500)
-    s.add_argument("--temperature", type=positive_float, default=1.0)
-    s.add_argument("--prime", default="")
-    s.add_argument("--seed", type=seed)
+    s.add_argument("checkpoint", help="a checkpoint written by charrnn train")
+    s.add_argument(
+        "--length", type=bounded_int(1, 10**7), default=500, help="characters to generate"
+    )
+    s.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="below 1: surer, above: wilder"
+    )
+    s.add_argument("--prime", default="", help="text to start from")
+    s.add_argument("--seed", type=seed, help="for the sampling (default: fresh entropy)")
 
 
 def main(args: argparse.Namespace) -> int:

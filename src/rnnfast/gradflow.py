@@ -127,7 +127,6 @@ def summary(curves: list[Curve], metric: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Long enough for the gated cells to learn the adding problem (about 15 s on 2 cores).
     d = Config(task="adding", steps=2000, seq_len=50, lr=3e-3)
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("--task", choices=sorted(TASKS), default="adding", help="the task learned")
     p.add_argument("--seq-len", type=SEQ_LEN, default=d.seq_len, help="T (or the copy delay)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help="training steps a model")

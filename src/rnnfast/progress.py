@@ -1,32 +1,126 @@
-"""A one-line progress display on stderr: rewritten in place on a terminal, a line every few
-seconds otherwise (logs, CI)."""
+"""Training progress on stderr: a bar with an ETA that fits the terminal, a plain line every few
+seconds when stderr is not a terminal (logs, CI), nothing with --quiet.
+
+On a terminal the bar is tqdm's when tqdm is installed (it is optional: rnnfast needs only
+NumPy), else a one-line bar of rnnfast's own that is cut to the terminal's width. A run bounded
+by time (`seconds`, e.g. charrnn's --minutes) fills its bar by time when that ends first.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from typing import Any, TextIO
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):  # NaN or unknown
+        return "?"
+    s = round(seconds)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 class Progress:
-    def __init__(self, total: int, *, every_s: float = 5.0) -> None:
-        self.total = total
-        self.every_s = every_s
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
+    """`update(done, text)` after each step; `close()` at the end. `total` steps, and at most
+    `seconds` of time if given (whichever ends first decides the bar and the ETA)."""
 
-    def update(self, done: int, text: str) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        seconds: float | None = None,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        every_s: float = 5.0,
+        use_tqdm: bool | None = None,
+    ) -> None:
+        self.total = max(int(total), 1)
+        self.seconds = seconds if seconds and seconds != float("inf") else None
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = every_s
+        self.start = time.monotonic()
+        self.last = -1e9
+        self.start_done: int | None = None
+        self.bar: Any = None
+        if not quiet and self.tty and use_tqdm is not False:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                by_time = self.seconds is not None
+                self.bar = tqdm(
+                    total=round(self.seconds) if by_time else self.total,
+                    unit="s" if by_time else "step",
+                    file=self.stream,
+                    dynamic_ncols=True,
+                    leave=True,
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+                )
+
+    def fraction(self, done: int) -> float:
+        """How far the run is: of its steps, or of its time when that is the tighter bound."""
+        by_steps = done / self.total
+        if self.seconds is None:
+            return min(by_steps, 1.0)
+        return min(max(by_steps, (time.monotonic() - self.start) / self.seconds), 1.0)
+
+    def eta(self, done: int) -> float:
+        if self.start_done is None or done <= self.start_done:
+            return float("nan")
+        elapsed = time.monotonic() - self.start
+        per_step = elapsed / (done - self.start_done)
+        left = (self.total - done) * per_step
+        if self.seconds is not None:
+            left = min(left, self.seconds - elapsed)
+        return max(left, 0.0)
+
+    def update(self, done: int, text: str = "") -> None:
+        if self.quiet:
+            return
+        if self.start_done is None:
+            self.start_done, self.start = done, time.monotonic()
+            return
         now = time.monotonic()
-        if done < self.total and now - self.last < (0.2 if self.tty else self.every_s):
+        if self.bar is not None:
+            n = min(now - self.start, self.seconds) if self.seconds else done
+            self.bar.n = round(n) if self.seconds else n
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.refresh()
+            return
+        finished = done >= self.total
+        if not finished and now - self.last < (0.2 if self.tty else self.every_s):
             return
         self.last = now
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {text}"
-        if self.tty:
-            print(f"\r{line[:150]:<150}", end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        head = f"{100 * self.fraction(done):3.0f}% {done}/{self.total}"
+        tail = f"ETA {_clock(self.eta(done))} {text}".rstrip()
+        if not self.tty:
+            print(f"{head} {tail}", file=self.stream, flush=True)
+            return
+        width = shutil.get_terminal_size((80, 24)).columns - 1  # the last column wraps
+        bar_width = max(min(24, width - len(head) - len(tail) - 4), 5)
+        filled = int(bar_width * self.fraction(done))
+        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {head} {tail}"[:width]
+        print(f"\r{line}\x1b[K", end="", file=self.stream, flush=True)
+
+    def write(self, message: str) -> None:
+        """A message on its own lines, above the bar (which goes on after it)."""
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+            return
+        if self.tty and not self.quiet:
+            print("\r\x1b[K", end="", file=self.stream)
+        print(message, file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr, flush=True)
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        elif self.tty:
+            print(file=self.stream, flush=True)

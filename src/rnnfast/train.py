@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,8 @@ class TaskSpec:
     loss: Any
     last_only: bool  # the head reads only the last step
     metric: str  # what evaluate() reports
+    loss_unit: str = "MSE"  # the training loss, as an axis label
+    metric_unit: str = "MSE"  # the held-out metric, as an axis label
 
     def score(self, pred: np.ndarray, batch: Batch) -> float:
         """The held-out metric: MSE, or the fraction right."""
@@ -104,10 +107,30 @@ def _mass_spring(b: int, t: int, rng: np.random.Generator) -> Batch:
 
 TASKS = {
     "adding": TaskSpec(2, 1, _adding, nn.MSELoss(), True, "mse"),
-    "copy": TaskSpec(10, 10, _copy, nn.CrossEntropyLoss(), False, "copy accuracy"),
-    "reber": TaskSpec(7, 7, _reber, nn.BCEWithLogitsLoss(), False, "strings right"),
+    "copy": TaskSpec(
+        10,
+        10,
+        _copy,
+        nn.CrossEntropyLoss(),
+        False,
+        "copy accuracy",
+        "cross-entropy (nats/symbol)",
+        "accuracy (fraction of copied symbols)",
+    ),
+    "reber": TaskSpec(
+        7,
+        7,
+        _reber,
+        nn.BCEWithLogitsLoss(),
+        False,
+        "strings right",
+        "binary cross-entropy (nats/output)",
+        "fraction of strings right",
+    ),
     "mass-spring": TaskSpec(1, 1, _mass_spring, nn.MSELoss(), False, "mse"),
 }
+# Distances T - k at which --gradflow records ||dE_T/dh_k|| (fractions of T).
+FLOW_POINTS = (0.1, 0.5, 1.0)
 
 
 @dataclass
@@ -126,6 +149,9 @@ class Config:
     eval_every: int = 100
     eval_batch: int = 512
     history: list[list[float]] = field(default_factory=list)  # [step, train loss, metric]
+    losses: list[float] = field(default_factory=list)  # every step's training loss
+    # --gradflow: [step, ||dE_T/dh_k|| at each FLOW_POINTS distance..., clipped fraction]
+    flow: list[list[float]] = field(default_factory=list)
 
 
 class Model:
@@ -188,7 +214,7 @@ def _load_resume(path: str, cfg: Config, given: dict[str, Any]) -> tuple[Config,
             f"{path}: a checkpoint of rnnfast charrnn; resume it with `rnnfast charrnn train "
             "--resume`"
         )
-    saved = checkpoint.config_from(meta, Config, path, KIND)
+    saved = checkpoint.config_from(meta, Config, path, KIND, optional=("losses", "flow"))
     if saved.task not in TASKS or saved.cell not in CELLS or saved.optim not in OPTIMIZERS:
         raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (unknown task/cell/optim)")
     for name, value in given.items():
@@ -235,6 +261,8 @@ def run(
     resume: Resumed | None = None,
     plot_path: str | None = None,
     threads: int | None = None,
+    quiet: bool = False,
+    gradflow: bool = False,
 ) -> int:
     if threads is not None:
         set_num_threads(threads)
@@ -268,8 +296,12 @@ def run(
     held_out = TASKS[cfg.task].make(
         cfg.eval_batch, cfg.seq_len, np.random.default_rng(10**6 + cfg.seed)
     )
-    progress = Progress(cfg.steps)
-    t0, metric, seen = time.perf_counter(), float("nan"), 0
+    progress = Progress(cfg.steps - start, quiet=quiet)
+    t0, metric, seen = time.perf_counter(), None, 0
+    clipped = steps_since = 0
+    flow_batch = None
+    if gradflow:
+        flow_batch = TASKS[cfg.task].make(64, cfg.seq_len, np.random.default_rng(2 * 10**6))
 
     def save(step: int) -> None:
         arrays = {
@@ -298,19 +330,26 @@ def run(
             seen += batch.x.shape[0] * batch.x.shape[1]  # timesteps x sequences: tokens
             loss = model.train_step(batch)
             if cfg.clip > 0:
-                clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
+                norm = clip.clip_grad_norm([model.rnn.grads, model.head.grads], cfg.clip)
+                clipped += bool(norm > cfg.clip)
+            steps_since += 1
             opt.step()
             smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            cfg.losses.append(float(loss))
             done = step + 1
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 metric = model.spec.score(model.predict(held_out)[0], held_out)
                 cfg.history.append([done, float(smooth), metric])
+                if flow_batch is not None:
+                    cfg.flow.append([done, *_flow_norms(model, flow_batch), clipped / steps_since])
+                clipped = steps_since = 0
                 save(done)
             elapsed = max(time.perf_counter() - t0, 1e-9)
+            shown = f" {model.spec.metric} {metric:.4f}" if metric is not None else ""
             progress.update(
-                done,
-                f"loss {smooth:.4f} {model.spec.metric} {metric:.4f} "
-                f"{(done - start) / elapsed:.1f} steps/s {seen / elapsed:.0f} tokens/s",
+                done - start,
+                f"loss {smooth:.4f}{shown} {(done - start) / elapsed:.1f} steps/s "
+                f"{seen / elapsed:.0f} tokens/s",
             )
         progress.close()
         if stop.requested:
@@ -337,25 +376,64 @@ def run(
         )
     )
     if plot_path:
-        _plot(cfg, plot_path, model.spec.metric)
+        _plot(cfg, plot_path, model.spec)
     return 0
 
 
-def _plot(cfg: Config, path: str, metric: str) -> None:
+def _flow_norms(model: Model, batch: Batch) -> list[float]:
+    """||dE_T/dh_k|| of the task's loss at the last step, at the FLOW_POINTS distances."""
+    from .gradflow import measure  # gradflow builds on this module
+
+    norms = measure(model, batch).norms[-1]
+    return [float(norms[min(int(f * len(norms)), len(norms) - 1)]) for f in FLOW_POINTS]
+
+
+def smoothed(values: list[float], keep: float = 0.98) -> np.ndarray:
+    """The exponential moving average min-char-rnn reports (smooth = keep*smooth + (1-keep)*x)."""
+    out = np.empty(len(values))
+    s = values[0] if values else 0.0
+    for i, x in enumerate(values):
+        s = keep * s + (1 - keep) * x
+        out[i] = s
+    return out
+
+
+def _plot(cfg: Config, path: str, spec: TaskSpec) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatterSciNotation
 
     h = np.array(cfg.history)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    ax[0].plot(h[:, 0], h[:, 1])
-    ax[0].set_xlabel("step")
-    ax[0].set_ylabel("training loss (smoothed)")
-    ax[1].plot(h[:, 0], h[:, 2])
-    ax[1].set_xlabel("step")
-    ax[1].set_ylabel(f"held-out {metric}")
-    fig.suptitle(f"{cfg.task}: {cfg.cell}, init {cfg.init}")
+    panels = 3 if cfg.flow else 2
+    fig, ax = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+    steps = np.arange(1, len(cfg.losses) + 1)
+    ax[0].plot(steps, cfg.losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="each step")
+    ax[0].plot(steps, smoothed(cfg.losses), color="tab:blue", label="smoothed (0.98)")
+    if spec.metric == "mse":  # the held-out metric is the loss itself: same axis
+        ax[0].plot(h[:, 0], h[:, 2], "o", color="tab:red", markersize=4, label="held-out")
+    ax[0].set_yscale("log")
+    ax[0].yaxis.set_major_formatter(LogFormatterSciNotation())
+    ax[0].set_xlabel("training step")
+    ax[0].set_ylabel(f"training loss: {spec.loss_unit}")
+    ax[0].legend(fontsize=8)
+    ax[1].plot(h[:, 0], h[:, 2], "o-", color="tab:red")
+    ax[1].set_xlabel("training step")
+    ax[1].set_ylabel(f"held-out {spec.metric_unit}")
+    if cfg.flow:
+        f = np.array(cfg.flow)
+        for i, frac in enumerate(FLOW_POINTS):
+            label = f"T-k = {max(int(frac * cfg.seq_len), 1) if frac < 1 else cfg.seq_len - 1}"
+            ax[2].semilogy(f[:, 0], np.maximum(f[:, 1 + i], 1e-300), "o-", label=label)
+        ax[2].set_xlabel("training step")
+        ax[2].set_ylabel("||dE_T / dh_k|| (mean over 64 sequences)")
+        ax[2].legend(fontsize=8, loc="lower left")
+        twin = ax[2].twinx()
+        twin.plot(f[:, 0], f[:, -1], "--", color="gray")
+        twin.set_ylabel("fraction of steps clipped (dashed)")
+        twin.set_ylim(0, 1.05)
+    fig.suptitle(f"{cfg.task}: {cfg.cell}, init {cfg.init}, T={cfg.seq_len}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -364,8 +442,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # Defaults are None: an option the user did not give is told apart from one they did, so that
     # --resume can refuse changes it cannot make. Config holds the real defaults.
     d = Config(task="")
-    p.add_argument("task", choices=sorted(TASKS))
-    p.add_argument("--cell", choices=sorted(CELLS), help=f"default {d.cell}")
+    p.add_argument("task", choices=sorted(TASKS), help="what to learn (see rnnfast.tasks)")
+    p.add_argument("--cell", choices=sorted(CELLS), help=f"recurrent cell (default {d.cell})")
     p.add_argument("--hidden", type=HIDDEN, help=f"hidden units (default {d.hidden})")
     p.add_argument("--steps", type=positive_int, help=f"training steps (default {d.steps})")
     p.add_argument(
@@ -375,17 +453,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch", type=BATCH, help=f"sequences a step (default {d.batch})")
     p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
-    p.add_argument("--optim", choices=sorted(OPTIMIZERS), help=f"default {d.optim}")
+    p.add_argument("--optim", choices=sorted(OPTIMIZERS), help=f"optimiser (default {d.optim})")
     p.add_argument(
         "--clip", type=clip_norm, help=f"max gradient norm, 0 for none (default {d.clip})"
     )
-    p.add_argument("--init", choices=INITS, help=f"default {d.init}")
-    p.add_argument("--seed", type=seed, help=f"default {d.seed}")
-    p.add_argument("--threads", type=THREADS)
-    p.add_argument("--eval-every", type=positive_int, help=f"default {d.eval_every}")
-    p.add_argument("--checkpoint", help="checkpoint file (default: rnnfast-TASK-CELL.npz)")
+    p.add_argument("--init", choices=INITS, help=f"initialisation of W_hh (default {d.init})")
+    p.add_argument("--seed", type=seed, help=f"parameters and data (default {d.seed})")
+    p.add_argument("--threads", type=THREADS, help="rnnfast threads (default: all cores)")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        help=f"steps between evaluations (default {d.eval_every})",
+    )
+    p.add_argument(
+        "--run-dir",
+        help="where the run's files go: its checkpoint, and a plot named without a directory "
+        "(default: runs/TASK-CELL)",
+    )
+    p.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoint.npz)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--plot", metavar="FILE.png", help="loss curves (needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="loss per step and smoothed, held-out metric (and --gradflow) (needs matplotlib)",
+    )
+    p.add_argument(
+        "--gradflow",
+        action="store_true",
+        help="record ||dL/dh_k|| at a few distances T-k and the clipped fraction at every "
+        "evaluation, and add them to --plot",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 OPTIONS = ("cell", "hidden", "steps", "seq_len", "batch", "lr", "optim", "clip", "init", "seed")
@@ -402,12 +500,26 @@ def main(args: argparse.Namespace) -> int:
     cfg = Config(task=args.task, **given)
     if cfg.seq_len < 2:
         raise ValueError("--seq-len: expected at least 2")
-    path = args.checkpoint or f"rnnfast-{args.task}-{cfg.cell}.npz"
+    run_dir = Path(args.run_dir or Path("runs") / f"{args.task}-{cfg.cell}")
+    path = args.checkpoint or str(run_dir / "checkpoint.npz")
+    plot = args.plot
+    if plot and Path(plot).parent == Path():  # a bare name goes into the run directory
+        plot = str(run_dir / plot)
     resumed = None
     if args.resume:
         cfg, resumed = _load_resume(path, cfg, {"task": args.task, **given})
     checkpoint.check_writable(path)  # before training, not after it
-    return run(cfg, checkpoint_path=path, resume=resumed, plot_path=args.plot, threads=args.threads)
+    if plot:
+        checkpoint.check_writable(plot, "the plot")
+    return run(
+        cfg,
+        checkpoint_path=path,
+        resume=resumed,
+        plot_path=plot,
+        threads=args.threads,
+        quiet=args.quiet,
+        gradflow=args.gradflow,
+    )
 
 
 __all__ = ["TASKS", "Config", "Model", "run"]
