@@ -25,6 +25,7 @@ _SUBMODULES = {
     "diagnostics",
     "init",
     "nn",
+    "onnx",
     "optim",
     "reference",
     "tasks",

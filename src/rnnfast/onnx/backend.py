@@ -1,0 +1,121 @@
+"""An ONNX backend (`onnx.backend.base.Backend`) that runs graphs of RNN, GRU and LSTM nodes on
+rnnfast, with the shape nodes exporters put between them (Transpose, Reshape, Squeeze,
+Unsqueeze, Concat, Slice, Gather, Shape, Identity, Cast, Constant):
+
+    import rnnfast.onnx.backend as backend
+    rep = backend.prepare(onnx.load("model.onnx"), device="CPU")
+    outputs = rep.run([x])
+
+Recurrent nodes whose weights are initializers become rnnfast modules once, at prepare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx.backend.base import Backend, BackendRep
+
+from ._nodes import SHAPE_OPS, build_module, run_recurrent
+from ._weights import UnsupportedError
+
+RECURRENT = ("RNN", "GRU", "LSTM")
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+class RnnfastRep(BackendRep):
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.graph = graph
+        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.inputs = [i.name for i in graph.input if i.name not in self.constants]
+        self.outputs = [o.name for o in graph.output]
+        self.nodes = []
+        for node in graph.node:
+            op = node.op_type
+            if node.domain not in ("", "ai.onnx"):
+                raise UnsupportedError(f"node {node.name!r}: domain {node.domain!r} is not ONNX's")
+            if op not in RECURRENT and op not in SHAPE_OPS and op != "Constant":
+                raise UnsupportedError(
+                    f"node {node.name or node.output[0]!r}: operator {op} is not run by rnnfast "
+                    f"(it runs {', '.join(RECURRENT)} and the shape operators between them)"
+                )
+            attrs = _attrs(node)
+            module = None
+            if op in RECURRENT:
+                if len(node.input) > 7 and node.input[7]:
+                    raise UnsupportedError("LSTM input 'P' (peepholes): not supported by rnnfast")
+                weights = [self.constants.get(n) for n in node.input[1:4]]
+                w, r = weights[0], weights[1]
+                b = weights[2] if len(node.input) > 3 and node.input[3] else None
+                if (
+                    w is not None
+                    and r is not None
+                    and (b is not None or len(node.input) <= 3 or not node.input[3])
+                ):
+                    module = build_module(op, attrs, w, r, b)
+            self.nodes.append((node, attrs, module))
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        values: dict[str, Any] = dict(self.constants)
+        if isinstance(inputs, dict):
+            values.update(inputs)
+        else:
+            given = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+            if len(given) > len(self.inputs):
+                raise ValueError(
+                    f"inputs: the graph takes {len(self.inputs)} ({self.inputs}), got {len(given)}"
+                )
+            values.update(zip(self.inputs, given))
+        for node, attrs, module in self.nodes:
+            args = [values[n] if n else None for n in node.input]
+            if node.op_type == "Constant":
+                outs = [numpy_helper.to_array(attrs["value"])]
+            elif node.op_type in RECURRENT:
+                outs = run_recurrent(node.op_type, attrs, args, module)
+            else:
+                outs = SHAPE_OPS[node.op_type](attrs, args)
+            values.update((name, out) for name, out in zip(node.output, outs) if name)
+        return tuple(values[name] for name in self.outputs)
+
+
+class RnnfastBackend(Backend):
+    @classmethod
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> RnnfastRep:
+        if not cls.supports_device(device):
+            raise ValueError(f"device: rnnfast runs on the CPU, got {device!r}")
+        return RnnfastRep(model)
+
+    @classmethod
+    def run_model(
+        cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any
+    ) -> tuple[np.ndarray, ...]:
+        return cls.prepare(model, device).run(inputs)
+
+    @classmethod
+    def run_node(
+        cls, node: onnx.NodeProto, inputs: Sequence[Any], device: str = "CPU", **kwargs: Any
+    ) -> tuple[np.ndarray, ...]:
+        if not cls.supports_device(device):
+            raise ValueError(f"device: rnnfast runs on the CPU, got {device!r}")
+        if node.op_type not in RECURRENT:
+            return tuple(SHAPE_OPS[node.op_type](_attrs(node), list(inputs)))
+        return tuple(run_recurrent(node.op_type, _attrs(node), list(inputs)))
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        return str(device).upper().startswith("CPU")
+
+
+prepare = RnnfastBackend.prepare
+run_model = RnnfastBackend.run_model
+run_node = RnnfastBackend.run_node
+supports_device = RnnfastBackend.supports_device
+
+__all__ = ["RnnfastBackend", "RnnfastRep", "prepare", "run_model", "run_node", "supports_device"]
