@@ -40,10 +40,6 @@ CASES = _onnx_node_cases()
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_onnx_backend_node_cases(case):
-    if case.name == "test_lstm_with_peepholes":  # not in rnnfast: refused by name
-        with pytest.raises(rnnfast.onnx.UnsupportedError, match="'P' \\(peepholes\\)"):
-            backend.run_model(case.model, case.data_sets[0][0])
-        return
     assert len(CASES) == 18
     for inputs, expected in case.data_sets:
         got = backend.run_model(case.model, inputs)
@@ -52,7 +48,7 @@ def test_onnx_backend_node_cases(case):
             np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # ONNX's own tolerances
 
 
-def _node_model(op, cell_kw, direction, layout, with_seq, with_state, dtype, rng):
+def _node_model(op, cell_kw, direction, layout, with_seq, with_state, dtype, rng, peep=False):
     hidden, inputs, steps, batch = 4, 3, 5, 3
     dirs = 2 if direction == "bidirectional" else 1
     gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
@@ -75,6 +71,10 @@ def _node_model(op, cell_kw, direction, layout, with_seq, with_state, dtype, rng
             feeds[name] = rng.standard_normal(state_shape).astype(dtype)
             graph_inputs.append(helper.make_tensor_value_info(name, elem, state_shape))
         names.append(name if with_state else "")
+    if peep:
+        p = rng.uniform(-0.8, 0.8, (dirs, 3 * hidden)).astype(dtype)
+        inits.append(onnx.numpy_helper.from_array(p, "P"))
+        names += [""] * (7 - len(names)) + ["P"]
     outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
     attrs = dict(hidden_size=hidden, direction=direction, layout=layout, **cell_kw)
     node = helper.make_node(op, names, outs, **attrs)
@@ -93,6 +93,7 @@ OPS = [
     ("RNN", {}),
     ("RNN", {"activations": ["Relu", "Relu"]}),
     ("LSTM", {}),
+    ("LSTM", {"peepholes": True}),
     ("GRU", {"linear_before_reset": 0}),
     ("GRU", {"linear_before_reset": 1}),
 ]
@@ -106,18 +107,22 @@ OPS = [
         )
     ),
 )
-@pytest.mark.parametrize(("op", "kw"), OPS, ids=["rnn", "rnn_relu", "lstm", "gru", "gru_lbr"])
+@pytest.mark.parametrize(
+    ("op", "kw"), OPS, ids=["rnn", "rnn_relu", "lstm", "lstm_peepholes", "gru", "gru_lbr"]
+)
 def test_backend_matches_onnxruntime(op, kw, direction, layout, with_seq, with_state):
     rng = np.random.default_rng(0)
+    kw = dict(kw)
+    peep = kw.pop("peepholes", False)
     if op == "RNN" and "activations" in kw:
         kw = {"activations": kw["activations"][: 2 if direction == "bidirectional" else 1]}
-    model, feeds = _node_model(op, kw, direction, 0, with_seq, with_state, np.float32, rng)
+    model, feeds = _node_model(op, kw, direction, 0, with_seq, with_state, np.float32, rng, peep)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, feeds
     )
     if layout:  # onnxruntime has no layout 1: the same node batch-major, against its results
         model, _ = _node_model(
-            op, kw, direction, 1, with_seq, with_state, np.float32, np.random.default_rng(0)
+            op, kw, direction, 1, with_seq, with_state, np.float32, np.random.default_rng(0), peep
         )
         feeds = {k: (v if k == "S" else np.swapaxes(v, 0, 1)) for k, v in feeds.items()}
         want = [np.transpose(want[0], (2, 0, 1, 3))] + [np.swapaxes(w, 0, 1) for w in want[1:]]
@@ -139,6 +144,8 @@ def _module_variants():
         rnnfast.GRU(3, 5, 2, bidirectional=True, linear_before_reset=False, seed=0),
     )
     yield "lstm_f64", rnnfast.LSTM(3, 5, 2, dtype=np.float64, seed=0)
+    yield "lstm_peepholes_bi", rnnfast.LSTM(3, 5, 2, bidirectional=True, peepholes=True, seed=0)
+    yield "lstm_peepholes_nobias", rnnfast.LSTM(3, 5, bias=False, peepholes=True, seed=0)
 
 
 VARIANTS = list(_module_variants())

@@ -344,6 +344,7 @@ class RecurrentBase(Module):
             None if seed is None else [v.check_seed(seed), 0x64726F70]
         )
         self.proj_size = getattr(self, "proj_size", 0)  # set before by an LSTM
+        self.peepholes = getattr(self, "peepholes", False)  # likewise
         self._state_size = self.proj_size or self.hidden_size  # h's width, and y's per direction
         # What the cell is, fixed for the module's life (read on every call).
         self._cell = self.cell
@@ -390,6 +391,8 @@ class RecurrentBase(Module):
                     shapes[f"bias_hh_l{layer}{suffix}"] = (gh,)
                 if self.proj_size:
                     shapes[f"weight_hr_l{layer}{suffix}"] = (self.proj_size, self.hidden_size)
+                if self.peepholes:
+                    shapes[f"weight_p_l{layer}{suffix}"] = (3 * self.hidden_size,)
         return shapes
 
     def reset_parameters(self, seed: int | None = None) -> None:
@@ -411,6 +414,12 @@ class RecurrentBase(Module):
             return None
         return self.params[f"weight_hr_l{layer}{'_reverse' if direction else ''}"]
 
+    def peephole_weights(self, layer: int, direction: int) -> np.ndarray | None:
+        """weight_p (p_i, p_f, p_o) of one layer and direction of an LSTM with peepholes."""
+        if not self.peepholes:
+            return None
+        return self.params[f"weight_p_l{layer}{'_reverse' if direction else ''}"]
+
     def _ordered(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Arrays in the core's order: for each layer and direction, w_ih, w_hh, b_ih, b_hh,
         w_hr."""
@@ -427,6 +436,7 @@ class RecurrentBase(Module):
             self.bias,
             self.dtype.name,
             self.proj_size,
+            self.peepholes,
         )
 
     def tape_bytes(self, steps: int, batch: int) -> int:
@@ -752,6 +762,8 @@ class RecurrentBase(Module):
         extra = f", nonlinearity={self.nonlinearity!r}" if hasattr(self, "nonlinearity") else ""
         if self.proj_size:
             extra += f", proj_size={self.proj_size}"
+        if self.peepholes:
+            extra += ", peepholes=True"
         if self.dropout:
             extra += f", dropout={self.dropout}"
         return (
@@ -801,7 +813,11 @@ class LSTMBase(RecurrentBase):
 
     With `proj_size` P > 0 (LSTMP, as torch.nn.LSTM): h_t = W_hr (o*tanh(c_t)), W_hr
     (`weight_hr_l{k}`) of shape (P, H); h, y and the recurrent weights' columns have width P,
-    c keeps width H."""
+    c keeps width H.
+
+    With `peepholes=True` (as ONNX's and oneDNN's LSTM; PyTorch has none) the gates also see the
+    cell: i and f add p_i*c_{t-1} and p_f*c_{t-1}, o adds p_o*c_t, with `weight_p_l{k}` =
+    (p_i, p_f, p_o) of shape (3H,)."""
 
     def __init__(
         self,
@@ -814,6 +830,7 @@ class LSTMBase(RecurrentBase):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
+        peepholes: bool = False,
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
@@ -824,6 +841,7 @@ class LSTMBase(RecurrentBase):
                 f"proj_size: expected 0 <= proj_size < hidden_size ({hidden}), got {proj}"
             )
         self.proj_size = proj
+        self.peepholes = v.check_bool(peepholes, "peepholes")
         super().__init__(
             input_size,
             hidden_size,

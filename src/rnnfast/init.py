@@ -100,7 +100,7 @@ def init_module(
     hidden = module.hidden_size if isinstance(module, RecurrentBase) else None
     with module.params.writable() as params:
         for name, p in params.items():
-            if name.startswith("bias"):
+            if name.startswith(("bias", "weight_p_")):  # vectors: biases and peepholes
                 if bias == "zeros":
                     p.fill(0)
                 else:

@@ -13,6 +13,7 @@ LSTM (gate rows i, f, g, o)::
     i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o)
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)                 (with proj_size: h_t = W_hr (o * tanh(c_t)))
+    (with peepholes: a_i += p_i c_{t-1}, a_f += p_f c_{t-1}, a_o += p_o c_t)
 
 GRU (gate rows r, z, n)::
 
@@ -80,7 +81,7 @@ def _direction_forward(
     reverse: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[dict]]:
     """One direction over the sequence. mask[t, b] says whether step t is real for sequence b."""
-    w_ih, w_hh, b_ih, b_hh, w_hr = w
+    w_ih, w_hh, b_ih, b_hh, w_hr, w_p = w
     steps, batch, _ = x.shape
     hd = w_hh.shape[0] // GATES[cell]
     y = np.zeros((steps, batch, h0.shape[1]), x.dtype)
@@ -97,9 +98,15 @@ def _direction_forward(
             c_new = None
         elif cell == "lstm":
             a = xw + hw
-            i, f = sigmoid(a[:, :hd]), sigmoid(a[:, hd : 2 * hd])
-            g, o = np.tanh(a[:, 2 * hd : 3 * hd]), sigmoid(a[:, 3 * hd :])
+            a_i, a_f, a_o = a[:, :hd], a[:, hd : 2 * hd], a[:, 3 * hd :]
+            if w_p is not None:  # peepholes: i and f see c_{t-1}
+                a_i, a_f = a_i + w_p[:hd] * c, a_f + w_p[hd : 2 * hd] * c
+            i, f = sigmoid(a_i), sigmoid(a_f)
+            g = np.tanh(a[:, 2 * hd : 3 * hd])
             c_new = f * c + i * g
+            if w_p is not None:  # o sees c_t
+                a_o = a_o + w_p[2 * hd :] * c_new
+            o = sigmoid(a_o)
             h_new = o * np.tanh(c_new)
             step.update(i=i, f=f, g=g, o=o, c=c_new)
             if w_hr is not None:  # LSTMP: the state is a projection of the cell's output m
@@ -143,8 +150,8 @@ def _direction_backward(
     """BPTT through one direction; adds to grads = [dW_ih, dW_hh, db_ih, db_hh, dW_hr] in
     place. `record` ("dh" (T, B, S), "dc" (T, B, H)), if given, receives dL/dh_t and dL/dc_t of
     every step (zero past a sequence's length)."""
-    w_hh, w_hr = w[1], w[4]
-    gw_ih, gw_hh, gb_ih, gb_hh, gw_hr = grads
+    w_hh, w_hr, w_p = w[1], w[4], w[5]
+    gw_ih, gw_hh, gb_ih, gb_hh, gw_hr, gw_p = grads
     hd = w_hh.shape[0] // GATES[cell]
     dx = np.zeros_like(x)
     w_ih = w[0]
@@ -171,22 +178,26 @@ def _direction_backward(
                 gw_hr += dh[mask[t]].T @ step["m"][mask[t]]
                 dh = dh @ w_hr
             tc = np.tanh(c)
+            da_o = dh * tc * o * (1 - o)
             dc_total = dc + dh * o * (1 - tc**2)
+            if w_p is not None:  # c_t also reached o
+                dc_total = dc_total + da_o * w_p[2 * hd :]
             if record is not None:
                 record["dc"][t] = np.where(m, dc_total, 0)
-            da_x = np.concatenate(
-                [
-                    dc_total * g * i * (1 - i),
-                    dc_total * step["c_prev"] * f * (1 - f),
-                    dc_total * i * (1 - g**2),
-                    dh * tc * o * (1 - o),
-                ],
-                axis=1,
-            )
+            c_prev = step["c_prev"]
+            da_i = dc_total * g * i * (1 - i)
+            da_f = dc_total * c_prev * f * (1 - f)
+            da_x = np.concatenate([da_i, da_f, dc_total * i * (1 - g**2), da_o], axis=1)
             da_h = da_x
             dh_prev = np.zeros_like(dh_state)
             dh = dh_state  # an ended sequence passes its dh (of the state's width) through
             dc_prev = dc_total * f
+            if w_p is not None:  # c_{t-1} also reached i and f; their peepholes' gradients
+                dc_prev = dc_prev + da_i * w_p[:hd] + da_f * w_p[hd : 2 * hd]
+                act = mask[t]
+                gw_p[:hd] += (da_i * c_prev)[act].sum(axis=0)
+                gw_p[hd : 2 * hd] += (da_f * c_prev)[act].sum(axis=0)
+                gw_p[2 * hd :] += (da_o * c)[act].sum(axis=0)
         else:
             r, z, n = step["r"], step["z"], step["n"]
             dan = dh * (1 - z) * (1 - n**2)
@@ -329,7 +340,14 @@ class ReferenceEngine:
                 suffix = f"l{layer}{'_reverse' if d else ''}"
                 grads = [
                     module.grads.get(f"{kind}_{suffix}")
-                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+                    for kind in (
+                        "weight_ih",
+                        "weight_hh",
+                        "bias_ih",
+                        "bias_hh",
+                        "weight_hr",
+                        "weight_p",
+                    )
                 ]
                 dy_d = None if d_out is None else d_out[:, :, d * sd : (d + 1) * sd]
                 with _quiet():
@@ -371,7 +389,14 @@ class ReferenceEngine:
         if b_ih is None:  # no bias: zeros keep the equations as written
             gh = w_hh.shape[0]
             b_ih, b_hh = np.zeros(gh, module.dtype), np.zeros(gh, module.dtype)
-        return w_ih, w_hh, b_ih, b_hh, module.projection(layer, d)
+        return (
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            module.projection(layer, d),
+            module.peephole_weights(layer, d),
+        )
 
 
 _REFERENCE = ReferenceEngine()

@@ -61,6 +61,8 @@ struct ForwardStep {
   bool relu = false;                // RNN: relu instead of tanh
   bool keep_gates = false;  // write every activation back (training); inference keeps only what
                             // the step itself reads again (the reset-before GRU's z)
+  const T* peep = nullptr;  // LSTM peepholes [3H] (p_i, p_f, p_o), or null: i and f see c_{t-1},
+                            // o sees c_t
   bool project = false;     // LSTM with a projection, first part: `h` receives m = o * tanh(c)
                             // ([rows, H], zero for an ended row), y is null; see lstm_project
 };
@@ -91,8 +93,9 @@ struct BackwardStep {
   T* dc_out = nullptr;  // or LSTM [rows, H]: dL/dc_t (zero for an ended row)
   const uint8_t* active = nullptr;
   bool relu = false;
-  bool projected = false;  // LSTM with a projection, second part: acc is dL/dm itself (no direct,
-                           // no dy); an ended row gets zero gate gradients and keeps its dc
+  const T* peep = nullptr;  // LSTM peepholes [3H], as forward's
+  bool projected = false;   // LSTM with a projection, second part: acc is dL/dm itself (no direct,
+                            // no dy); an ended row gets zero gate gradients and keeps its dc
 };
 
 }  // namespace rnnfast::kernels

@@ -175,12 +175,21 @@ void lstm_forward(const kernels::ForwardStep<typename V::T>& s) {
     const Units un = units_of<V>(group, hd);
     if (!s.active[r]) return carry_row<V, 4>(s, r, un);
     T* gates = s.gates + r * s.ld_gates + un.u;
-    const V i = sigmoid_v(pre_activation<V>(s, acc[0], gates, 0, un));
-    const V f = sigmoid_v(pre_activation<V>(s, acc[1], gates, 1, un));
-    const V g = tanh_v(pre_activation<V>(s, acc[2], gates, 2, un));
-    const V o = sigmoid_v(pre_activation<V>(s, acc[3], gates, 3, un));
     const index_t at = r * hd + un.u;
-    const V c = fma(f, load_units<V>(s.c_prev + at, un.n), i * g);
+    const V c_prev = load_units<V>(s.c_prev + at, un.n);
+    V a_i = pre_activation<V>(s, acc[0], gates, 0, un);
+    V a_f = pre_activation<V>(s, acc[1], gates, 1, un);
+    V a_o = pre_activation<V>(s, acc[3], gates, 3, un);
+    if (s.peep) {  // i and f look at c_{t-1}
+      a_i = fma(load_units<V>(s.peep + un.u, un.n), c_prev, a_i);
+      a_f = fma(load_units<V>(s.peep + hd + un.u, un.n), c_prev, a_f);
+    }
+    const V i = sigmoid_v(a_i);
+    const V f = sigmoid_v(a_f);
+    const V g = tanh_v(pre_activation<V>(s, acc[2], gates, 2, un));
+    const V c = fma(f, c_prev, i * g);
+    if (s.peep) a_o = fma(load_units<V>(s.peep + 2 * hd + un.u, un.n), c, a_o);  // o sees c_t
+    const V o = sigmoid_v(a_o);
     const V h = o * tanh_v(c);
     if (s.keep_gates) {
       store_units(i, gates, un.n);
@@ -364,14 +373,24 @@ void lstm_backward(const kernels::BackwardStep<typename V::T>& s) {
     const V g = load_units<V>(gates + 2 * hd, un.n), o = load_units<V>(gates + 3 * hd, un.n);
     const V one = V::set1(T(1));
     const V tc = tanh_v(load_units<V>(s.c + at, un.n));
-    const V dct = fma(dh * o, fnma(tc, tc, one), load_units<V>(s.dc + at, un.n));
+    const V da_o = dh * tc * o * (one - o);
+    V dct = fma(dh * o, fnma(tc, tc, one), load_units<V>(s.dc + at, un.n));
+    if (s.peep) dct = fma(da_o, load_units<V>(s.peep + 2 * hd + un.u, un.n), dct);
     if (s.dc_out) store_units(dct, s.dc_out + at, un.n);
     T* dg = s.dg + r * s.ld_gates + un.u;
-    store_units(dct * g * i * (one - i), dg, un.n);
-    store_units(dct * load_units<V>(s.c_prev + at, un.n) * f * (one - f), dg + hd, un.n);
+    const V c_prev = load_units<V>(s.c_prev + at, un.n);
+    const V da_i = dct * g * i * (one - i);
+    const V da_f = dct * c_prev * f * (one - f);
+    store_units(da_i, dg, un.n);
+    store_units(da_f, dg + hd, un.n);
     store_units(dct * i * fnma(g, g, one), dg + 2 * hd, un.n);
-    store_units(dh * tc * o * (one - o), dg + 3 * hd, un.n);
-    store_units(dct * f, s.dc + at, un.n);
+    store_units(da_o, dg + 3 * hd, un.n);
+    V dc_prev = dct * f;
+    if (s.peep) {  // c_{t-1} also reached i and f
+      dc_prev = fma(da_i, load_units<V>(s.peep + un.u, un.n), dc_prev);
+      dc_prev = fma(da_f, load_units<V>(s.peep + hd + un.u, un.n), dc_prev);
+    }
+    store_units(dc_prev, s.dc + at, un.n);
     if (!s.projected) store_units(V::set1(T(0)), s.direct + at, un.n);
   });
 }

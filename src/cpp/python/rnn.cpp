@@ -46,8 +46,10 @@ class PyStack {
 
  public:
   PyStack(const std::string& cell, index_t input, index_t hidden, index_t layers,
-          bool bidirectional, bool bias, const std::string& dtype, index_t proj_size)
-      : spec_{parse_cell(cell), input, hidden, layers, bidirectional ? 2 : 1, bias, proj_size},
+          bool bidirectional, bool bias, const std::string& dtype, index_t proj_size,
+          bool peepholes)
+      : spec_{parse_cell(cell),      input, hidden,    layers,
+              bidirectional ? 2 : 1, bias,  proj_size, peepholes},
         dtype_(parse_dtype(dtype)) {
     if (input < 1 || hidden < 1 || layers < 1)
       throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
@@ -56,6 +58,8 @@ class PyStack {
                                   std::to_string(proj_size));
     if (proj_size && spec_.cell != Cell::Lstm)
       throw std::invalid_argument("proj_size: only an LSTM has a projection");
+    if (peepholes && spec_.cell != Cell::Lstm)
+      throw std::invalid_argument("peepholes: only an LSTM has peepholes");
     if (dtype_ == Dtype::F32) {
       f32_ = std::make_unique<Typed<float>>(spec_);
     } else {
@@ -122,9 +126,9 @@ class PyStack {
 
   template <typename T>
   void bind(Typed<T>& t, const py::list& arrays, bool grads) {
-    // Per layer and direction, PyTorch's order: w_ih, w_hh, (b_ih, b_hh), (w_hr).
+    // Per layer and direction, PyTorch's order: w_ih, w_hh, (b_ih, b_hh), (w_hr), then (w_p).
     const index_t hd = spec_.hidden, g = cell_info(spec_.cell).gates * hd;
-    const index_t per = (spec_.bias ? 4 : 2) + (spec_.proj ? 1 : 0);
+    const index_t per = (spec_.bias ? 4 : 2) + (spec_.proj ? 1 : 0) + (spec_.peepholes ? 1 : 0);
     const std::string what = grads ? "grads" : "params";
     if (static_cast<index_t>(arrays.size()) != spec_.count() * per) {
       throw std::invalid_argument(what + ": expected " + std::to_string(spec_.count() * per) +
@@ -138,6 +142,7 @@ class PyStack {
       std::vector<std::vector<index_t>> shapes = {{g, in}, {g, spec_.state()}};
       if (spec_.bias) shapes.insert(shapes.end(), {{g}, {g}});
       if (spec_.proj) shapes.push_back({spec_.proj, hd});
+      if (spec_.peepholes) shapes.push_back({3 * hd});
       std::vector<T*> ptr;
       for (index_t j = 0; j < per; ++j) {
         py::array a = arrays[static_cast<size_t>(k * per + j)].cast<py::array>();
@@ -148,8 +153,10 @@ class PyStack {
       }
       T* b_ih = spec_.bias ? ptr[2] : nullptr;
       T* b_hh = spec_.bias ? ptr[3] : nullptr;
-      T* w_hr = spec_.proj ? ptr.back() : nullptr;
-      params.layers.push_back({ptr[0], ptr[1], b_ih, b_hh, w_hr});
+      T* w_hr = spec_.proj ? ptr[per - 1 - (spec_.peepholes ? 1 : 0)] : nullptr;
+      T* w_p = spec_.peepholes ? ptr.back() : nullptr;
+      params.layers.push_back({ptr[0], ptr[1], b_ih, b_hh, w_hr, w_p});
+      gr.w_p.push_back(w_p);
       gr.w_ih.push_back(ptr[0]);
       gr.w_hh.push_back(ptr[1]);
       gr.b_ih.push_back(b_ih);
@@ -343,9 +350,10 @@ void init_rnn(py::module_& m) {
       .def_property_readonly("consumed", &PyTape::consumed);
   py::class_<PyStack>(m, "Stack", "A recurrent module's C++ driver: layers x directions.")
       .def(py::init<const std::string&, index_t, index_t, index_t, bool, bool, const std::string&,
-                    index_t>(),
+                    index_t, bool>(),
            py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
-           py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"), py::arg("proj_size") = 0)
+           py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"), py::arg("proj_size") = 0,
+           py::arg("peepholes") = false)
       .def("set_params", &PyStack::set_params, py::arg("arrays"))
       .def("set_grads", &PyStack::set_grads, py::arg("arrays"))
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),

@@ -393,6 +393,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.ld_gates = training ? ld : gh;
       st.bias = pk.bias.empty() ? nullptr : pk.bias.data();
       st.bias_hn = pk.bias_hn.empty() ? nullptr : pk.bias_hn.data();
+      st.peep = pk.peep.empty() ? nullptr : pk.peep.data();
       st.h_prev = st.p.a;
       st.h = proj ? extra_rows : h_states + after * bs + m.b0 * sd;  // projected: m
       if (lstm) {
@@ -437,6 +438,35 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t last = training ? (a.reverse ? 0 : steps) : steps % 2;
   std::copy(h_states + last * bs, h_states + (last + 1) * bs, a.h_n);
   if (lstm) std::copy(c_states + last * bh, c_states + (last + 1) * bh, a.c_n);
+}
+
+// The peepholes' gradients: dp_i += sum dA_i c_{t-1}, dp_f += sum dA_f c_{t-1}, dp_o += sum
+// dA_o c_t over the real steps of every sequence (a padding row's c may be anything, even NaN),
+// summed in the order (t, b) whichever thread owns the units.
+template <typename T>
+void add_peephole_gradient(const LayerBackward<T>& a, const T* dg, index_t ld, T* dw_p) {
+  const index_t hd = a.hidden, batch = a.batch, bh = batch * hd;
+  parallel_for(hd, 64, [&](index_t u0, index_t u1) {
+    const index_t n = u1 - u0;
+    std::vector<T> sum(static_cast<size_t>(3 * n), T(0));
+    for (index_t t = 0; t < a.steps; ++t) {
+      const T* c_prev = a.cs + state_before(a.reverse, t) * bh;
+      const T* c = a.cs + state_after(a.reverse, t) * bh;
+      for (index_t b = 0; b < batch; ++b) {
+        if (a.lengths && t >= a.lengths[b]) continue;
+        const T* g = dg + (t * batch + b) * ld;
+        const T* cp = c_prev + b * hd;
+        const T* cn = c + b * hd;
+        for (index_t u = u0; u < u1; ++u) {
+          sum[u - u0] += g[u] * cp[u];
+          sum[n + u - u0] += g[hd + u] * cp[u];
+          sum[2 * n + u - u0] += g[3 * hd + u] * cn[u];
+        }
+      }
+    }
+    for (index_t k = 0; k < 3; ++k)
+      for (index_t u = u0; u < u1; ++u) dw_p[k * hd + u] += sum[k * n + u - u0];
+  });
 }
 
 template <typename T>
@@ -532,6 +562,7 @@ void layer_backward(const LayerBackward<T>& a) {
         st.dg_n = a.extra + t * bh + m.b0 * hd;  // in place, as dg
       }
       st.relu = a.cell == Cell::RnnRelu;
+      st.peep = pk.peep.empty() ? nullptr : pk.peep.data();
       backward_kernel(kt, a.cell, st);
       if (two_part) {  // dL/d(r*h) = dn W_hn: every unit's dn first
         if (!m.sync(team)) return;
@@ -636,6 +667,7 @@ void layer_backward(const LayerBackward<T>& a) {
     }
     for (index_t j = 0; j < gh; ++j) a.db_ih[j] += sums[j];
   }
+  if (a.dw_p) add_peephole_gradient(a, dg, ld, a.dw_p);
 }
 
 template void layer_forward<float>(const LayerForward<float>&);

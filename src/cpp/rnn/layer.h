@@ -67,6 +67,7 @@ struct LayerBackward {
   T *dh0, *dc0;
   T *dw_ih, *dw_hh, *db_ih, *db_hh;  // biases null when the layer has none
   T* dw_hr;                          // projected LSTM
+  T* dw_p = nullptr;                 // LSTM peepholes [3H], or null
   T* dh_states = nullptr;            // or [T, B, S]: dL/dh_t of every step (zero past a length)
   T* dc_states = nullptr;            // or LSTM [T, B, H]: dL/dc_t
   std::mutex* grad_lock;

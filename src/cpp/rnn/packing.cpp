@@ -65,7 +65,8 @@ std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, in
   const index_t g = info.gates, gh = g * hidden, width = kernels::active_kernels<T>().width;
   const index_t state = proj ? proj : hidden;  // what W_hh multiplies
   auto p = std::make_shared<ForwardPacks<T>>(
-      ForwardPacks<T>{PackedB<T>(Trans::Yes, input, gh, w.w_ih, input), {}, {}, {}, {}, {}, 0});
+      ForwardPacks<T>{PackedB<T>(Trans::Yes, input, gh, w.w_ih, input), {}, {}, {}, {}, {}, {}, 0});
+  if (w.w_p) p->peep.assign(w.w_p, w.w_p + 3 * hidden);
   p->groups = ceil_div(hidden, width);
   if (info.two_part) {
     p->rec = forward_panels(w.w_hh, hidden, hidden, 0, 2, width);
@@ -103,6 +104,7 @@ std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, 
     p->rec = backward_panels(w.w_hh, proj ? proj : hidden, 0, gh, width);
   }
   if (proj) p->proj = backward_panels(w.w_hr, hidden, 0, proj, width);
+  if (w.w_p) p->peep.assign(w.w_p, w.w_p + 3 * hidden);
   return p;
 }
 

@@ -33,6 +33,7 @@ struct ForwardPacks {
   std::vector<T> bias;         // [G*H] added at each step, empty without bias: b_ih + b_hh,
                                // except linear-before-reset GRU's n block (b_in alone)
   std::vector<T> bias_hn;      // linear-before-reset GRU: b_hn
+  std::vector<T> peep;         // LSTM peepholes [3H] (p_i, p_f, p_o), empty without
   index_t groups = 0;
 };
 
@@ -44,12 +45,14 @@ struct BackwardPacks {
   Panels<T> rec;                          // K = G*H (reset-before GRU: 2H)
   Panels<T> rec_n;                        // reset-before GRU: W_hn, K = H
   Panels<T> proj;                         // projected LSTM: W_hr, K = P
+  std::vector<T> peep;                    // LSTM peepholes [3H], empty without
 };
 
 template <typename T>
 struct LayerWeights {
   const T *w_ih, *w_hh, *b_ih, *b_hh;  // PyTorch's layout; biases null without bias
   const T* w_hr = nullptr;             // projected LSTM: [P, H]
+  const T* w_p = nullptr;              // LSTM peepholes: [3H] (p_i, p_f, p_o)
 };
 
 template <typename T>

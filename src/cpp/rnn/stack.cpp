@@ -201,6 +201,7 @@ void Stack<T>::backward(const StackParams<T>& params, Tape<T>& tape, const T* dy
       a.db_ih = spec_.bias ? grads.b_ih[k] : nullptr;
       a.db_hh = spec_.bias ? grads.b_hh[k] : nullptr;
       a.dw_hr = spec_.proj ? grads.w_hr[k] : nullptr;
+      a.dw_p = spec_.peepholes ? grads.w_p[k] : nullptr;
       a.grad_lock = &grad_mutex_;
       a.pool = pool_;
       a.dh_states = dh_states ? dh_states + k * steps * bs : nullptr;

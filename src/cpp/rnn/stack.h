@@ -25,7 +25,8 @@ struct StackSpec {
   Cell cell;
   index_t input, hidden, layers, directions;
   bool bias;
-  index_t proj = 0;  // LSTM with a projection: P (h has P values, W_hr is P x H); 0: none
+  index_t proj = 0;        // LSTM with a projection: P (h has P values, W_hr is P x H); 0: none
+  bool peepholes = false;  // LSTM with peepholes: w_p [3H] per layer and direction
   index_t state() const { return proj ? proj : hidden; }  // S, the size of h
   index_t layer_input(index_t layer) const { return layer == 0 ? input : directions * state(); }
   index_t count() const { return layers * directions; }
@@ -38,7 +39,7 @@ struct StackParams {
 
 template <typename T>
 struct StackGrads {
-  std::vector<T*> w_ih, w_hh, b_ih, b_hh, w_hr;  // l*D + d (w_hr: projected LSTM)
+  std::vector<T*> w_ih, w_hh, b_ih, b_hh, w_hr, w_p;  // l*D + d (w_hr, w_p: LSTM options)
 };
 
 inline constexpr uint64_t kNoCache = ~uint64_t{0};

@@ -6,8 +6,8 @@
   onnxruntime runs with the same outputs.
 
 Supported: directions forward, reverse and bidirectional, layout 0 and 1, sequence_lens,
-initial_h/initial_c, GRU linear_before_reset 0 and 1, RNN activations Tanh or Relu. Refused with
-an error naming them: peepholes (LSTM input P), clip, input_forget, other activations.
+initial_h/initial_c, LSTM peepholes (input P), GRU linear_before_reset 0 and 1, RNN activations
+Tanh or Relu. Refused with an error naming them: clip, input_forget, other activations.
 """
 
 from __future__ import annotations

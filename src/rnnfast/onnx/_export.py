@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .._modules import RecurrentBase
 from ._nodes import build_module
-from ._weights import GATES, UnsupportedError, reorder
+from ._weights import GATES, UnsupportedError, peepholes_from_onnx, reorder
 
 _OP = {
     "rnn_tanh": "RNN",
@@ -25,10 +25,13 @@ OPSET = 17
 
 
 def _layer_initializers(module: RecurrentBase, layer: int, op: str) -> list[onnx.TensorProto]:
-    """W [D, G*H, in], R [D, G*H, H] and B [D, 2*G*H] of one layer, in ONNX's gate order."""
+    """W [D, G*H, in], R [D, G*H, H], B [D, 2*G*H] (and P [D, 3H]) of one layer, in ONNX's gate
+    order."""
     hidden = module.hidden_size
-    ws, rs, bs = [], [], []
+    ws, rs, bs, ps = [], [], [], []
     for d in range(module.num_directions):
+        if module.peepholes:
+            ps.append(peepholes_from_onnx(np.asarray(module.peephole_weights(layer, d)), hidden))
         w_ih, w_hh, b_ih, b_hh = module.layer_weights(layer, d)
         ws.append(reorder(op, np.asarray(w_ih), hidden, inverse=True))
         rs.append(reorder(op, np.asarray(w_hh), hidden, inverse=True))
@@ -45,8 +48,11 @@ def _layer_initializers(module: RecurrentBase, layer: int, op: str) -> list[onnx
         numpy_helper.from_array(np.stack(ws), f"W_l{layer}"),
         numpy_helper.from_array(np.stack(rs), f"R_l{layer}"),
     ]
-    if module.bias:
-        out.append(numpy_helper.from_array(np.stack(bs), f"B_l{layer}"))
+    if module.bias or module.peepholes:  # B is required before P: zeros without bias
+        b = np.stack(bs) if module.bias else np.zeros((len(ws), 2 * ws[0].shape[0]), ws[0].dtype)
+        out.append(numpy_helper.from_array(b, f"B_l{layer}"))
+    if module.peepholes:
+        out.append(numpy_helper.from_array(np.stack(ps), f"P_l{layer}"))
     return out
 
 
@@ -77,7 +83,11 @@ def export(
     h_parts, c_parts = [], []
     for layer in range(module.num_layers):
         inits += _layer_initializers(module, layer, op)
-        ins = [current, f"W_l{layer}", f"R_l{layer}"] + ([f"B_l{layer}"] if module.bias else [])
+        ins = [current, f"W_l{layer}", f"R_l{layer}"]
+        if module.bias or module.peepholes:
+            ins.append(f"B_l{layer}")
+        if module.peepholes:
+            ins += ["", "", "", f"P_l{layer}"]
         outs = [f"Y_l{layer}", f"Yh_l{layer}"] + ([f"Yc_l{layer}"] if lstm else [])
         attrs: dict[str, Any] = {"hidden_size": hidden}
         if dirs == 2:
@@ -136,8 +146,6 @@ def to_modules(model: onnx.ModelProto | str | os.PathLike) -> dict[str, Recurren
             continue
         name = node.name or node.output[0]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if len(node.input) > 7 and node.input[7]:
-            raise UnsupportedError(f"{name}: LSTM input 'P' (peepholes): not supported by rnnfast")
         direction = attrs.get("direction", b"forward")
         if (direction.decode() if isinstance(direction, bytes) else direction) == "reverse":
             raise UnsupportedError(
@@ -147,7 +155,9 @@ def to_modules(model: onnx.ModelProto | str | os.PathLike) -> dict[str, Recurren
         if missing:
             raise ValueError(f"{name}: weights {missing} are not initializers of the model")
         b = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-        module = build_module(node.op_type, attrs, consts[node.input[1]], consts[node.input[2]], b)
+        p = consts.get(node.input[7]) if len(node.input) > 7 and node.input[7] else None
+        w, r = consts[node.input[1]], consts[node.input[2]]
+        module = build_module(node.op_type, attrs, w, r, b, p)
         del module.onnx_direction
         out[name] = module
     return out

@@ -18,8 +18,10 @@ def _flip(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, idx[(...,) + (None,) * (x.ndim - 2)], axis=0)
 
 
-def build_module(op: str, attrs: dict[str, Any], w: np.ndarray, r: np.ndarray, b: Any) -> Any:
-    """The rnnfast module of an ONNX RNN/GRU/LSTM node with weights W, R, B."""
+def build_module(
+    op: str, attrs: dict[str, Any], w: np.ndarray, r: np.ndarray, b: Any, p: Any = None
+) -> Any:
+    """The rnnfast module of an ONNX RNN/GRU/LSTM node with weights W, R, B (and LSTM's P)."""
     import rnnfast
 
     if w.dtype not in (np.float32, np.float64):
@@ -31,10 +33,12 @@ def build_module(op: str, attrs: dict[str, Any], w: np.ndarray, r: np.ndarray, b
     dirs = 2 if direction == "bidirectional" else 1
     hidden = int(attrs.get("hidden_size", r.shape[-1]))
     cls, kw = cell_of(op, attrs, dirs)
+    if p is not None:
+        kw["peepholes"] = True
     module = getattr(rnnfast, cls)(
         w.shape[-1], hidden, bidirectional=dirs == 2, dtype=w.dtype, **kw
     )
-    module.load_state_dict(state_dict(op, w, r, b, hidden))
+    module.load_state_dict(state_dict(op, w, r, b, hidden, p))
     module.onnx_direction = direction
     return module
 
@@ -43,10 +47,8 @@ def run_recurrent(op: str, attrs: dict[str, Any], inputs: list[Any], module: Any
     """Y, Y_h (and Y_c) of an ONNX RNN, GRU or LSTM node."""
     inputs = list(inputs) + [None] * (8 - len(inputs))
     x, w, r, b, seq, h0, c0, p = inputs
-    if p is not None:
-        raise UnsupportedError("LSTM input 'P' (peepholes): not supported by rnnfast")
     if module is None:
-        module = build_module(op, attrs, w, r, b)
+        module = build_module(op, attrs, w, r, b, p)
     if x.dtype != module.dtype:
         raise UnsupportedError(f"{op} X: expected {module.dtype} as W, got {x.dtype}")
     layout = int(attrs.get("layout", 0))

@@ -59,10 +59,20 @@ def cell_of(op: str, attrs: dict[str, Any], directions: int) -> tuple[str, dict[
     return "LSTM", {}
 
 
+def peepholes_from_onnx(p: np.ndarray, hidden: int) -> np.ndarray:
+    """ONNX's P (p_i, p_o, p_f) as rnnfast's weight_p (p_i, p_f, p_o); the inverse is itself."""
+    return np.concatenate([p[:hidden], p[2 * hidden :], p[hidden : 2 * hidden]])
+
+
 def state_dict(
-    op: str, w: np.ndarray, r: np.ndarray, b: np.ndarray | None, hidden: int
+    op: str,
+    w: np.ndarray,
+    r: np.ndarray,
+    b: np.ndarray | None,
+    hidden: int,
+    p: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """PyTorch-named parameters of one layer (directions 0 and 1) from W, R and B."""
+    """PyTorch-named parameters of one layer (directions 0 and 1) from W, R, B (and P)."""
     out = {}
     gh = GATES[op] * hidden
     for d in range(w.shape[0]):
@@ -72,4 +82,6 @@ def state_dict(
         bias = np.zeros(2 * gh, w.dtype) if b is None else b[d]
         out[f"bias_ih_l0{suffix}"] = reorder(op, bias[:gh], hidden)
         out[f"bias_hh_l0{suffix}"] = reorder(op, bias[gh:], hidden)
+        if p is not None:
+            out[f"weight_p_l0{suffix}"] = peepholes_from_onnx(p[d], hidden)
     return out

@@ -49,18 +49,17 @@ class RnnfastRep(BackendRep):
             attrs = _attrs(node)
             module = None
             if op in RECURRENT:
-                if len(node.input) > 7 and node.input[7]:
-                    raise UnsupportedError("LSTM input 'P' (peepholes): not supported by rnnfast")
-                weights = [self.constants.get(n) for n in node.input[1:4]]
-                w, r = weights[0], weights[1]
-                b = weights[2] if len(node.input) > 3 and node.input[3] else None
-                if (
-                    w is not None
-                    and r is not None
-                    and (b is not None or len(node.input) <= 3 or not node.input[3])
-                ):
-                    module = build_module(op, attrs, w, r, b)
+                module = self._constant_module(node, attrs)
             self.nodes.append((node, attrs, module))
+
+    def _constant_module(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> Any:
+        """The node's rnnfast module, built now when W, R, B and P are all initializers."""
+        names = [*node.input[1:], *[""] * 7]
+        weights = [names[0], names[1], names[2], names[6]]  # W, R, B, P
+        if any(n and n not in self.constants for n in weights):
+            return None  # weights fed at run time: built then
+        w, r, b, p = (self.constants.get(n) if n else None for n in weights)
+        return build_module(node.op_type, attrs, w, r, b, p)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         values: dict[str, Any] = dict(self.constants)
