@@ -1,0 +1,149 @@
+"""Keras 3 recurrent layers as rnnfast modules: `from_keras(layer)` for a SimpleRNN, LSTM or GRU
+(or a Bidirectional wrapper of one), and `from_weights(kind, weights, ...)` from the arrays of
+`layer.get_weights()` alone (keras is never imported here).
+
+Keras stores kernel (I, G*H) and recurrent_kernel (H, G*H), columns in gate order i, f, c, o
+(LSTM: PyTorch's i, f, g, o) or z, r, h (GRU: rnnfast's r, z, n); one bias (G*H), or for a GRU
+with reset_after=True two, (2, 3H): input and recurrent. `reset_after=True` is rnnfast's
+`linear_before_reset=True`, False the original GRU. Keras runs batch-major: the modules are made
+with batch_first=True, so `module(x)` takes Keras's (B, T, I).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._fast import GRU, LSTM, RNN
+from ._modules import RecurrentBase
+
+KINDS = ("SimpleRNN", "LSTM", "GRU")
+_GRU_ORDER = [1, 0, 2]  # Keras (z, r, h) -> rnnfast (r, z, n)
+
+
+def _gates(kind: str, w: np.ndarray, hidden: int) -> np.ndarray:
+    """Keras's columns (..., G*H) as rnnfast's rows (G*H, ...)."""
+    w = np.asarray(w)
+    if kind == "GRU":
+        blocks = [w[..., g * hidden : (g + 1) * hidden] for g in range(3)]
+        w = np.concatenate([blocks[g] for g in _GRU_ORDER], axis=-1)
+    return np.ascontiguousarray(w.T)
+
+
+def _direction(kind: str, weights: Sequence[Any], hidden: int, suffix: str) -> dict[str, Any]:
+    kernel, recurrent = weights[0], weights[1]
+    out = {
+        f"weight_ih_l0{suffix}": _gates(kind, kernel, hidden),
+        f"weight_hh_l0{suffix}": _gates(kind, recurrent, hidden),
+    }
+    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    if len(weights) > 2:
+        bias = np.asarray(weights[2])
+        if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
+            b_ih, b_hh = bias[0], bias[1]
+        else:
+            b_ih, b_hh = bias, np.zeros_like(bias)
+        out[f"bias_ih_l0{suffix}"] = _gates(kind, b_ih, hidden)
+        out[f"bias_hh_l0{suffix}"] = _gates(kind, b_hh, hidden)
+    else:
+        zeros = np.zeros(gates * hidden, np.asarray(kernel).dtype)
+        out[f"bias_ih_l0{suffix}"] = zeros
+        out[f"bias_hh_l0{suffix}"] = zeros
+    return out
+
+
+def from_weights(
+    kind: str,
+    weights: Sequence[Any],
+    *,
+    activation: str = "tanh",
+    reset_after: bool = True,
+    backward_weights: Sequence[Any] | None = None,
+    dtype: Any = np.float32,
+) -> RecurrentBase:
+    """An rnnfast module from `layer.get_weights()` of a Keras `kind` ("SimpleRNN", "LSTM",
+    "GRU"); `backward_weights` (the backward layer's) makes it bidirectional (Keras's
+    Bidirectional with merge_mode="concat"). SimpleRNN's activation may be tanh or relu."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if len(weights) not in (2, 3):
+        raise ValueError(
+            f"weights: expected [kernel, recurrent_kernel(, bias)], got {len(weights)} arrays"
+        )
+    kernel = np.asarray(weights[0])
+    recurrent = np.asarray(weights[1])
+    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    hidden = recurrent.shape[0]
+    if (
+        kernel.ndim != 2
+        or kernel.shape[1] != gates * hidden
+        or recurrent.shape != (hidden, gates * hidden)
+    ):
+        raise ValueError(
+            f"weights: a {kind} of {hidden} units needs kernel (I, {gates * hidden}) and "
+            f"recurrent_kernel ({hidden}, {gates * hidden}); got {kernel.shape} and "
+            f"{recurrent.shape}"
+        )
+    bidirectional = backward_weights is not None
+    common = dict(batch_first=True, bidirectional=bidirectional, dtype=dtype)
+    if kind == "SimpleRNN":
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation: rnnfast runs tanh or relu, got {activation!r}")
+        module: RecurrentBase = RNN(kernel.shape[0], hidden, nonlinearity=activation, **common)
+    elif kind == "LSTM":
+        module = LSTM(kernel.shape[0], hidden, **common)
+    else:
+        module = GRU(kernel.shape[0], hidden, linear_before_reset=bool(reset_after), **common)
+    state = _direction(kind, weights, hidden, "")
+    if bidirectional:
+        state.update(_direction(kind, backward_weights, hidden, "_reverse"))
+    module.load_state_dict(state)
+    return module
+
+
+def _name(obj: Any) -> str:
+    return getattr(obj, "__name__", str(obj))
+
+
+def from_keras(layer: Any) -> RecurrentBase:
+    """An rnnfast module computing what the Keras 3 layer computes (a SimpleRNN, LSTM or GRU,
+    or a Bidirectional of one merged by concatenation), with the same weights. Settings rnnfast
+    cannot compute (other activations, go_backwards, dropout at inference is none) are refused
+    by name."""
+    kind = type(layer).__name__
+    backward = None
+    if kind == "Bidirectional":
+        if getattr(layer, "merge_mode", "concat") != "concat":
+            raise ValueError(
+                f"merge_mode: rnnfast concatenates the directions, got {layer.merge_mode!r}"
+            )
+        backward, layer, kind = (
+            layer.backward_layer,
+            layer.forward_layer,
+            type(layer.forward_layer).__name__,
+        )
+    if kind not in KINDS:
+        raise ValueError(f"layer: expected a Keras SimpleRNN, LSTM or GRU, got {kind}")
+    activation = _name(layer.activation)
+    if kind != "SimpleRNN" and activation != "tanh":
+        raise ValueError(f"activation: rnnfast's {kind} runs tanh, got {activation!r}")
+    if kind != "SimpleRNN" and _name(layer.recurrent_activation) != "sigmoid":
+        raise ValueError(
+            f"recurrent_activation: rnnfast runs sigmoid, got {_name(layer.recurrent_activation)!r}"
+        )
+    if getattr(layer, "go_backwards", False):
+        raise ValueError("go_backwards: a lone backward layer has no rnnfast module")
+    dtype = np.asarray(layer.get_weights()[0]).dtype
+    return from_weights(
+        kind,
+        layer.get_weights(),
+        activation=activation,
+        reset_after=getattr(layer, "reset_after", True),
+        backward_weights=None if backward is None else backward.get_weights(),
+        dtype=dtype,
+    )
+
+
+__all__ = ["from_keras", "from_weights"]
