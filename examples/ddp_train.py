@@ -83,6 +83,9 @@ def train(rank: int, world: int, args: argparse.Namespace, init_method: str) -> 
             opt.step()
             if rank == 0 and (step % 10 == 0 or step == args.steps - 1):
                 print(f"step {step:4d}  loss {loss.item():.4f} nats/char", flush=True)
+        # Leave together: a peer tearing gloo down while the other still talks to it can abort
+        # the other process ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

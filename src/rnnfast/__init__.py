@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._paths import get_cmake_dir, get_include, get_library_dir
 from ._runtime import MAX_THREADS, get_num_threads, isa, set_num_threads, show_config
 
 __version__: str = _core.__version__
@@ -75,6 +76,9 @@ __all__ = [
     "checkpoint",
     "clip",
     "diagnostics",
+    "get_cmake_dir",
+    "get_include",
+    "get_library_dir",
     "get_num_threads",
     "init",
     "isa",

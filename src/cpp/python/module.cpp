@@ -1,6 +1,7 @@
 // The extension module rnnfast._core: the one place pybind11 meets the core. C++ exceptions become
 // Python ones (std::invalid_argument -> ValueError, std::runtime_error -> RuntimeError,
 // py::type_error -> TypeError); every long call releases the GIL.
+#include "capi/rnnfast.h"
 #include "python/arrays.h"
 #include "runtime/isa.h"
 
@@ -17,4 +18,7 @@ PYBIND11_MODULE(_core, m) {
   rnnfast::python::init_runtime(m);
   rnnfast::python::init_rnn(m);
   rnnfast::python::init_ops(m);
+  // The C API's function table, for extensions that cimport rnnfast (capi/rnnfast.h).
+  m.attr("_C_API") =
+      pybind11::capsule(const_cast<rnnfast_api*>(rnnfast_get_api()), "rnnfast._core._C_API");
 }

@@ -1,0 +1,312 @@
+// The C API (capi/rnnfast.h) over rnn::Stack: C types in, status codes and messages out; no
+// exception crosses the boundary.
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#define RNNFAST_BUILDING 1
+#include "capi/rnnfast.h"
+#include "rnn/stack.h"
+#include "runtime/threads.h"
+
+struct rnnfast_stack {
+  rnnfast::StackSpec spec;
+  int dtype = RNNFAST_FLOAT32;
+  std::unique_ptr<rnnfast::Stack<float>> f32;
+  std::unique_ptr<rnnfast::Stack<double>> f64;
+  std::vector<const void*> params;
+  std::atomic<uint64_t> version{0};
+};
+
+struct rnnfast_tape {
+  const rnnfast_stack* owner = nullptr;
+  std::unique_ptr<rnnfast::Tape<float>> f32;
+  std::unique_ptr<rnnfast::Tape<double>> f64;
+};
+
+namespace {
+
+using rnnfast::index_t;
+
+int fail(rnnfast_error* err, int status, const char* message) {
+  if (err) {
+    err->status = status;
+    std::snprintf(err->message, sizeof(err->message), "%s", message);
+  }
+  return status;
+}
+
+// Runs body(); an exception becomes a status and its message.
+template <typename Body>
+int guarded(rnnfast_error* err, const Body& body) {
+  try {
+    body();
+    if (err) {
+      err->status = RNNFAST_OK;
+      err->message[0] = '\0';
+    }
+    return RNNFAST_OK;
+  } catch (const std::invalid_argument& e) {
+    return fail(err, RNNFAST_EINVAL, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(err, RNNFAST_ENOMEM, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(err, RNNFAST_ERUNTIME, e.what());
+  } catch (...) {
+    return fail(err, RNNFAST_ERUNTIME, "unknown error");
+  }
+}
+
+index_t per_layer(const rnnfast::StackSpec& s) {
+  return (s.bias ? 4 : 2) + (s.proj ? 1 : 0) + (s.peepholes ? 1 : 0);
+}
+
+// The number of values of parameter j of layer-direction k.
+index_t param_values(const rnnfast::StackSpec& s, index_t k, index_t j) {
+  const index_t g = rnnfast::cell_info(s.cell).gates * s.hidden;
+  std::vector<index_t> sizes = {g * s.layer_input(k / s.directions), g * s.state()};
+  if (s.bias) sizes.insert(sizes.end(), {g, g});
+  if (s.proj) sizes.push_back(s.proj * s.hidden);
+  if (s.peepholes) sizes.push_back(3 * s.hidden);
+  return sizes[static_cast<size_t>(j)];
+}
+
+template <typename T>
+void split(const rnnfast::StackSpec& s, const void* const* arrays, rnnfast::StackParams<T>* params,
+           rnnfast::StackGrads<T>* grads) {
+  const index_t per = per_layer(s);
+  for (index_t k = 0; k < s.count(); ++k) {
+    T* p[6] = {};
+    for (index_t j = 0; j < per; ++j)
+      p[j] = static_cast<T*>(const_cast<void*>(arrays[k * per + j]));
+    T* b_ih = s.bias ? p[2] : nullptr;
+    T* b_hh = s.bias ? p[3] : nullptr;
+    T* w_hr = s.proj ? p[per - 1 - (s.peepholes ? 1 : 0)] : nullptr;
+    T* w_p = s.peepholes ? p[per - 1] : nullptr;
+    if (params) params->layers.push_back({p[0], p[1], b_ih, b_hh, w_hr, w_p});
+    if (grads) {
+      grads->w_ih.push_back(p[0]);
+      grads->w_hh.push_back(p[1]);
+      grads->b_ih.push_back(b_ih);
+      grads->b_hh.push_back(b_hh);
+      grads->w_hr.push_back(w_hr);
+      grads->w_p.push_back(w_p);
+    }
+  }
+}
+
+void check_bound(const rnnfast_stack* stack) {
+  if (!stack) throw std::invalid_argument("stack: NULL");
+  if (stack->params.empty())
+    throw std::invalid_argument("stack: rnnfast_set_params was not called");
+}
+
+void check_sizes(const rnnfast_stack* stack, int64_t steps, int64_t batch, const int64_t* lengths) {
+  if (steps < 0 || batch < 0)
+    throw std::invalid_argument("steps, batch: expected >= 0, got " + std::to_string(steps) + ", " +
+                                std::to_string(batch));
+  if (lengths) {
+    for (int64_t b = 0; b < batch; ++b) {
+      if (lengths[b] < 1 || lengths[b] > steps)
+        throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(steps) +
+                                    "], got " + std::to_string(lengths[b]) + " at index " +
+                                    std::to_string(b));
+    }
+  }
+  (void)stack;
+}
+
+template <typename T>
+void forward_typed(rnnfast_stack* s, rnnfast::Stack<T>& core, int64_t steps, int64_t batch,
+                   const void* x, const void* h0, const void* c0, const int64_t* lengths, void* y,
+                   void* h_n, void* c_n, rnnfast_tape** tape) {
+  rnnfast::StackParams<T> params;
+  split<T>(s->spec, s->params.data(), &params, nullptr);
+  std::unique_ptr<rnnfast::Tape<T>> t = tape ? std::make_unique<rnnfast::Tape<T>>() : nullptr;
+  core.forward(params, s->version.load(), steps, batch, static_cast<const T*>(x), nullptr,
+               static_cast<const T*>(h0), static_cast<const T*>(c0), lengths, static_cast<T*>(y),
+               static_cast<T*>(h_n), static_cast<T*>(c_n), t.get());
+  if (tape) {
+    auto out = std::make_unique<rnnfast_tape>();
+    out->owner = s;
+    if constexpr (std::is_same_v<T, float>) {
+      out->f32 = std::move(t);
+    } else {
+      out->f64 = std::move(t);
+    }
+    *tape = out.release();
+  }
+}
+
+template <typename T>
+void backward_typed(rnnfast_stack* s, rnnfast::Stack<T>& core, rnnfast::Tape<T>& tape,
+                    const void* dy, const void* dh_n, const void* dc_n, void* dx, void* dh0,
+                    void* dc0, void* const* grads) {
+  rnnfast::StackParams<T> params;
+  rnnfast::StackGrads<T> g;
+  split<T>(s->spec, s->params.data(), &params, nullptr);
+  split<T>(s->spec, grads, nullptr, &g);
+  core.backward(params, tape, static_cast<const T*>(dy), static_cast<const T*>(dh_n),
+                static_cast<const T*>(dc_n), static_cast<T*>(dx), static_cast<T*>(dh0),
+                static_cast<T*>(dc0), g);
+}
+
+}  // namespace
+
+extern "C" {
+
+int rnnfast_stack_create(const rnnfast_spec* spec, rnnfast_stack** out, rnnfast_error* err) {
+  return guarded(err, [&] {
+    if (!spec || !out) throw std::invalid_argument("spec, out: NULL");
+    *out = nullptr;
+    if (spec->cell < RNNFAST_RNN_TANH || spec->cell > RNNFAST_GRU_RESET_BEFORE)
+      throw std::invalid_argument("cell: expected an rnnfast_cell, got " +
+                                  std::to_string(spec->cell));
+    if (spec->dtype != RNNFAST_FLOAT32 && spec->dtype != RNNFAST_FLOAT64)
+      throw std::invalid_argument("dtype: expected RNNFAST_FLOAT32 or RNNFAST_FLOAT64");
+    if (spec->input_size < 1 || spec->hidden_size < 1 || spec->num_layers < 1)
+      throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
+    const auto cell = static_cast<rnnfast::Cell>(spec->cell);
+    if (spec->proj_size < 0 || spec->proj_size >= spec->hidden_size ||
+        (spec->proj_size && cell != rnnfast::Cell::Lstm))
+      throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
+    if (spec->peepholes && cell != rnnfast::Cell::Lstm)
+      throw std::invalid_argument("peepholes: only an LSTM has peepholes");
+    auto s = std::make_unique<rnnfast_stack>();
+    s->spec = {cell,
+               spec->input_size,
+               spec->hidden_size,
+               spec->num_layers,
+               spec->bidirectional ? 2 : 1,
+               spec->bias != 0,
+               spec->proj_size,
+               spec->peepholes != 0};
+    s->dtype = spec->dtype;
+    if (s->dtype == RNNFAST_FLOAT32) {
+      s->f32 = std::make_unique<rnnfast::Stack<float>>(s->spec);
+    } else {
+      s->f64 = std::make_unique<rnnfast::Stack<double>>(s->spec);
+    }
+    *out = s.release();
+  });
+}
+
+void rnnfast_stack_free(rnnfast_stack* stack) {
+  delete stack;
+}
+
+int64_t rnnfast_param_count(const rnnfast_stack* stack) {
+  return stack ? stack->spec.count() * per_layer(stack->spec) : 0;
+}
+
+int64_t rnnfast_param_size(const rnnfast_stack* stack, int64_t i) {
+  if (!stack || i < 0 || i >= rnnfast_param_count(stack)) return -1;
+  const index_t per = per_layer(stack->spec);
+  return param_values(stack->spec, i / per, i % per);
+}
+
+int rnnfast_set_params(rnnfast_stack* stack, const void* const* params, int64_t count,
+                       rnnfast_error* err) {
+  return guarded(err, [&] {
+    if (!stack || !params) throw std::invalid_argument("stack, params: NULL");
+    if (count != rnnfast_param_count(stack))
+      throw std::invalid_argument("count: expected " + std::to_string(rnnfast_param_count(stack)) +
+                                  " arrays, got " + std::to_string(count));
+    for (int64_t i = 0; i < count; ++i)
+      if (!params[i]) throw std::invalid_argument("params[" + std::to_string(i) + "]: NULL");
+    stack->params.assign(params, params + count);
+    stack->version.fetch_add(1);
+  });
+}
+
+void rnnfast_params_changed(rnnfast_stack* stack) {
+  if (stack) stack->version.fetch_add(1);
+}
+
+int rnnfast_forward(rnnfast_stack* stack, int64_t steps, int64_t batch, const void* x,
+                    const void* h0, const void* c0, const int64_t* lengths, void* y, void* h_n,
+                    void* c_n, rnnfast_tape** tape, rnnfast_error* err) {
+  return guarded(err, [&] {
+    check_bound(stack);
+    check_sizes(stack, steps, batch, lengths);
+    if ((!x && steps * batch) || !y || !h_n) throw std::invalid_argument("x, y, h_n: NULL");
+    if (rnnfast::cell_info(stack->spec.cell).cell_state && !c_n)
+      throw std::invalid_argument("c_n: NULL for an LSTM");
+    if (tape) *tape = nullptr;
+    if (stack->f32) {
+      forward_typed(stack, *stack->f32, steps, batch, x, h0, c0, lengths, y, h_n, c_n, tape);
+    } else {
+      forward_typed(stack, *stack->f64, steps, batch, x, h0, c0, lengths, y, h_n, c_n, tape);
+    }
+  });
+}
+
+int rnnfast_backward(rnnfast_stack* stack, rnnfast_tape* tape, const void* dy, const void* dh_n,
+                     const void* dc_n, void* dx, void* dh0, void* dc0, void* const* grads,
+                     int64_t grad_count, rnnfast_error* err) {
+  return guarded(err, [&] {
+    check_bound(stack);
+    if (!tape || tape->owner != stack)
+      throw std::invalid_argument("tape: NULL or made by another stack");
+    if (!grads || grad_count != rnnfast_param_count(stack))
+      throw std::invalid_argument("grads: expected " + std::to_string(rnnfast_param_count(stack)) +
+                                  " arrays");
+    if (!dh0) throw std::invalid_argument("dh0: NULL");
+    const bool lstm = rnnfast::cell_info(stack->spec.cell).cell_state;
+    if (lstm && !dc0) throw std::invalid_argument("dc0: NULL for an LSTM");
+    if (stack->f32) {
+      if (!tape->f32 || tape->f32->consumed) throw std::invalid_argument("tape: already used");
+      backward_typed(stack, *stack->f32, *tape->f32, dy, dh_n, dc_n, dx, dh0, dc0, grads);
+    } else {
+      if (!tape->f64 || tape->f64->consumed) throw std::invalid_argument("tape: already used");
+      backward_typed(stack, *stack->f64, *tape->f64, dy, dh_n, dc_n, dx, dh0, dc0, grads);
+    }
+  });
+}
+
+void rnnfast_tape_free(rnnfast_tape* tape) {
+  delete tape;
+}
+
+int rnnfast_step(rnnfast_stack* stack, int64_t batch, const void* x, void* h, void* c, void* y,
+                 rnnfast_error* err) {
+  return guarded(err, [&] {
+    check_bound(stack);
+    if (stack->spec.directions != 1)
+      throw std::invalid_argument("step: a bidirectional stack needs the whole sequence");
+    check_sizes(stack, 1, batch, nullptr);
+    if (!x || !h || !y) throw std::invalid_argument("x, h, y: NULL");
+    if (rnnfast::cell_info(stack->spec.cell).cell_state && !c)
+      throw std::invalid_argument("c: NULL for an LSTM");
+    // The state is both the initial and the final one: the stack reads h0 before writing h_n.
+    if (stack->f32) {
+      forward_typed(stack, *stack->f32, 1, batch, x, h, c, nullptr, y, h, c, nullptr);
+    } else {
+      forward_typed(stack, *stack->f64, 1, batch, x, h, c, nullptr, y, h, c, nullptr);
+    }
+  });
+}
+
+int rnnfast_set_num_threads(int n, rnnfast_error* err) {
+  return guarded(err, [&] { rnnfast::set_num_threads(n); });
+}
+
+int rnnfast_get_num_threads(void) {
+  return rnnfast::usable_threads();
+}
+
+const rnnfast_api* rnnfast_get_api(void) {
+  static const rnnfast_api api = {
+      RNNFAST_API_VERSION,    rnnfast_stack_create, rnnfast_stack_free,     rnnfast_param_count,
+      rnnfast_param_size,     rnnfast_set_params,   rnnfast_params_changed, rnnfast_forward,
+      rnnfast_backward,       rnnfast_tape_free,    rnnfast_step,           rnnfast_set_num_threads,
+      rnnfast_get_num_threads};
+  return &api;
+}
+
+}  // extern "C"
