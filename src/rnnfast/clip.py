@@ -34,8 +34,15 @@ def _arrays(grads: Grads) -> list[np.ndarray]:
 
 
 def grad_norm(grads: Grads) -> float:
-    """The global L2 norm of all gradients (summed in float64)."""
-    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in _arrays(grads) if g.size))
+    """The global L2 norm of all gradients (summed in float64; inf or NaN, without a warning,
+    when they overflow or hold NaN)."""
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for g in _arrays(grads):
+            if g.size:
+                r = g.ravel().astype(np.float64)  # float32 squares overflow past 1.8e19
+                total += float(np.dot(r, r))
+    return math.sqrt(total)
 
 
 def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = False) -> float:

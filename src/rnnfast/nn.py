@@ -92,6 +92,11 @@ class Linear(Module):
         return _core.matmul(d2, self.params["weight"]).reshape(shape)
 
 
+# A diverging run's losses and gradients overflow to inf and NaN: they propagate (as in the
+# engines and in PyTorch), silently; NumPy's warnings would turn into errors or tracebacks.
+_quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def _reduction(reduction: str) -> str:
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
@@ -115,6 +120,7 @@ class CrossEntropyLoss:
         self.ignore_index = int(ignore_index)
         self.reduction = _reduction(reduction)
 
+    @_quiet
     def forward(self, logits: Any, targets: Any, mask: Any = None) -> tuple[float, dict]:
         """The loss and what backward needs. logits (..., C) float, targets (...) integers in
         [0, C) or ignore_index, mask (...) booleans (False: not counted)."""
@@ -150,6 +156,7 @@ class CrossEntropyLoss:
         cache = {"grad": grad.reshape(z.shape).astype(z.dtype, copy=False)}
         return total * scale, cache
 
+    @_quiet
     def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
         """dL/dlogits: (softmax - onehot) for counted elements, scaled by the reduction."""
         grad = cache["grad"]
@@ -162,6 +169,7 @@ class MSELoss:
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = _reduction(reduction)
 
+    @_quiet
     def forward(self, prediction: Any, target: Any, mask: Any = None) -> tuple[float, dict]:
         p = np.asarray(prediction)
         if p.dtype.kind != "f":
@@ -174,6 +182,7 @@ class MSELoss:
         scale = 1.0 / count if (self.reduction == "mean" and count) else 1.0
         return float((diff * diff).sum() * scale), {"diff": diff, "scale": scale}
 
+    @_quiet
     def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
         """dL/dprediction = 2 (prediction - target) over counted elements, scaled."""
         return (2.0 * cache["scale"] * dloss) * cache["diff"]
@@ -185,6 +194,7 @@ class BCEWithLogitsLoss:
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = _reduction(reduction)
 
+    @_quiet
     def forward(self, logits: Any, targets: Any, mask: Any = None) -> tuple[float, dict]:
         z = np.asarray(logits)
         if z.dtype.kind != "f":
@@ -198,6 +208,7 @@ class BCEWithLogitsLoss:
         cache = {"z": z, "t": t, "counted": counted, "scale": scale}
         return float((losses * counted).sum() * scale), cache
 
+    @_quiet
     def backward(self, cache: dict, dloss: float = 1.0) -> np.ndarray:
         z = cache["z"]
         e = np.exp(-np.abs(z))
