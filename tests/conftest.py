@@ -60,6 +60,33 @@ def numeric_grad(f: Any, arr: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return grad
 
 
+def check_gradients_by_finite_differences(m: Any, x: np.ndarray, state: Any, lengths: Any) -> None:
+    """backward's dx, dstate0 and every parameter gradient of the float64 module m against
+    central differences of the loss sum(y * wy) + sum over final states of sum(s * ws)."""
+    rng = np.random.default_rng(2)
+    y, s_n, tape = m.forward(x, state, lengths)
+    wy = rng.standard_normal(y.shape)
+    ws = [rng.standard_normal(s.shape) for s in state_arrays(s_n)]
+    m.zero_grad()
+    dx, ds0 = m.backward(tape, wy, tuple(ws) if len(ws) == 2 else ws[0])
+
+    def loss() -> float:
+        y_, s_, _ = m.forward(x, state, lengths, training=False)
+        return float(np.sum(y_ * wy) + sum(np.sum(s * w) for s, w in zip(state_arrays(s_), ws)))
+
+    pairs = [("x", dx, x)] + [
+        (f"state[{i}]", d, s)
+        for i, (d, s) in enumerate(zip(state_arrays(ds0), state_arrays(state)))
+    ]
+    for what, analytic, arr in pairs:
+        numeric = numeric_grad(loss, arr)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=what)
+    with m.params.writable() as params:
+        for name, p in params.items():
+            numeric = numeric_grad(loss, p)
+            np.testing.assert_allclose(m.grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
 def state_arrays(state: Any) -> list[np.ndarray]:
     return list(state) if isinstance(state, tuple) else [state]
 

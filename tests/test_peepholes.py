@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import RTOL, make_pair, numeric_grad, state_arrays
+from conftest import RTOL, check_gradients_by_finite_differences, make_pair
 from test_parity import _compare, _inputs
 
 import rnnfast
@@ -39,23 +39,8 @@ def test_reference_gradients_match_finite_differences(cfg):
     x = rng.standard_normal((3, 2, 3))
     layers = m.num_layers * m.num_directions
     state = (rng.standard_normal((layers, 2, m._state_size)), rng.standard_normal((layers, 2, 4)))
-    y, s_n, tape = m.forward(x, state, lengths)
-    wy = rng.standard_normal(y.shape)
-    ws = [rng.standard_normal(s.shape) for s in state_arrays(s_n)]
-    m.zero_grad()
-    dx, ds0 = m.backward(tape, wy, tuple(ws))
-
-    def loss() -> float:
-        y_, s_, _ = m.forward(x, state, lengths, training=False)
-        return float(np.sum(y_ * wy) + sum(np.sum(s * w) for s, w in zip(state_arrays(s_), ws)))
-
-    for analytic, arr in [(dx, x), (ds0[0], state[0]), (ds0[1], state[1])]:
-        np.testing.assert_allclose(analytic, numeric_grad(loss, arr), rtol=1e-6, atol=1e-8)
     assert any(name.startswith("weight_p") for name in m.grads)
-    with m.params.writable() as params:
-        for name, p in params.items():
-            numeric = numeric_grad(loss, p)
-            np.testing.assert_allclose(m.grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    check_gradients_by_finite_differences(m, x, state, lengths)
 
 
 @pytest.mark.parametrize("nthreads", [1, 2])

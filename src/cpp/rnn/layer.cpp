@@ -21,6 +21,16 @@ void mark_active(const int64_t* lengths, index_t b0, index_t b1, index_t t, uint
   for (index_t b = b0; b < b1; ++b) active[b - b0] = !lengths || t < lengths[b];
 }
 
+// Copies n values of src to dst, or zeros when there is no src (a state not given).
+template <typename T>
+void copy_or_zero(const T* src, T* dst, index_t n) {
+  if (src) {
+    std::copy(src, src + n, dst);
+  } else {
+    std::fill(dst, dst + n, T(0));
+  }
+}
+
 // Index in hs/cs of the state step t starts from and of the one it makes.
 inline index_t state_before(bool reverse, index_t t) {
   return reverse ? t + 1 : t;
@@ -279,14 +289,7 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));  // the tape's
   const bool training = a.gates != nullptr, lstm = info.cell_state, two_part = info.two_part;
   const bool proj = a.proj > 0;
-  // Copies n values of an initial state (zeros when none is given) to dst.
-  auto initial = [](const T* src, T* dst, index_t n) {
-    if (src) {
-      std::copy(src, src + n, dst);
-    } else {
-      std::fill(dst, dst + n, T(0));
-    }
-  };
+  auto initial = copy_or_zero<T>;  // an initial state, or zeros
   if (steps == 0 || batch == 0) {  // no step to run: O(1) whatever T (or B) is
     initial(a.h0, a.h_n, bs);
     if (lstm) initial(a.c0, a.c_n, bh);
@@ -479,14 +482,7 @@ void layer_backward(const LayerBackward<T>& a) {
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
   const bool lstm = info.cell_state, two_part = info.two_part, lbr = a.cell == Cell::Gru;
   const bool proj = a.proj > 0;
-  // Copies n values of a final state's gradient (zeros when none is given) to dst.
-  auto initial = [](const T* src, T* dst, index_t n) {
-    if (src) {
-      std::copy(src, src + n, dst);
-    } else {
-      std::fill(dst, dst + n, T(0));
-    }
-  };
+  auto initial = copy_or_zero<T>;  // a final state's gradient, or zeros
   if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
     initial(a.dh_n, a.dh0, bs);
     if (lstm) initial(a.dc_n, a.dc0, bh);

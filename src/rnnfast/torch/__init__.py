@@ -17,8 +17,6 @@ thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from
 
 from __future__ import annotations
 
-from typing import Any
-
 try:
     import torch
 except ImportError as error:  # pragma: no cover - exercised only without torch
@@ -69,10 +67,6 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
         m.__dict__.pop("linear_before_reset", None)
         m.__class__ = _TO_TORCH[type(m)]
     return model
-
-
-def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'rnnfast.torch' has no attribute {name!r}")
 
 
 __all__ = ["GRU", "LSTM", "RNN", "patch", "unpatch"]
