@@ -5,6 +5,8 @@ import numpy.typing as npt
 
 __version__: str
 MAX_THREADS: int
+# A version for Stack.forward/backward: compare the parameters' values with those last packed.
+VERIFY_PARAMS: int
 
 _Arr = npt.NDArray[np.floating]
 
@@ -49,6 +51,7 @@ class Stack:
         dc_n: _Arr | None,
         input_grad: bool,
         state_grads: bool = False,
+        version: int = -1,
     ) -> tuple[_Arr | None, ...]: ...
     def tape_bytes(self, steps: int, batch: int) -> int: ...
     def cached_bytes(self) -> int: ...

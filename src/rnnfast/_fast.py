@@ -41,9 +41,8 @@ class FastEngine:
         input_grad: bool = True,
         state_grads: bool = False,
     ) -> tuple[np.ndarray | None, ...]:
-        if state_grads:
-            return module._stack.backward(saved, dy, dh_n, dc_n, input_grad, True)
-        return module._stack.backward(saved, dy, dh_n, dc_n, input_grad)
+        version = module._param_version()
+        return module._stack.backward(saved, dy, dh_n, dc_n, input_grad, state_grads, version)
 
     def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:
         module._stack.step(x, state.h, state.c, state.y, module._param_version())

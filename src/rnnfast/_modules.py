@@ -732,11 +732,18 @@ class RecurrentBase(Module):
             dh_n, dc_n = self._check_state(dstate_n, batch, "dstate_n")
         input_grad = v.check_bool(input_grad, "input_grad")
         with_states = v.check_bool(return_state_grads, "return_state_grads")
-        tape._consumed = True
         with self._grad_lock:  # concurrent backward calls add to the same grads
-            out = self._engine.backward(
-                self, tape._saved, dy_tm, dh_n, dc_n, input_grad, with_states
-            )
+            self._take_tape(tape)  # again: another thread may have used it meanwhile
+            try:
+                out = self._engine.backward(
+                    self, tape._saved, dy_tm, dh_n, dc_n, input_grad, with_states
+                )
+            except BaseException:
+                # A failure before backward claimed the tape (memory for the outputs, say)
+                # leaves it usable; one after (Ctrl-C during the steps) leaves it spent.
+                tape._consumed = bool(getattr(tape._saved, "consumed", True))
+                raise
+            tape._consumed = True
         tape._saved = None  # free the memory now
         dx, dh0, dc0 = out[:3]
         if unbatched:  # back to one sequence's shapes

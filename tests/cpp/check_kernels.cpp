@@ -114,8 +114,8 @@ std::vector<double> run_stack(Cell cell) {
   Tape<double> tape;
   stack.forward(params, 0, steps, batch, x.data(), nullptr, h0.data(), c0.data(), lengths.data(),
                 y.data(), h_n.data(), c_n.data(), &tape);
-  stack.backward(params, tape, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(),
-                 grads);
+  stack.backward(params, rnnfast::kNoCache, tape, dy.data(), nullptr, nullptr, dx.data(),
+                 dh0.data(), dc0.data(), grads);
   std::vector<double> all;
   for (const auto* v : {&y, &h_n, &c_n, &dx, &dh0, &dc0})
     all.insert(all.end(), v->begin(), v->end());

@@ -61,7 +61,8 @@ std::vector<float> run(const Case& c) {
   Tape<float> tape;
   stack.forward(params, 1, c.steps, c.batch, x.data(), nullptr, h0.data(), c0.data(),
                 lengths.data(), y.data(), h_n.data(), c_n.data(), &tape);
-  stack.backward(params, tape, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(), gr);
+  stack.backward(params, rnnfast::kNoCache, tape, dy.data(), nullptr, nullptr, dx.data(),
+                 dh0.data(), dc0.data(), gr);
   std::vector<float> all;
   for (const auto* v : {&y, &h_n, &c_n, &dx, &dh0, &dc0})
     all.insert(all.end(), v->begin(), v->end());

@@ -24,10 +24,17 @@ struct rnnfast_stack {
 };
 
 struct rnnfast_tape {
-  const rnnfast_stack* owner = nullptr;
   std::unique_ptr<rnnfast::Tape<float>> f32;
   std::unique_ptr<rnnfast::Tape<double>> f64;
 };
+
+// The C enum is cast to the core's: their values must agree.
+static_assert(static_cast<int>(rnnfast::Cell::RnnTanh) == RNNFAST_RNN_TANH &&
+                  static_cast<int>(rnnfast::Cell::RnnRelu) == RNNFAST_RNN_RELU &&
+                  static_cast<int>(rnnfast::Cell::Lstm) == RNNFAST_LSTM &&
+                  static_cast<int>(rnnfast::Cell::Gru) == RNNFAST_GRU &&
+                  static_cast<int>(rnnfast::Cell::GruResetBefore) == RNNFAST_GRU_RESET_BEFORE,
+              "rnnfast_cell and rnnfast::Cell disagree");
 
 namespace {
 
@@ -63,17 +70,15 @@ int guarded(rnnfast_error* err, const Body& body) {
 }
 
 index_t per_layer(const rnnfast::StackSpec& s) {
-  return (s.bias ? 4 : 2) + (s.proj ? 1 : 0) + (s.peepholes ? 1 : 0);
+  return s.arrays_per_layer();
 }
 
-// The number of values of parameter j of layer-direction k.
-index_t param_values(const rnnfast::StackSpec& s, index_t k, index_t j) {
-  const index_t g = rnnfast::cell_info(s.cell).gates * s.hidden;
-  std::vector<index_t> sizes = {g * s.layer_input(k / s.directions), g * s.state()};
-  if (s.bias) sizes.insert(sizes.end(), {g, g});
-  if (s.proj) sizes.push_back(s.proj * s.hidden);
-  if (s.peepholes) sizes.push_back(3 * s.hidden);
-  return sizes[static_cast<size_t>(j)];
+// Every one of the `count` pointers of `arrays` (named `what`) is given.
+void check_pointers(const void* const* arrays, int64_t count, const char* what) {
+  if (!arrays) throw std::invalid_argument(std::string(what) + ": NULL");
+  for (int64_t i = 0; i < count; ++i)
+    if (!arrays[i])
+      throw std::invalid_argument(std::string(what) + "[" + std::to_string(i) + "]: NULL");
 }
 
 template <typename T>
@@ -106,19 +111,11 @@ void check_bound(const rnnfast_stack* stack) {
     throw std::invalid_argument("stack: rnnfast_set_params was not called");
 }
 
+// Sizes whose arrays could not exist are refused before any pointer is read (a product that
+// wraps to 0 would otherwise pass the NULL checks).
 void check_sizes(const rnnfast_stack* stack, int64_t steps, int64_t batch, const int64_t* lengths) {
-  if (steps < 0 || batch < 0)
-    throw std::invalid_argument("steps, batch: expected >= 0, got " + std::to_string(steps) + ", " +
-                                std::to_string(batch));
-  if (lengths) {
-    for (int64_t b = 0; b < batch; ++b) {
-      if (lengths[b] < 1 || lengths[b] > steps)
-        throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(steps) +
-                                    "], got " + std::to_string(lengths[b]) + " at index " +
-                                    std::to_string(b));
-    }
-  }
-  (void)stack;
+  stack->spec.check_call(steps, batch, stack->dtype == RNNFAST_FLOAT32 ? 4 : 8);
+  rnnfast::StackSpec::check_lengths(lengths, steps, batch);
 }
 
 template <typename T>
@@ -133,7 +130,6 @@ void forward_typed(rnnfast_stack* s, rnnfast::Stack<T>& core, int64_t steps, int
                static_cast<T*>(h_n), static_cast<T*>(c_n), t.get());
   if (tape) {
     auto out = std::make_unique<rnnfast_tape>();
-    out->owner = s;
     if constexpr (std::is_same_v<T, float>) {
       out->f32 = std::move(t);
     } else {
@@ -151,9 +147,9 @@ void backward_typed(rnnfast_stack* s, rnnfast::Stack<T>& core, rnnfast::Tape<T>&
   rnnfast::StackGrads<T> g;
   split<T>(s->spec, s->params.data(), &params, nullptr);
   split<T>(s->spec, grads, nullptr, &g);
-  core.backward(params, tape, static_cast<const T*>(dy), static_cast<const T*>(dh_n),
-                static_cast<const T*>(dc_n), static_cast<T*>(dx), static_cast<T*>(dh0),
-                static_cast<T*>(dc0), g);
+  core.backward(params, s->version.load(), tape, static_cast<const T*>(dy),
+                static_cast<const T*>(dh_n), static_cast<const T*>(dc_n), static_cast<T*>(dx),
+                static_cast<T*>(dh0), static_cast<T*>(dc0), g);
 }
 
 }  // namespace
@@ -169,14 +165,7 @@ int rnnfast_stack_create(const rnnfast_spec* spec, rnnfast_stack** out, rnnfast_
                                   std::to_string(spec->cell));
     if (spec->dtype != RNNFAST_FLOAT32 && spec->dtype != RNNFAST_FLOAT64)
       throw std::invalid_argument("dtype: expected RNNFAST_FLOAT32 or RNNFAST_FLOAT64");
-    if (spec->input_size < 1 || spec->hidden_size < 1 || spec->num_layers < 1)
-      throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
     const auto cell = static_cast<rnnfast::Cell>(spec->cell);
-    if (spec->proj_size < 0 || spec->proj_size >= spec->hidden_size ||
-        (spec->proj_size && cell != rnnfast::Cell::Lstm))
-      throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-    if (spec->peepholes && cell != rnnfast::Cell::Lstm)
-      throw std::invalid_argument("peepholes: only an LSTM has peepholes");
     auto s = std::make_unique<rnnfast_stack>();
     s->spec = {cell,
                spec->input_size,
@@ -186,6 +175,7 @@ int rnnfast_stack_create(const rnnfast_spec* spec, rnnfast_stack** out, rnnfast_
                spec->bias != 0,
                spec->proj_size,
                spec->peepholes != 0};
+    s->spec.validate();
     s->dtype = spec->dtype;
     if (s->dtype == RNNFAST_FLOAT32) {
       s->f32 = std::make_unique<rnnfast::Stack<float>>(s->spec);
@@ -207,18 +197,17 @@ int64_t rnnfast_param_count(const rnnfast_stack* stack) {
 int64_t rnnfast_param_size(const rnnfast_stack* stack, int64_t i) {
   if (!stack || i < 0 || i >= rnnfast_param_count(stack)) return -1;
   const index_t per = per_layer(stack->spec);
-  return param_values(stack->spec, i / per, i % per);
+  return stack->spec.param_values(i / per, i % per);
 }
 
 int rnnfast_set_params(rnnfast_stack* stack, const void* const* params, int64_t count,
                        rnnfast_error* err) {
   return guarded(err, [&] {
-    if (!stack || !params) throw std::invalid_argument("stack, params: NULL");
+    if (!stack) throw std::invalid_argument("stack: NULL");
     if (count != rnnfast_param_count(stack))
       throw std::invalid_argument("count: expected " + std::to_string(rnnfast_param_count(stack)) +
                                   " arrays, got " + std::to_string(count));
-    for (int64_t i = 0; i < count; ++i)
-      if (!params[i]) throw std::invalid_argument("params[" + std::to_string(i) + "]: NULL");
+    check_pointers(params, count, "params");
     stack->params.assign(params, params + count);
     stack->version.fetch_add(1);
   });
@@ -234,8 +223,10 @@ int rnnfast_forward(rnnfast_stack* stack, int64_t steps, int64_t batch, const vo
   return guarded(err, [&] {
     check_bound(stack);
     check_sizes(stack, steps, batch, lengths);
-    if ((!x && steps * batch) || !y || !h_n) throw std::invalid_argument("x, y, h_n: NULL");
-    if (rnnfast::cell_info(stack->spec.cell).cell_state && !c_n)
+    if (!x && steps && batch) throw std::invalid_argument("x: NULL");
+    if (!y && steps && batch) throw std::invalid_argument("y: NULL");
+    if (!h_n && batch) throw std::invalid_argument("h_n: NULL");
+    if (rnnfast::cell_info(stack->spec.cell).cell_state && !c_n && batch)
       throw std::invalid_argument("c_n: NULL for an LSTM");
     if (tape) *tape = nullptr;
     if (stack->f32) {
@@ -251,19 +242,21 @@ int rnnfast_backward(rnnfast_stack* stack, rnnfast_tape* tape, const void* dy, c
                      int64_t grad_count, rnnfast_error* err) {
   return guarded(err, [&] {
     check_bound(stack);
-    if (!tape || tape->owner != stack)
-      throw std::invalid_argument("tape: NULL or made by another stack");
-    if (!grads || grad_count != rnnfast_param_count(stack))
-      throw std::invalid_argument("grads: expected " + std::to_string(rnnfast_param_count(stack)) +
-                                  " arrays");
+    if (!tape) throw std::invalid_argument("tape: NULL");
+    if (grad_count != rnnfast_param_count(stack))
+      throw std::invalid_argument("grad_count: expected " +
+                                  std::to_string(rnnfast_param_count(stack)) + " arrays, got " +
+                                  std::to_string(grad_count));
+    check_pointers(grads, grad_count, "grads");
     if (!dh0) throw std::invalid_argument("dh0: NULL");
     const bool lstm = rnnfast::cell_info(stack->spec.cell).cell_state;
     if (lstm && !dc0) throw std::invalid_argument("dc0: NULL for an LSTM");
+    // The tape's maker, use and version are checked by the core (Stack::check_tape).
     if (stack->f32) {
-      if (!tape->f32 || tape->f32->consumed) throw std::invalid_argument("tape: already used");
+      if (!tape->f32) throw std::invalid_argument("tape: made by a stack of another dtype");
       backward_typed(stack, *stack->f32, *tape->f32, dy, dh_n, dc_n, dx, dh0, dc0, grads);
     } else {
-      if (!tape->f64 || tape->f64->consumed) throw std::invalid_argument("tape: already used");
+      if (!tape->f64) throw std::invalid_argument("tape: made by a stack of another dtype");
       backward_typed(stack, *stack->f64, *tape->f64, dy, dh_n, dc_n, dx, dh0, dc0, grads);
     }
   });
@@ -280,8 +273,8 @@ int rnnfast_step(rnnfast_stack* stack, int64_t batch, const void* x, void* h, vo
     if (stack->spec.directions != 1)
       throw std::invalid_argument("step: a bidirectional stack needs the whole sequence");
     check_sizes(stack, 1, batch, nullptr);
-    if (!x || !h || !y) throw std::invalid_argument("x, h, y: NULL");
-    if (rnnfast::cell_info(stack->spec.cell).cell_state && !c)
+    if (batch && (!x || !h || !y)) throw std::invalid_argument("x, h, y: NULL");
+    if (batch && rnnfast::cell_info(stack->spec.cell).cell_state && !c)
       throw std::invalid_argument("c: NULL for an LSTM");
     // The state is both the initial and the final one: the stack reads h0 before writing h_n.
     if (stack->f32) {

@@ -10,6 +10,9 @@
 namespace rnnfast::python {
 namespace {
 
+// The version argument that asks the stack to compare the parameters' values (kVerify).
+constexpr int64_t kVerifyVersion = -2;
+
 template <typename T>
 struct Typed {
   explicit Typed(const StackSpec& spec) : core(spec) {}
@@ -19,9 +22,30 @@ struct Typed {
   std::vector<py::array> param_refs, grad_refs;  // keep the bound arrays alive
 };
 
+// Ctrl-C during a call: the core asks this on the calling thread every few tens of ms. Python's
+// C-level handler only notes a signal; running the handlers (which raise KeyboardInterrupt, the
+// exception then pending on this thread) needs the GIL, taken back for that moment.
+bool python_signal_raised(void*) {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Runs a core call with the GIL released and Ctrl-C polled; a stopped call raises what the
+// signal handler raised (KeyboardInterrupt).
+template <typename F>
+void run_interruptible(const F& f) {
+  Interrupt interrupt(python_signal_raised, nullptr);
+  try {
+    py::gil_scoped_release release;
+    f(&interrupt);
+  } catch (const Interrupted&) {
+    if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
+}
+
 class PyTape {
  public:
-  const void* owner = nullptr;
   std::variant<std::unique_ptr<Tape<float>>, std::unique_ptr<Tape<double>>> tape;
 
   index_t bytes() const {
@@ -51,15 +75,7 @@ class PyStack {
       : spec_{parse_cell(cell),      input, hidden,    layers,
               bidirectional ? 2 : 1, bias,  proj_size, peepholes},
         dtype_(parse_dtype(dtype)) {
-    if (input < 1 || hidden < 1 || layers < 1)
-      throw std::invalid_argument("input_size, hidden_size, num_layers: expected >= 1");
-    if (proj_size < 0 || proj_size >= hidden)
-      throw std::invalid_argument("proj_size: expected 0 <= proj_size < hidden_size, got " +
-                                  std::to_string(proj_size));
-    if (proj_size && spec_.cell != Cell::Lstm)
-      throw std::invalid_argument("proj_size: only an LSTM has a projection");
-    if (peepholes && spec_.cell != Cell::Lstm)
-      throw std::invalid_argument("peepholes: only an LSTM has peepholes");
+    spec_.validate();
     if (dtype_ == Dtype::F32) {
       f32_ = std::make_unique<Typed<float>>(spec_);
     } else {
@@ -94,12 +110,10 @@ class PyStack {
   }
 
   py::tuple backward(PyTape& tape, const py::object& dy, const py::object& dh_n,
-                     const py::object& dc_n, bool input_grad, bool state_grads) {
-    if (tape.owner != this) throw std::invalid_argument("tape: it was made by another module");
-    if (tape.consumed())
-      throw std::invalid_argument("tape: already used by backward; run forward again");
-    return visit(
-        [&](auto& t) { return backward_typed(t, tape, dy, dh_n, dc_n, input_grad, state_grads); });
+                     const py::object& dc_n, bool input_grad, bool state_grads, int64_t version) {
+    return visit([&](auto& t) {
+      return backward_typed(t, tape, dy, dh_n, dc_n, input_grad, state_grads, version);
+    });
   }
 
   index_t tape_bytes(index_t steps, index_t batch) const {
@@ -201,13 +215,7 @@ class PyStack {
     const int64_t* lens = nullptr;
     if (!lengths.is_none()) {
       lens = input<int64_t>("lengths", lengths.cast<py::array>(), {batch});
-      for (index_t b = 0; b < batch; ++b) {
-        if (lens[b] < 1 || lens[b] > steps) {
-          throw std::invalid_argument("lengths: expected values in [1, " + std::to_string(steps) +
-                                      "], got " + std::to_string(lens[b]) + " at index " +
-                                      std::to_string(b));
-        }
-      }
+      StackSpec::check_lengths(lens, steps, batch);
     }
     auto y = new_array<T>({steps, batch, spec_.directions * spec_.state()});
     auto h_n = new_array<T>(state_shape(batch));
@@ -221,15 +229,13 @@ class PyStack {
     std::unique_ptr<Tape<T>> tape = training ? std::make_unique<Tape<T>>() : nullptr;
     T* py_ = y.mutable_data();
     T* ph_n = h_n.mutable_data();
-    {
-      py::gil_scoped_release release;
-      t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), steps,
-                     batch, px, pids, ph0, pc0, lens, py_, ph_n, pc_n, tape.get(), dropout);
-    }
+    run_interruptible([&](Interrupt* interrupt) {
+      t.core.forward(t.params, core_version(version), steps, batch, px, pids, ph0, pc0, lens, py_,
+                     ph_n, pc_n, tape.get(), dropout, interrupt);
+    });
     py::object tape_obj = py::none();
     if (tape) {
       PyTape pt;
-      pt.owner = this;
       pt.tape = std::move(tape);
       tape_obj = py::cast(std::move(pt));
     }
@@ -262,16 +268,25 @@ class PyStack {
     }
     T* py_ = output<T>("y", y, {batch, spec_.state()});
     py::gil_scoped_release release;
-    t.core.forward(t.params, version < 0 ? kNoCache : static_cast<uint64_t>(version), 1, batch, px,
-                   pids, ph, pc, nullptr, py_, ph, pc, nullptr);
+    t.core.forward(t.params, core_version(version), 1, batch, px, pids, ph, pc, nullptr, py_, ph,
+                   pc, nullptr);
+  }
+
+  // Python's versions: >= 0 a version the caller counts, kVerifyVersion compare the values,
+  // other negatives no cache.
+  static uint64_t core_version(int64_t version) {
+    if (version == kVerifyVersion) return kVerify;
+    return version < 0 ? kNoCache : static_cast<uint64_t>(version);
   }
 
   template <typename T>
   py::tuple backward_typed(Typed<T>& t, PyTape& pt, const py::object& dy, const py::object& dh_n,
-                           const py::object& dc_n, bool input_grad, bool state_grads) {
+                           const py::object& dc_n, bool input_grad, bool state_grads,
+                           int64_t version) {
     check_bound(t, true);
     auto* holder = std::get_if<std::unique_ptr<Tape<T>>>(&pt.tape);
-    if (!holder || !*holder) throw std::invalid_argument("tape: not of this module's dtype");
+    if (!holder) throw std::invalid_argument("tape: made by a module of another dtype");
+    if (!*holder) throw std::invalid_argument("tape: already used by backward; run forward again");
     Tape<T>& tape = **holder;
     const index_t steps = tape.steps, batch = tape.batch;
     const bool lstm = cell_info(spec_.cell).cell_state;
@@ -308,10 +323,10 @@ class PyStack {
         dcs = c;
       }
     }
-    {
-      py::gil_scoped_release release;
-      t.core.backward(t.params, tape, pdy, pdh, pdc, pdx, pdh0, pdc0, t.grads, pdhs, pdcs);
-    }
+    run_interruptible([&](Interrupt* interrupt) {
+      t.core.backward(t.params, core_version(version), tape, pdy, pdh, pdc, pdx, pdh0, pdc0,
+                      t.grads, pdhs, pdcs, interrupt);
+    });
     holder->reset();  // its memory is back in the pool
     if (state_grads) return py::make_tuple(dx, dh0, dc0, dhs, dcs);
     return py::make_tuple(dx, dh0, dc0);
@@ -345,6 +360,7 @@ class PyStack {
 }  // namespace
 
 void init_rnn(py::module_& m) {
+  m.attr("VERIFY_PARAMS") = kVerifyVersion;
   py::class_<PyTape>(m, "Tape", "What a training forward keeps for backward (C++-owned memory).")
       .def_property_readonly("nbytes", &PyTape::bytes)
       .def_property_readonly("consumed", &PyTape::consumed);
@@ -368,7 +384,7 @@ void init_rnn(py::module_& m) {
            "(B,) holds the indices of one-hot rows.")
       .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),
            py::arg("dh_n").none(true), py::arg("dc_n").none(true), py::arg("input_grad"),
-           py::arg("state_grads") = false,
+           py::arg("state_grads") = false, py::arg("version") = -1,
            "Adds to the bound gradients; returns (dx or None, dh0, dc0 or None), and with "
            "state_grads also dL/dh_t [L*D, T, B, S] and dL/dc_t [L*D, T, B, H] (or None).")
       .def("tape_bytes", &PyStack::tape_bytes, py::arg("steps"), py::arg("batch"))

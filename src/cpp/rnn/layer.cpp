@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <memory>
+#include <optional>
 
 #include "kernels/table.h"
 #include "rnn/plan.h"
@@ -58,6 +60,27 @@ struct Team {
   // Threads to ask for: a busy machine's history shrinks teams that meet every step.
   int wanted() const {
     return plan.by_rows ? plan.threads : contention::team_for_stepped_region(plan.threads);
+  }
+
+  // Interrupts: every member leaves at the top of iteration stop_at. The caller's thread sets it
+  // to the iteration after the one it is in, before that iteration's barrier, so members that
+  // share units all see it at the same iteration (members owning rows need no agreement).
+  std::atomic<index_t> stop_at{std::numeric_limits<index_t>::max()};
+  index_t poll_every = 1;  // iterations between polls: about 4M multiply-adds apart
+
+  void set_poll_interval(index_t work_per_step) {
+    poll_every =
+        std::clamp<index_t>((index_t{1} << 22) / std::max<index_t>(work_per_step, 1), 1, 64);
+  }
+  // At the top of iteration i: whether to leave now.
+  bool stopping(index_t i, Interrupt* interrupt) {
+    if (i >= stop_at.load(std::memory_order_relaxed)) return true;
+    if (interrupt && i % poll_every == 0 && interrupt->check()) {
+      index_t at = stop_at.load(std::memory_order_relaxed);
+      while (i + 1 < at && !stop_at.compare_exchange_weak(at, i + 1, std::memory_order_relaxed)) {
+      }
+    }
+    return false;
   }
 };
 
@@ -127,6 +150,20 @@ class Workspace {
   Buffer<T> buffer_;
   index_t used_ = 0;
 };
+
+// C (m x n) = A B or += for rows of A read in place, in pieces of about 2^30 multiply-adds with
+// `interrupt` asked between them (rows are independent: the pieces give the whole product's bits).
+template <typename T>
+void gemm_rows(Interrupt* interrupt, index_t m, index_t n, index_t k, const T* a, index_t lda,
+               const PackedB<T>& b, bool accumulate, T* c, index_t ldc) {
+  const index_t piece =
+      interrupt ? std::max<index_t>(256, (index_t{1} << 30) / std::max<index_t>(n * k, 1)) : m;
+  for (index_t r = 0; r < m; r += piece) {
+    gemm(Trans::No, std::min(piece, m - r), n, k, a + r * lda, lda, b, accumulate, c + r * ldc,
+         ldc);
+    if (interrupt_check(interrupt)) return;
+  }
+}
 
 // Runs body(member) on the layer's team; the barrier is built inside the region, for the team
 // OpenMP granted.
@@ -310,8 +347,10 @@ void layer_forward(const LayerForward<T>& a) {
       project_one_hot(pk.w_ih_t, a.ids, r0, r1, a.gates + r0 * ld, ld);
     });
   } else if (training) {
-    gemm(Trans::No, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, ld);
+    gemm_rows(a.interrupt, steps * batch, gh, in, a.x, in, pk.w_ih_t, false, a.gates, ld);
+    if (interrupt_requested(a.interrupt)) return;
   }
+  team.set_poll_interval(batch * gh * (sd + (training || a.ids ? 0 : in)));
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
   const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode && !a.ids ? in : 0));
@@ -348,6 +387,7 @@ void layer_forward(const LayerForward<T>& a) {
       return pre + ((t - t_lo) * batch + m.b0) * gh;
     };
     for (index_t s = 0; s < steps; ++s) {
+      if (team.stopping(s, a.interrupt)) return;
       const index_t t = a.reverse ? steps - 1 - s : s;
       if (!training && s % chunk == 0) {
         const index_t n = std::min(chunk, steps - s);
@@ -473,7 +513,7 @@ void add_peephole_gradient(const LayerBackward<T>& a, const T* dg, index_t ld, T
 }
 
 template <typename T>
-void layer_backward(const LayerBackward<T>& a) {
+void layer_backward_steps(const LayerBackward<T>& a) {
   const FlushDenormals flush;
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
@@ -492,12 +532,12 @@ void layer_backward(const LayerBackward<T>& a) {
   const BackwardPacks<T>& pk = *a.packs;
   Team team(a.cell, steps, batch, in, hd, sd, kt.width);
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
-  const index_t dh_size = proj ? rows_all * sd : 0;  // dL/dh of every step, for W_hr's gradient
-  Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, dh_size, active_size});
+  Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, active_size});
   T* direct = ws.take(bs);
   T* dc = ws.take(lstm ? bh : 0);
-  T* dhs = ws.take(dh_size);
+  T* dhs = a.dh_all;  // dL/dh of every step, for W_hr's gradient
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
+  team.set_poll_interval(batch * gh * sd);
   initial(a.dh_n, direct, bs);
   if (lstm) initial(a.dc_n, dc, bh);
   const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
@@ -506,6 +546,7 @@ void layer_backward(const LayerBackward<T>& a) {
     uint8_t* act = active + m.id * batch;
     index_t t_next = -1;  // the step processed before (later in the sequence's own order)
     for (index_t s = steps - 1; s >= 0; --s) {
+      if (team.stopping(steps - 1 - s, a.interrupt)) return;
       const index_t t = a.reverse ? steps - 1 - s : s;
       mark_active(a.lengths, m.b0, m.b1, t, act);
       kernels::BackwardStep<T> st;
@@ -588,21 +629,38 @@ void layer_backward(const LayerBackward<T>& a) {
     fin.dh0 = a.dh0 + m.b0 * sd;
     kt.final_dh(fin);
   });
+  if (interrupt_requested(a.interrupt)) return;
   if (lstm) std::copy(dc, dc + bh, a.dc0);
 
-  // dx and the weight gradients: one product each over all timesteps. The tape's gates now hold
-  // the pre-activation gradients, recurrent side; the linear-before-reset GRU's n block differs
-  // on the input side, which lives in extra.
+  // dx: one product over all timesteps. The tape's gates now hold the pre-activation gradients,
+  // recurrent side; the linear-before-reset GRU's n block differs on the input side, which lives
+  // in extra.
   const T* dg = a.gates;
   if (a.dx) {
     if (lbr) {
-      gemm(Trans::No, rows_all, in, 2 * hd, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
-      gemm(Trans::No, rows_all, in, hd, static_cast<const T*>(a.extra), hd, pk.w_ih[1], true, a.dx,
-           in);
+      gemm_rows(a.interrupt, rows_all, in, 2 * hd, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+      gemm_rows(a.interrupt, rows_all, in, hd, static_cast<const T*>(a.extra), hd, pk.w_ih[1], true,
+                a.dx, in);
     } else {
-      gemm(Trans::No, rows_all, in, gh, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
+      gemm_rows(a.interrupt, rows_all, in, gh, dg, ld, pk.w_ih[0], a.accumulate_dx, a.dx, in);
     }
   }
+}
+
+// The weight gradients, one product each over all timesteps, from the gate gradients the steps
+// left in the tape.
+template <typename T>
+void layer_backward_weights(const LayerBackward<T>& a) {
+  const CellInfo& info = cell_info(a.cell);
+  const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
+  if (steps == 0 || batch == 0) return;
+  const FlushDenormals flush;
+  const index_t sd = a.proj ? a.proj : hd;
+  const index_t gh = info.gates * hd, bs = batch * sd, rows_all = steps * batch;
+  const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
+  const bool two_part = info.two_part, lbr = a.cell == Cell::Gru, proj = a.proj > 0;
+  const T* dg = a.gates;
+  const T* dhs = a.dh_all;
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
   // zero, but 0 * NaN is not.
   const kernels::PaddingRows padding{a.lengths, batch};
@@ -618,6 +676,11 @@ void layer_backward(const LayerBackward<T>& a) {
   Workspace<T> sums_space(a.pool, {a.db_ih ? gh : 0});
   T* sums = sums_space.take(a.db_ih ? gh : 0);
   const bool sums_from_one_hot = a.ids && a.db_ih && !lbr;
+  // Every operand is packed before the first addition: a failure (memory) adds nothing.
+  std::optional<PackedB<T>> x_rows, rh_rows, m_rows;
+  if (!a.ids) x_rows.emplace(Trans::No, rows_all, in, a.x, in, padding);
+  if (two_part) rh_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding);
+  if (proj) m_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding);
   std::unique_lock<std::mutex> lock;
   if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
   if (a.ids) {  // one-hot x: dW_ih's columns gather their rows of dG, no product
@@ -631,25 +694,22 @@ void layer_backward(const LayerBackward<T>& a) {
                            sums_from_one_hot ? sums : nullptr);
     }
   } else {
-    const PackedB<T> x_rows(Trans::No, rows_all, in, a.x, in, padding);
     if (lbr) {
-      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, ld, x_rows, true, a.dw_ih, in);
-      gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, x_rows, true,
+      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, ld, *x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, *x_rows, true,
            a.dw_ih + 2 * hd * in, in);
     } else {
-      gemm(Trans::Yes, gh, in, rows_all, dg, ld, x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, gh, in, rows_all, dg, ld, *x_rows, true, a.dw_ih, in);
     }
   }
   if (two_part) {  // W_hn multiplies r * h_prev, kept in extra
     gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, ld, h_rows, true, a.dw_hh, hd);
-    const PackedB<T> rh_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
-    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
+    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, *rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
   } else {
     gemm(Trans::Yes, gh, sd, rows_all, dg, ld, h_rows, true, a.dw_hh, sd);
   }
   if (proj) {  // dW_hr += dH^T m (m of an ended row is zero, and its dh too)
-    const PackedB<T> m_rows(Trans::No, rows_all, hd, a.extra, hd, padding);
-    gemm(Trans::Yes, sd, hd, rows_all, static_cast<const T*>(dhs), sd, m_rows, true, a.dw_hr, hd);
+    gemm(Trans::Yes, sd, hd, rows_all, dhs, sd, *m_rows, true, a.dw_hr, hd);
   }
   if (a.db_ih) {  // the sums of dg's columns go to both biases: computed once
     if (!sums_from_one_hot) {
@@ -668,7 +728,9 @@ void layer_backward(const LayerBackward<T>& a) {
 
 template void layer_forward<float>(const LayerForward<float>&);
 template void layer_forward<double>(const LayerForward<double>&);
-template void layer_backward<float>(const LayerBackward<float>&);
-template void layer_backward<double>(const LayerBackward<double>&);
+template void layer_backward_steps<float>(const LayerBackward<float>&);
+template void layer_backward_steps<double>(const LayerBackward<double>&);
+template void layer_backward_weights<float>(const LayerBackward<float>&);
+template void layer_backward_weights<double>(const LayerBackward<double>&);
 
 }  // namespace rnnfast

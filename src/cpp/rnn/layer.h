@@ -17,8 +17,11 @@
 //   extra    [T, B, H]       GRU: W_hn h + b_hn (linear-before-reset; backward overwrites it with
 //                            the n gate's input-side gradient) or r * h_prev (reset-before);
 //                            projected LSTM: m = o * tanh(c)
-// Backward adds (+=) to the weight gradients, under `grad_lock` when given (several threads may
-// run backward on one module); writes dh0/dc0; writes or adds to dx (none when dx is null).
+// Backward runs in two parts: layer_backward_steps (the time loop, dh0/dc0, and dx written or
+// added to, none when dx is null) and layer_backward_weights, which adds (+=) to the weight
+// gradients under `grad_lock` when given (several threads may run backward on one module).
+// Only the first part stops for `interrupt` (then throw_if_stopped must be called): the
+// gradients are never half added.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -26,6 +29,7 @@
 
 #include "rnn/packing.h"
 #include "runtime/arena.h"
+#include "runtime/interrupt.h"
 
 namespace rnnfast {
 
@@ -45,6 +49,7 @@ struct LayerForward {
   T *h_n, *c_n;
   T *gates, *hs, *cs, *extra;  // the tape, or null for inference
   std::shared_ptr<BufferPool> pool;
+  Interrupt* interrupt = nullptr;
 };
 
 template <typename T>
@@ -70,14 +75,18 @@ struct LayerBackward {
   T* dw_p = nullptr;                 // LSTM peepholes [3H], or null
   T* dh_states = nullptr;            // or [T, B, S]: dL/dh_t of every step (zero past a length)
   T* dc_states = nullptr;            // or LSTM [T, B, H]: dL/dc_t
+  T* dh_all = nullptr;  // projected LSTM: [T, B, S] room for dL/dh of every step (both parts)
   std::mutex* grad_lock;
   std::shared_ptr<BufferPool> pool;
+  Interrupt* interrupt = nullptr;
 };
 
 template <typename T>
 void layer_forward(const LayerForward<T>& a);
 
 template <typename T>
-void layer_backward(const LayerBackward<T>& a);
+void layer_backward_steps(const LayerBackward<T>& a);
+template <typename T>
+void layer_backward_weights(const LayerBackward<T>& a);
 
 }  // namespace rnnfast

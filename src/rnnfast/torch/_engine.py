@@ -2,11 +2,14 @@
 
 Tensors reach the engine without copies: a contiguous CPU tensor and `tensor.numpy()` share
 memory, and so do the engine's outputs and `torch.from_numpy`. The parameters are bound to the
-stack once and rebound only when their storage moves (`.to()`, `param.data = ...`); the packed
-weights are kept while no parameter changed in place, which torch counts for every tensor
-(`tensor._version`: optimiser steps, `load_state_dict`, `with torch.no_grad(): p.add_(...)`).
-Writes that bypass torch (through `p.numpy()`) are not seen: call `module.flatten_parameters()`
-after them.
+stack once and rebound only when their storage moves (`.to()`, `param.data = ...`).
+
+The packed weights are kept while the parameters' values stay the same, and the stack checks
+that by comparing the values themselves with a copy of those it packed (VERIFY_PARAMS), at
+every forward and backward. torch's own counter (`tensor._version`) cannot serve: writes through
+`p.data` (`p.data.add_(...)` in many training scripts, EMA and averaging helpers), `.detach()`
+views and NumPy views of a parameter do not move it, and a cache keyed on it computed with stale
+weights. The comparison reads the parameters twice per call, about 1% of a large training step.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def check_params(module: torch.nn.RNNBase, params: list[torch.Tensor]) -> None:
 
 
 class Engine:
-    """One module's C++ stack, its bound parameters and the version that names their values."""
+    """One module's C++ stack and its bound parameters."""
 
     __slots__ = ("_keys", "_spec", "_stack", "layout", "lock", "version")
 
@@ -80,17 +83,16 @@ class Engine:
         self._spec: tuple | None = None
         self._stack: Any = None
         self.lock = threading.Lock()  # bind-and-run (grads) is one step
-        self._keys: list = []  # (data_ptr, _version) of each parameter when last seen
-        self.version = 0
+        self._keys: list = []  # (data_ptr, shape, stride) of each parameter when bound
+        # What the stack is told of the parameters' values: compare them (see the module doc).
+        self.version = _core.VERIFY_PARAMS
         # Where each parameter's gradient sits in one flat array: (offset, size, shape).
         self.layout: list[tuple[int, int, tuple[int, ...]]] = []
 
     def stack_for(self, module: torch.nn.RNNBase, params: list[torch.Tensor]) -> Any:
-        """The stack with `params` bound, its version moved on if any changed."""
-        keys = [(p.data_ptr(), p._version) for p in params]
-        moved = keys != self._keys and (
-            len(keys) != len(self._keys) or any(a[0] != b[0] for a, b in zip(keys, self._keys))
-        )
+        """The stack with `params` bound (again when their storage moved)."""
+        keys = [(p.data_ptr(), p.shape, p.stride()) for p in params]
+        moved = keys != self._keys
         if moved:  # new storage (first call, .to(), param.data = ...): check it all again
             check_params(module, params)
         spec = stack_spec(module, params[0].dtype)
@@ -104,8 +106,6 @@ class Engine:
             for p in params:
                 self.layout.append((offset, p.numel(), tuple(p.shape)))
                 offset += p.numel()
-        if moved or keys != self._keys:
-            self.version += 1
             self._keys = keys
         return self._stack
 
@@ -186,6 +186,7 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     the parameter gradients)."""
     x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
     tape = ctx.tape
+    ctx.tape_version_checked = tape is not None
     if tape is None:  # a second backward through a retained graph: the same forward again
         lengths, dropout, key = ctx.rerun
         _, _, _, tape = ctx.stack.forward(_np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key)
@@ -200,6 +201,8 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
             _contiguous(dh_n),
             _contiguous(dc_n),
             need_x,
+            False,
+            ctx.engine.version if ctx.tape_version_checked else -1,
         )
     need = ctx.needs_input_grad
     out_dx = torch.from_numpy(dx) if dx is not None else None

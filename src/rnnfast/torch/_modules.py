@@ -78,8 +78,9 @@ class _RecurrentMixin:
         return state
 
     def flatten_parameters(self) -> None:
-        """As torch's (nothing to do on the CPU); also forgets rnnfast's packed weights, after
-        parameter writes torch did not see (through `p.numpy()`)."""
+        """As torch's (nothing to do on the CPU). rnnfast needs no call after writes to the
+        parameters, whatever the route: it compares their values at every call; this rebinds
+        them all the same."""
         self._rnnfast_engine().invalidate()
 
     def _params(self) -> tuple[list[Tensor], Any]:
