@@ -54,6 +54,56 @@ def _direction(kind: str, weights: Sequence[Any], hidden: int, suffix: str) -> d
     return out
 
 
+def _check_direction(
+    kind: str, weights: Any, reset_after: bool, what: str, like: tuple | None = None
+) -> tuple[int, int]:
+    """(input, hidden) of one direction's `layer.get_weights()`, after checking every array;
+    `like` (the forward direction's) is what a backward direction must match."""
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise TypeError(f"{what}: expected a list of arrays, got {type(weights).__name__}")
+    if len(weights) not in (2, 3):
+        raise ValueError(
+            f"{what}: expected [kernel, recurrent_kernel(, bias)], got {len(weights)} arrays"
+        )
+    arrays = []
+    for name, value in zip(("kernel", "recurrent_kernel", "bias"), weights):
+        if value is None:
+            raise TypeError(f"{what} {name}: expected an array, got None")
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{what} {name}: expected floats, got {arr.dtype}")
+        arrays.append(arr)
+    kernel, recurrent = arrays[0], arrays[1]
+    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    if recurrent.ndim != 2 or recurrent.shape[0] < 1:
+        raise ValueError(f"{what} recurrent_kernel: expected (H, {gates}*H), got {recurrent.shape}")
+    hidden = recurrent.shape[0]
+    if recurrent.shape != (hidden, gates * hidden) or kernel.ndim != 2 or kernel.shape[0] < 1:
+        raise ValueError(
+            f"{what}: a {kind} of {hidden} units needs kernel (I, {gates * hidden}) and "
+            f"recurrent_kernel ({hidden}, {gates * hidden}); got {kernel.shape} and "
+            f"{recurrent.shape}"
+        )
+    if kernel.shape[1] != gates * hidden:
+        raise ValueError(f"{what} kernel: expected (I, {gates * hidden}), got {kernel.shape}")
+    if len(arrays) == 3:
+        two = kind == "GRU" and reset_after
+        want = (2, gates * hidden) if two else (gates * hidden,)
+        if arrays[2].shape != want:
+            raise ValueError(
+                f"{what} bias: expected {want} for a {kind}"
+                + (" with reset_after=True" if two else "")
+                + f", got {arrays[2].shape}"
+            )
+    shape = (kernel.shape[0], hidden)
+    if like is not None and (shape, len(weights)) != like:
+        raise ValueError(
+            f"{what}: expected the forward direction's sizes (input, units) {like[0]} and "
+            f"{like[1]} arrays, got {shape} and {len(weights)}"
+        )
+    return shape
+
+
 def from_weights(
     kind: str,
     weights: Sequence[Any],
@@ -68,24 +118,14 @@ def from_weights(
     Bidirectional with merge_mode="concat"). SimpleRNN's activation may be tanh or relu."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
-    if len(weights) not in (2, 3):
-        raise ValueError(
-            f"weights: expected [kernel, recurrent_kernel(, bias)], got {len(weights)} arrays"
+    reset_after = bool(reset_after)
+    sizes = _check_direction(kind, weights, reset_after, "weights")
+    if backward_weights is not None:
+        _check_direction(
+            kind, backward_weights, reset_after, "backward_weights", (sizes, len(weights))
         )
     kernel = np.asarray(weights[0])
-    recurrent = np.asarray(weights[1])
-    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
-    hidden = recurrent.shape[0]
-    if (
-        kernel.ndim != 2
-        or kernel.shape[1] != gates * hidden
-        or recurrent.shape != (hidden, gates * hidden)
-    ):
-        raise ValueError(
-            f"weights: a {kind} of {hidden} units needs kernel (I, {gates * hidden}) and "
-            f"recurrent_kernel ({hidden}, {gates * hidden}); got {kernel.shape} and "
-            f"{recurrent.shape}"
-        )
+    hidden = sizes[1]
     bidirectional = backward_weights is not None
     common = dict(batch_first=True, bidirectional=bidirectional, dtype=dtype)
     if kind == "SimpleRNN":

@@ -157,7 +157,7 @@ def to_modules(model: onnx.ModelProto | str | os.PathLike) -> dict[str, Recurren
         b = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
         p = consts.get(node.input[7]) if len(node.input) > 7 and node.input[7] else None
         w, r = consts[node.input[1]], consts[node.input[2]]
-        module = build_module(node.op_type, attrs, w, r, b, p)
+        module = build_module(node.op_type, attrs, w, r, b, p, f"node {name!r} ({node.op_type})")
         del module.onnx_direction
         out[name] = module
     return out

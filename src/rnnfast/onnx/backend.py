@@ -19,7 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
-from ._nodes import SHAPE_OPS, build_module, run_recurrent
+from ._nodes import SHAPE_OPS, build_module, run_recurrent, run_shape_op
 from ._weights import UnsupportedError
 
 RECURRENT = ("RNN", "GRU", "LSTM")
@@ -27,6 +27,12 @@ RECURRENT = ("RNN", "GRU", "LSTM")
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _where(node: onnx.NodeProto) -> str:
+    """How errors name a node: its name (or first output) and operator."""
+    name = node.name or (node.output[0] if node.output else "")
+    return f"node {name!r} ({node.op_type})"
 
 
 class RnnfastRep(BackendRep):
@@ -37,6 +43,7 @@ class RnnfastRep(BackendRep):
         self.inputs = [i.name for i in graph.input if i.name not in self.constants]
         self.outputs = [o.name for o in graph.output]
         self.nodes = []
+        known = set(self.constants) | {i.name for i in graph.input}
         for node in graph.node:
             op = node.op_type
             if node.domain not in ("", "ai.onnx"):
@@ -46,11 +53,23 @@ class RnnfastRep(BackendRep):
                     f"node {node.name or node.output[0]!r}: operator {op} is not run by rnnfast "
                     f"(it runs {', '.join(RECURRENT)} and the shape operators between them)"
                 )
+            for name in node.input:
+                if name and name not in known:
+                    raise ValueError(
+                        f"{_where(node)}: input {name!r} is neither a graph input, an "
+                        "initializer nor an earlier node's output"
+                    )
+            if op in RECURRENT and (len(node.input) < 3 or not node.input[1] or not node.input[2]):
+                raise ValueError(f"{_where(node)}: inputs W and R are required")
             attrs = _attrs(node)
             module = None
             if op in RECURRENT:
                 module = self._constant_module(node, attrs)
             self.nodes.append((node, attrs, module))
+            known.update(n for n in node.output if n)
+        for name in self.outputs:
+            if name not in known:
+                raise ValueError(f"graph output {name!r}: no node or input produces it")
 
     def _constant_module(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> Any:
         """The node's rnnfast module, built now when W, R, B and P are all initializers."""
@@ -59,11 +78,14 @@ class RnnfastRep(BackendRep):
         if any(n and n not in self.constants for n in weights):
             return None  # weights fed at run time: built then
         w, r, b, p = (self.constants.get(n) if n else None for n in weights)
-        return build_module(node.op_type, attrs, w, r, b, p)
+        return build_module(node.op_type, attrs, w, r, b, p, _where(node))
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         values: dict[str, Any] = dict(self.constants)
         if isinstance(inputs, dict):
+            unknown = sorted(set(inputs) - set(self.inputs) - set(self.constants))
+            if unknown:
+                raise ValueError(f"inputs: {unknown} are not inputs of the graph ({self.inputs})")
             values.update(inputs)
         else:
             given = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
@@ -72,14 +94,19 @@ class RnnfastRep(BackendRep):
                     f"inputs: the graph takes {len(self.inputs)} ({self.inputs}), got {len(given)}"
                 )
             values.update(zip(self.inputs, given))
+        missing = [n for n in self.inputs if n not in values]
+        if missing:
+            raise ValueError(f"inputs: {missing} not given (the graph takes {self.inputs})")
         for node, attrs, module in self.nodes:
             args = [values[n] if n else None for n in node.input]
             if node.op_type == "Constant":
+                if "value" not in attrs:
+                    raise UnsupportedError(f"{_where(node)}: only the 'value' attribute is run")
                 outs = [numpy_helper.to_array(attrs["value"])]
             elif node.op_type in RECURRENT:
-                outs = run_recurrent(node.op_type, attrs, args, module)
+                outs = run_recurrent(node.op_type, attrs, args, module, _where(node))
             else:
-                outs = SHAPE_OPS[node.op_type](attrs, args)
+                outs = run_shape_op(node.op_type, attrs, args, _where(node))
             values.update((name, out) for name, out in zip(node.output, outs) if name)
         return tuple(values[name] for name in self.outputs)
 
@@ -103,9 +130,11 @@ class RnnfastBackend(Backend):
     ) -> tuple[np.ndarray, ...]:
         if not cls.supports_device(device):
             raise ValueError(f"device: rnnfast runs on the CPU, got {device!r}")
+        if node.op_type not in RECURRENT and node.op_type not in SHAPE_OPS:
+            raise UnsupportedError(f"{_where(node)}: operator {node.op_type} is not run by rnnfast")
         if node.op_type not in RECURRENT:
-            return tuple(SHAPE_OPS[node.op_type](_attrs(node), list(inputs)))
-        return tuple(run_recurrent(node.op_type, _attrs(node), list(inputs)))
+            return tuple(run_shape_op(node.op_type, _attrs(node), list(inputs), _where(node)))
+        return tuple(run_recurrent(node.op_type, _attrs(node), list(inputs), None, _where(node)))
 
     @classmethod
     def supports_device(cls, device: str) -> bool:
