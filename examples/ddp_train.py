@@ -16,7 +16,9 @@ otherwise (GLOO_SOCKET_IFNAME, MASTER_ADDR).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -64,8 +66,29 @@ def loss_of(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 def train(rank: int, world: int, args: argparse.Namespace, init_method: str) -> None:
+    """Trains; when a peer dies or stops answering for --timeout seconds, says so and exits 1."""
+    try:
+        _train(rank, world, args, init_method)
+    except (RuntimeError, dist.DistBackendError) as e:
+        # A peer is gone or stuck: tearing gloo down now can abort this process ("terminate
+        # called without an active exception"), so leave without it, saying why.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(
+            f"rank {rank}: stopped, a peer failed or did not answer within {args.timeout} s: "
+            f"{first}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def _train(rank: int, world: int, args: argparse.Namespace, init_method: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    timeout = datetime.timedelta(seconds=args.timeout)
+    dist.init_process_group(
+        "gloo", init_method=init_method, rank=rank, world_size=world, timeout=timeout
+    )
     try:
         torch.set_num_threads(max(1, args.threads))
         dtype = torch.float64 if args.dtype == "float64" else torch.float32
@@ -106,9 +129,17 @@ def parse(argv: Any = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0, help="the model's initial values")
     p.add_argument("--save-grads", default="", help="rank 0 writes step 0's gradients here")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for a peer before giving up (gloo's default is 30 minutes)",
+    )
     args = p.parse_args(argv)
     if args.world_size < 1 or args.batch % args.world_size:
         p.error("--batch must be a multiple of --world-size (>= 1)")
+    if not args.timeout > 0:
+        p.error("--timeout must be > 0 seconds")
     return args
 
 
