@@ -123,3 +123,42 @@ def test_a_backward_that_runs_out_of_memory_can_be_retried():
             assert a.tobytes() == b.tobytes()
         """
     )
+
+
+def test_threads_calling_modules_of_varying_shapes_keep_memory_bounded():
+    """4 threads x 1200 calls of varying shapes: each module's pool keeps at most about what
+    its largest call needs, and RSS grows by at most twice what the pools hold (pool blocks
+    from 1 MiB on are mapped from the OS, so freed ones do not stay in malloc's per-thread
+    arenas; see src/cpp/runtime/arena.h)."""
+    out = _run(
+        """
+        import resource
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+        T_MAX, B_MAX = 400, 16
+        mods = [rnnfast.LSTM(32, 64, seed=i) for i in range(4)]
+        def work(i):
+            rng = np.random.default_rng(i)
+            m = mods[i]
+            for r in range(1200):
+                t, b = int(rng.integers(1, T_MAX)), int(rng.integers(1, B_MAX))
+                x = rng.standard_normal((t, b, 32)).astype(np.float32)
+                if r % 2:
+                    y, _, tape = m.forward(x, training=True)
+                    m.backward(tape, y)
+                else:
+                    m(x)
+        base = rss()
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pools = [m._stack.cached_bytes() for m in mods]
+        largest_call = mods[0].tape_bytes(T_MAX, B_MAX)
+        print(rss() - base, sum(pools), max(pools), largest_call)
+        """
+    )
+    growth, pools, biggest_pool, largest_call = (int(v) for v in out.split()[-4:])
+    assert biggest_pool <= 2 * largest_call, (biggest_pool, largest_call)
+    assert growth <= 2 * pools, (growth, pools)

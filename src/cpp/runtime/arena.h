@@ -12,6 +12,15 @@
 
 namespace rnnfast {
 
+// Memory straight from the OS (mmap) from kMapFrom bytes on, else from operator new (64-byte
+// aligned); `bytes` must be given back as it was rounded by map_size. Large blocks freed this
+// way return to the OS at once instead of staying in the malloc arena of whichever thread freed
+// them (threads calling modules of varying shapes grew RSS to several times what was in use).
+inline constexpr size_t kMapFrom = size_t{1} << 20;
+size_t map_size(size_t bytes);
+void* map_block(size_t bytes);  // throws std::bad_alloc
+void unmap_block(void* block, size_t bytes);
+
 class BufferPool {
  public:
   BufferPool() = default;
@@ -27,7 +36,9 @@ class BufferPool {
 
  private:
   static constexpr size_t kMaxCached = 24;  // blocks: a few tapes and workspaces' worth
+  void note_taken(size_t size);             // under mutex_
   mutable std::mutex mutex_;
+  size_t in_use_ = 0, peak_in_use_ = 0;         // bytes handed out now, and at most so far
   std::vector<std::pair<size_t, void*>> free_;  // (size, block), oldest first
 };
 
