@@ -117,3 +117,46 @@ def test_outputs_and_compare_file_are_checked_before_measuring(tmp_path, capsys)
         assert main(["bench", *argv]) == 2
         assert message in capsys.readouterr().err
     assert time.perf_counter() - start < 10  # refused at once: no peak, no grid measured
+
+
+@pytest.mark.skipif(not _timing._machine_busy_ticks(), reason="no /proc/stat here")
+def test_rows_measured_beside_busy_processes_are_flagged(capsys):
+    """Other processes' CPU time is measured around each row: neighbours that slow every round
+    alike leave no spread, so this is what flags them."""
+    import os
+    import subprocess
+    import sys
+
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.3)
+        with _timing.OthersCpu() as others:
+            time.sleep(0.6)  # this process idles: the CPU time is the neighbours'
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert others.share is not None and others.share > _timing.BUSY_FLAG
+    from rnnfast.bench import Row, format_table
+
+    row = Row(
+        "gru",
+        6,
+        2,
+        8,
+        "training",
+        {"median_ms": 1.0, "spread": 0.0},
+        {"median_ms": 2.0},
+        None,
+        2.0,
+        None,
+        1.0,
+        1.0,
+        0.0,
+        False,
+        others.share,
+    )
+    assert row.busy and "! others" in format_table([row])

@@ -10,6 +10,7 @@ is the interquartile range relative to the median: a row whose spread exceeds 10
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,46 @@ from dataclasses import dataclass
 from typing import Any
 
 SPREAD_FLAG = 0.10
+# A row measured while other processes used more than this share of the machine's CPU time is
+# flagged however steady its times were: a neighbour that slows every round alike (a test suite
+# beside the bench made a 0.5 ms call take 48 ms with a 2% spread) leaves no spread to see.
+BUSY_FLAG = 0.25
+
+
+def _machine_busy_ticks() -> int | None:
+    """CPU time every process of the machine used so far, in clock ticks (Linux /proc/stat:
+    user, nice, system, irq, softirq, and steal: time the host gave to others)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+class OthersCpu:
+    """While the block runs: the share of the machine's CPU time (0 to 1) used by processes
+    other than this one; `share` is None where the system does not say (not Linux)."""
+
+    share: float | None = None
+
+    def __enter__(self) -> OthersCpu:
+        self._busy = _machine_busy_ticks()
+        self._own = sum(os.times()[:2])
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = _machine_busy_ticks()
+        wall = time.monotonic() - self._wall
+        if busy is None or self._busy is None or wall <= 0:
+            return
+        ticks = os.sysconf("SC_CLK_TCK")
+        others = (busy - self._busy) / ticks - (sum(os.times()[:2]) - self._own)
+        self.share = min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
 
 
 @dataclass

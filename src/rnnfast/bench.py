@@ -32,7 +32,7 @@ from . import _core, checkpoint, reference
 from ._args import THREADS, bounded_int
 from ._fast import GRU, LSTM, RNN
 from ._runtime import get_num_threads, isa, set_num_threads
-from ._timing import SPREAD_FLAG, interleaved
+from ._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
 
 # DESIGN.md section 5: (T, B, I = H).
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
@@ -61,6 +61,11 @@ class Row:
     pct_peak: float
     max_rel_diff: float
     noisy: bool
+    others_cpu: float | None = None  # other processes' share of the CPUs while it was measured
+
+    @property
+    def busy(self) -> bool:
+        return self.others_cpu is not None and self.others_cpu > BUSY_FLAG
 
     def key(self) -> tuple[str, int, int, int, str]:
         return (self.cell, self.steps, self.batch, self.hidden, self.mode)
@@ -169,7 +174,8 @@ def bench_one(
         fns = {"rnnfast": fn_fast, "reference": fn_ref}
         if torch_fns:
             fns["pytorch"] = torch_fns[mode]
-        t = interleaved(fns, rounds=rounds, min_time=min_time)
+        with OthersCpu() as others:
+            t = interleaved(fns, rounds=rounds, min_time=min_time)
         fast_ms, ref_ms = t["rnnfast"].median, t["reference"].median
         torch_ms = t["pytorch"].median if "pytorch" in t else None
         gflops = mult * work / (fast_ms * 1e6)
@@ -190,6 +196,7 @@ def bench_one(
                 100.0 * gflops / peak,
                 diff,
                 noisy,
+                others.share,
             )
         )
     return rows
@@ -210,12 +217,20 @@ def format_table(rows: Sequence[Row]) -> str:
             f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} "
             f"{r.rnnfast['median_ms']:9.3f} {100 * r.rnnfast['spread']:3.0f}% "
             f"{r.reference['median_ms']:10.3f} {torch_ms} {r.vs_reference:6.1f}x {vs_torch} "
-            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {r.max_rel_diff:8.1e}" + (" ~" if r.noisy else "")
+            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {r.max_rel_diff:8.1e}"
+            + (" ~" if r.noisy else "")
+            + (f" ! others {100 * (r.others_cpu or 0):.0f}%" if r.busy else "")
         )
     if any(r.noisy for r in rows):
         lines.append(
             f"~: a spread (interquartile range / median) above {100 * SPREAD_FLAG:.0f}%: "
             "the machine was busy; take that row's figures with care"
+        )
+    if any(r.busy for r in rows):
+        lines.append(
+            f"!: other processes used more than {100 * BUSY_FLAG:.0f}% of the CPUs while the row "
+            "was measured: its times may all be slow alike (no spread shows it); measure again "
+            "on a quiet machine"
         )
     return "\n".join(lines)
 

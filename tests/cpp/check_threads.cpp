@@ -157,6 +157,44 @@ int check_patience() {
   return failures;
 }
 
+// A plain region whose second thread is held up (as by another process on its core) teaches the
+// busy-machine history: the next regions run on one thread. A balanced region does not.
+int check_region_learning() {
+  int failures = 0;
+  auto held_up = [](int id, int) {
+    if (id == 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+  set_num_threads(2);
+  contention::record(false);
+  while (contention::state().skip > 0) contention::team_for_region(2);
+  run_team(2, [](int, int) {});
+  if (contention::state().skip != 0) {
+    std::printf("FAIL region learning: a balanced region counted as held up\n");
+    ++failures;
+  }
+  int team = 0;
+  run_team(2, [&](int id, int size) {
+    held_up(id, size);
+    if (id == 0) team = size;
+  });
+  if (team == 2 && contention::state().skip == 0) {
+    std::printf("FAIL region learning: a held-up region taught nothing\n");
+    ++failures;
+  }
+  int next = 0;
+  run_team(2, [&](int id, int size) {
+    if (id == 0) next = size;
+  });
+  if (team == 2 && next != 1) {
+    std::printf("FAIL region learning: the region after a held-up one ran on %d threads\n", next);
+    ++failures;
+  }
+  while (contention::state().skip > 0) contention::team_for_region(2);
+  contention::record(false);
+  if (!failures) std::printf("region learning ok\n");
+  return failures;
+}
+
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -164,7 +202,7 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-  int failures = check_solo() + check_patience();
+  int failures = check_solo() + check_patience() + check_region_learning();
   const Cell cells[] = {Cell::RnnTanh, Cell::Lstm, Cell::Gru, Cell::GruResetBefore};
   for (Cell cell : cells) {
     // Hidden units split among threads (small batch), and rows split (large batch).

@@ -18,6 +18,20 @@
  * caller's rnnfast_error (which may be NULL); nothing throws across the boundary. No function
  * takes the GIL or touches Python: call them from `with nogil:` blocks or any thread.
  * Thread safety: as the Python API (forward calls may run concurrently on one stack).
+ *
+ * What is checked (RNNFAST_EINVAL with a message naming the argument): NULL stacks, tapes,
+ * parameter and gradient pointers (every entry of params[] and grads[]) and every array the
+ * call reads or writes but the optional ones (h0, c0, lengths, dy, dh_n, dc_n, dx); sizes < 1
+ * or < 0, and sizes whose products (parameters, x, y, the tape) would overflow or exceed an
+ * address space; lengths outside [1, T]; a tape used twice, made by another stack, made by a
+ * stack since freed (even if a new stack now sits at the same address), or made before the
+ * parameters changed (rnnfast_params_changed, rnnfast_set_params). A backward that fails
+ * before it starts (bad arguments, no memory for its buffers) leaves the tape usable; the
+ * gradients are added only once every step ran, so they are never half added.
+ * What cannot be checked: pointers to too little memory (the arrays must hold the sizes
+ * above), freed or foreign pointers (use after free, double free of a stack or tape), a stack
+ * freed while another thread runs it, and parameter values changed without
+ * rnnfast_params_changed (the packed copies are then stale).
  */
 #ifndef RNNFAST_H
 #define RNNFAST_H

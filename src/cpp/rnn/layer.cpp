@@ -57,10 +57,8 @@ struct Team {
         groups(ceil_div(hidden, width)),
         state_groups(ceil_div(state, width)) {}
 
-  // Threads to ask for: a busy machine's history shrinks teams that meet every step.
-  int wanted() const {
-    return plan.by_rows ? plan.threads : contention::team_for_stepped_region(plan.threads);
-  }
+  // Threads to ask for (a busy machine's history may still shrink the team: run_team).
+  int wanted() const { return plan.threads; }
 
   // Interrupts: every member leaves at the top of iteration stop_at. The caller's thread sets it
   // to the iteration after the one it is in, before that iteration's barrier, so members that
@@ -170,18 +168,21 @@ void gemm_rows(Interrupt* interrupt, index_t m, index_t n, index_t k, const T* a
 template <typename Body>
 void run_layer_team(Team& team, const Body& body) {
   std::atomic<bool> met{false};  // a team met at barriers: a trial worth recording
-  run_team(team.wanted(), [&](int id, int size) {
-    if (size > 1 && !team.plan.by_rows) {
+  run_team(
+      team.wanted(),
+      [&](int id, int size) {
+        if (size > 1 && !team.plan.by_rows) {
 #pragma omp single
-      {
-        team.barrier = std::make_unique<StepBarrier>(size);
-        met = true;
-      }
-    }  // (the implicit barrier of `single`: everyone sees it built)
-    Member m(team, id, size);
-    body(m);
-    if (team.barrier) team.barrier->finish(id);
-  });
+          {
+            team.barrier = std::make_unique<StepBarrier>(size);
+            met = true;
+          }
+        }  // (the implicit barrier of `single`: everyone sees it built)
+        Member m(team, id, size);
+        body(m);
+        if (team.barrier) team.barrier->finish(id);
+      },
+      /*learn=*/team.plan.by_rows);  // a team meeting every step learns at its barriers
   if (met) contention::record(team.went_solo);
 }
 

@@ -29,6 +29,10 @@
 namespace rnnfast {
 namespace {
 
+// A master that waits this long for its teammates at the end of a region (and longer than
+// twice its own work) saw a teammate lose its core.
+constexpr std::chrono::microseconds kSlowTeamWait{500};
+
 int default_num_threads() {
 #ifdef RNNFAST_HAVE_OPENMP
   return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // honours OMP_NUM_THREADS
@@ -154,9 +158,18 @@ int team_for(int wanted) {
 #ifdef RNNFAST_HAVE_OPENMP
   if (omp_in_parallel()) return 1;  // inside someone's team: no nested teams of our own
 #endif
-  const int n = std::min(wanted, usable_threads());
+  const int n = contention::team_for_region(std::min(wanted, usable_threads()));
   if (n > 1) g_team_started.store(true, std::memory_order_relaxed);
   return n;
+}
+
+void learn_from_region(std::chrono::steady_clock::time_point start,
+                       std::chrono::steady_clock::time_point master_done,
+                       std::chrono::steady_clock::time_point end) {
+  // A balanced team ends within a fraction of the work; a teammate kept off its core by another
+  // process keeps the master waiting for a time slice (milliseconds).
+  const auto work = master_done - start, wait = end - master_done;
+  contention::record(wait > std::max<std::chrono::nanoseconds>(2 * work, kSlowTeamWait));
 }
 
 }  // namespace detail
@@ -304,7 +317,7 @@ std::atomic<int> g_skip{0};     // step-synchronised regions still to run on one
 std::atomic<int> g_backoff{0};  // how many to skip after the next solo
 }  // namespace
 
-int team_for_stepped_region(int wanted) {
+int team_for_region(int wanted) {
   if (wanted <= 1) return 1;
   int skip = g_skip.load(std::memory_order_relaxed);
   while (skip > 0) {

@@ -39,20 +39,32 @@ bool in_forked_child();
 
 namespace detail {
 int team_for(int wanted);  // usable_threads() capped by `wanted`; records that a team ran
-}
+// After a team region: the master's own work ended at `master_done`, the region at `end`.
+void learn_from_region(std::chrono::steady_clock::time_point start,
+                       std::chrono::steady_clock::time_point master_done,
+                       std::chrono::steady_clock::time_point end);
+}  // namespace detail
 
 // Runs body(thread, team) on a team of at most `wanted` threads, each thread with denormals
-// flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`.
+// flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`. A busy
+// machine's history (see contention below) may make it 1. With `learn`, how long the master
+// waited for its teammates at the end teaches that history: a teammate that lost its core to
+// another process makes the master wait a scheduler's time slice, far longer than the work.
 template <typename Body>
-void run_team(int wanted, const Body& body) {
+void run_team(int wanted, const Body& body, bool learn = true) {
   const int n = detail::team_for(wanted);
 #ifdef RNNFAST_HAVE_OPENMP
   if (n > 1) {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    Clock::time_point master_done = start;
 #pragma omp parallel num_threads(n)
     {
       const FlushDenormals flush;
       body(omp_get_thread_num(), omp_get_num_threads());
+      if (learn && omp_get_thread_num() == 0) master_done = Clock::now();
     }
+    if (learn) detail::learn_from_region(start, master_done, Clock::now());
     return;
   }
 #endif
@@ -134,13 +146,13 @@ class Patience {
   std::chrono::nanoseconds worked_{0}, waited_{0};
 };
 
-// Memory of a busy machine across calls: after a region went solo, the next regions that would
-// meet at a barrier every step run on one thread; their number doubles each time a trial team
-// goes solo again (up to kMaxBackoff) and resets when one does not.
+// Memory of a busy machine across calls: after a region went solo (or its master waited for
+// its teammates far longer than it worked), the next regions run on one thread; their number
+// doubles each time a trial team is slowed again (up to kMaxBackoff) and resets when one is not.
 namespace contention {
-inline constexpr int kMaxBackoff = 256;
-// The team a step-synchronised region should ask for (1 while backing off).
-int team_for_stepped_region(int wanted);
+inline constexpr int kMaxBackoff = 1024;
+// The team a region should ask for (1 while backing off).
+int team_for_region(int wanted);
 // What happened in such a region.
 void record(bool went_solo);
 struct State {
