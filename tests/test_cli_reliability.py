@@ -346,3 +346,33 @@ def test_bad_optimizer_header_is_refused(tmp_path, capsys):
     capsys.readouterr()
     code, _, err = run([*TRAIN, "--steps", "6", "--resume", "--checkpoint", str(ckpt)], capsys)
     one_line_error(code, err, str(ckpt), "hyperparameter lr='fast' is not valid")
+
+
+def test_a_diverged_model_scores_quietly(tmp_path, capsys):
+    """Found by the long command-line fuzz: a ReLU RNN at lr 1 on mass-spring diverged, and
+    the held-out MSE of its huge predictions overflowed into a RuntimeWarning (an error under
+    -W error) instead of scoring inf as the losses do."""
+    from rnnfast.train import TASKS
+
+    spec = TASKS["mass-spring"]
+    batch = spec.make(2, 5, np.random.default_rng(0))
+    huge = np.full(batch.targets.shape, 1e30, np.float32)
+    assert spec.score(huge, batch) == np.inf
+    code = main(
+        [
+            "train",
+            "mass-spring",
+            "--eval-every",
+            "1",
+            "--cell",
+            "rnn-relu",
+            "--lr",
+            "1",
+            "--steps",
+            "2",
+            "--checkpoint",
+            str(tmp_path / "run.npz"),
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
