@@ -109,7 +109,7 @@ def _binding_args(obj) -> list[str]:
 
 
 def _stub_args(node: ast.FunctionDef) -> list[str]:
-    return [a.arg for a in node.args.args]
+    return [a.arg for a in (*node.args.args, *node.args.kwonlyargs)]
 
 
 def test_stub_matches_the_binding():

@@ -31,6 +31,7 @@ def test_installed_files_are_where_the_helpers_say():
     assert type(rnnfast._core._C_API).__name__ == "PyCapsule"
 
 
+@pytest.mark.build_tools
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_cpp_program_against_the_cmake_package(tmp_path):
     build = tmp_path / "build"
@@ -70,6 +71,7 @@ def test_cpp_program_against_the_cmake_package(tmp_path):
     assert got["threads"][0][0] >= 1
 
 
+@pytest.mark.build_tools
 def test_cython_module_that_cimports_rnnfast(tmp_path):
     pytest.importorskip("Cython")
     pytest.importorskip("setuptools")

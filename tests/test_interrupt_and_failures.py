@@ -5,6 +5,7 @@ process-wide)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -94,6 +95,10 @@ def test_ctrl_c_stops_a_training_forward_and_a_backward_leaving_gradients_alone(
     assert max(float(v) for v in out.split()) < PROMPT_S
 
 
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer reserves terabytes of address space: RLIMIT_AS cannot be lowered",
+)
 def test_a_backward_that_runs_out_of_memory_can_be_retried():
     _run(
         """

@@ -94,6 +94,7 @@ def cpp_tests() -> Path:
     return build
 
 
+@pytest.mark.build_tools
 def test_layer_called_from_inside_a_parallel_region(cpp_tests):
     """C++: the same bits from one thread, two, 64, and from inside an OpenMP caller's team."""
     done = subprocess.run(

@@ -1,5 +1,7 @@
 """Type stub for rnnfast._core, the C++ extension: recurrent stacks and their kernels."""
 
+from typing import overload
+
 import numpy as np
 import numpy.typing as npt
 
@@ -70,15 +72,16 @@ def recurrence_plan(
     cell: str, steps: int, batch: int, input: int, hidden: int, dtype: str
 ) -> tuple[int, str]: ...
 def activation(name: str, x: _Arr) -> _Arr: ...
+@overload
 def matmul(
-    a: _Arr,
-    b: _Arr,
-    transpose_a: bool = False,
-    transpose_b: bool = False,
-    out: _Arr | None = None,
-) -> _Arr | None: ...
+    a: _Arr, b: _Arr, transpose_a: bool = False, transpose_b: bool = False, out: None = None
+) -> _Arr: ...
+@overload
+def matmul(
+    a: _Arr, b: _Arr, transpose_a: bool = False, transpose_b: bool = False, *, out: _Arr
+) -> None: ...
 def softmax_cross_entropy(
-    logits: _Arr, targets: _Arr, counted: _Arr, scale: float
+    logits: _Arr, targets: npt.NDArray[np.int64], counted: npt.NDArray[np.bool_], scale: float
 ) -> tuple[float, _Arr]: ...
 def adagrad_update(
     param: _Arr,

@@ -139,7 +139,7 @@ class Parameters(MutableMapping[str, np.ndarray]):
     def __init__(self, owner: Module, arrays: dict[str, np.ndarray]) -> None:
         self._owner = owner
         self._arrays = arrays
-        self._views = {}
+        self._views: dict[str, np.ndarray] = {}
         self._editing = 0
         self._make_views()
 
@@ -309,6 +309,7 @@ class RecurrentBase(Module):
     """A stack of recurrent layers with PyTorch's parameter names, shapes and gate order."""
 
     _engine: ClassVar[Engine]
+    _stack: Any  # the C++ engine's _core.Stack (rnnfast._fast), absent for the reference
 
     def __init__(
         self,
@@ -341,7 +342,7 @@ class RecurrentBase(Module):
         # Where training forwards draw their dropout keys: seeded with the parameters' seed (its
         # own stream), so a seeded module repeats its training run.
         self._dropout_rng = np.random.default_rng(
-            None if seed is None else [v.check_seed(seed), 0x64726F70]
+            None if seed is None else [int(v.check_seed(seed) or 0), 0x64726F70]
         )
         self.proj_size = getattr(self, "proj_size", 0)  # set before by an LSTM
         self.peepholes = getattr(self, "peepholes", False)  # likewise
@@ -527,7 +528,10 @@ class RecurrentBase(Module):
         return np.ascontiguousarray(arr), None
 
     def _pack_state(self, h: np.ndarray, c: np.ndarray | None) -> State:
-        return (h, c) if self._has_cell_state else h
+        if self._has_cell_state:
+            assert c is not None
+            return (h, c)
+        return h
 
     def forward(
         self,
@@ -672,7 +676,7 @@ class RecurrentBase(Module):
             st = StepState(self, batch)
             h, c = self._check_state(state, batch, "state")
             st.h[...] = h
-            if c is not None:
+            if c is not None and st.c is not None:
                 st.c[...] = c
         self._engine.step(self, x, st)
         return (st.y[0] if unbatched else st.y), st
@@ -746,10 +750,12 @@ class RecurrentBase(Module):
             tape._consumed = True
         tape._saved = None  # free the memory now
         dx, dh0, dc0 = out[:3]
+        assert dh0 is not None
         if unbatched:  # back to one sequence's shapes
             dx = None if dx is None or not input_grad else dx[:, 0]
             dh0, dc0 = dh0[:, 0], None if dc0 is None else dc0[:, 0]
             if with_states:
+                assert out[3] is not None
                 dhs_one = out[3][:, :, 0]
                 dcs_one = None if out[4] is None else out[4][:, :, 0]
                 return dx, self._pack_state(dh0, dc0), self._pack_state(dhs_one, dcs_one)
@@ -760,6 +766,7 @@ class RecurrentBase(Module):
         if not with_states:
             return dx_out, self._pack_state(dh0, dc0)
         dhs, dcs = out[3], out[4]
+        assert dhs is not None
         if self.batch_first:
             dhs = np.ascontiguousarray(dhs.transpose(0, 2, 1, 3))
             dcs = None if dcs is None else np.ascontiguousarray(dcs.transpose(0, 2, 1, 3))

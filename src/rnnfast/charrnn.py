@@ -119,6 +119,7 @@ class CharModel:
         # Characters go in as indices (one-hot rows never built: a copy of W_ih's columns).
         out, state_n, tape = self.rnn.forward(x, state, one_hot=True)
         logits, htape = self.head.forward(out)
+        assert tape is not None and htape is not None  # training forwards
         loss, cache = self.loss.forward(logits, y)
         dout = self.head.backward(htape, self.loss.backward(cache))
         self.rnn.backward(tape, dout, input_grad=False)  # one-hot characters need no gradient

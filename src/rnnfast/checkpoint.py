@@ -85,7 +85,7 @@ def save(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            np.savez(f, **payload)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -25,7 +25,8 @@ def _arrays(grads: Grads) -> list[np.ndarray]:
     if isinstance(grads, Mapping):
         return list(grads.values())
     out: list[np.ndarray] = []
-    for g in grads:
+    items: Iterable[Any] = grads
+    for g in items:
         out.extend(_arrays(g) if isinstance(g, Mapping) else [g])
     for g in out:
         if not isinstance(g, np.ndarray):

@@ -89,6 +89,7 @@ def gradient_flow(
     samples = v.check_size(samples, "samples")
     rng = np.random.default_rng(v.check_seed(seed))
     y, _, tape = module.forward(x)
+    assert tape is not None  # a training forward
     if module.batch_first:
         y = y.transpose(1, 0, 2)
     steps, batch, width = y.shape
@@ -150,7 +151,7 @@ def _layer_states(module: RecurrentBase, x: Any) -> list[np.ndarray]:
         one = _fast.RNN(
             width,
             module.hidden_size,
-            nonlinearity=module.nonlinearity,
+            nonlinearity=getattr(module, "nonlinearity", "tanh"),
             bias=module.bias,
             dtype=module.dtype,
         )

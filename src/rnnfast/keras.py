@@ -137,7 +137,7 @@ def from_weights(
     else:
         module = GRU(kernel.shape[0], hidden, linear_before_reset=bool(reset_after), **common)
     state = _direction(kind, weights, hidden, "")
-    if bidirectional:
+    if backward_weights is not None:
         state.update(_direction(kind, backward_weights, hidden, "_reverse"))
     module.load_state_dict(state)
     return module

@@ -143,7 +143,9 @@ class SGD(Optimizer):
             nesterov=bool(nesterov),
         )
 
-    def _update(self, p, g, state):  # NumPy: as fast as a fused pass here (see the module doc)
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]
+    ) -> None:  # NumPy: as fast as a fused pass here (see the module doc)
         h = self.hyper
         d = g + h["weight_decay"] * p if h["weight_decay"] else g
         if h["momentum"]:
@@ -176,7 +178,7 @@ class Adagrad(Optimizer):
             eps_inside_sqrt=bool(eps_inside_sqrt),
         )
 
-    def _update(self, p, g, state):
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
         h = self.hyper
         _core.adagrad_update(
             p, g, state["sum"], h["lr"], h["eps"], h["weight_decay"], h["eps_inside_sqrt"]
@@ -206,7 +208,7 @@ class RMSprop(Optimizer):
             centered=bool(centered),
         )
 
-    def _update(self, p, g, state):
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
         h = self.hyper
         _core.rmsprop_update(
             p,
@@ -247,7 +249,7 @@ class Adam(Optimizer):
             weight_decay=_positive(weight_decay, "weight_decay", allow_zero=True),
         )
 
-    def _update(self, p, g, state):
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
         h = self.hyper
         _core.adam_update(
             p,

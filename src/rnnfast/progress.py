@@ -49,13 +49,13 @@ class Progress:
         self.bar: Any = None
         if not quiet and self.tty and use_tqdm is not False:
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # type: ignore[import-untyped]
             except ImportError:
                 tqdm = None
             if tqdm is not None:
                 by_time = self.seconds is not None
                 self.bar = tqdm(
-                    total=round(self.seconds) if by_time else self.total,
+                    total=round(self.seconds or 0) if by_time else self.total,
                     unit="s" if by_time else "step",
                     file=self.stream,
                     dynamic_ncols=True,

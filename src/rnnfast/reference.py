@@ -87,6 +87,7 @@ def _direction_forward(
     y = np.zeros((steps, batch, h0.shape[1]), x.dtype)
     h, c = h0, c0
     cache = []
+    c_new: Any = None  # LSTM's new cell state
     for t in reversed(range(steps)) if reverse else range(steps):
         m = mask[t][:, None]
         xw = x[t] @ w_ih.T + b_ih  # input side of every gate
@@ -139,7 +140,7 @@ def _direction_backward(
     cell: str,
     x: np.ndarray,
     w: tuple,
-    grads: list[np.ndarray | None],
+    grads: list[Any],  # arrays, None where the module has no such parameter
     cache: list[dict],
     dy: np.ndarray | None,
     dh: np.ndarray,
@@ -155,6 +156,7 @@ def _direction_backward(
     hd = w_hh.shape[0] // GATES[cell]
     dx = np.zeros_like(x)
     w_ih = w[0]
+    dc_prev: Any = None  # LSTM's gradient of the previous cell state
     for step in reversed(cache):
         t = step["t"]
         m = mask[t][:, None]
@@ -361,9 +363,7 @@ class ReferenceEngine:
                         dh_n[k],
                         None if dc_n is None else dc_n[k],
                         mask,
-                        None
-                        if dhs is None
-                        else {"dh": dhs[k], "dc": None if dcs is None else dcs[k]},
+                        None if dhs is None else {"dh": dhs[k], "dc": dcs[k] if lstm else None},  # type: ignore[index,dict-item]
                     )
                 dx_total += dx
                 dh0[k] = dh
@@ -379,13 +379,16 @@ class ReferenceEngine:
         """One timestep: a forward over one step, the state carried."""
         y, h, c, _ = self.forward(module, x[None], state.h, state.c, None, False)
         state.h[...] = h
-        if c is not None:
+        if c is not None and state.c is not None:
             state.c[...] = c
         state.y[...] = y[0]
 
     @staticmethod
-    def _weights(module: RecurrentBase, layer: int, d: int) -> tuple[np.ndarray, ...]:
+    def _weights(module: RecurrentBase, layer: int, d: int) -> tuple[np.ndarray | None, ...]:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr, w_p): biases zero without bias, the last two None
+        when the module has neither."""
         w_ih, w_hh, b_ih, b_hh = module.layer_weights(layer, d)
+        assert w_hh is not None
         if b_ih is None:  # no bias: zeros keep the equations as written
             gh = w_hh.shape[0]
             b_ih, b_hh = np.zeros(gh, module.dtype), np.zeros(gh, module.dtype)

@@ -75,7 +75,9 @@ def export(
     inits: list[onnx.TensorProto] = [
         numpy_helper.from_array(np.array([0, 0, -1], np.int64), "merge_directions")
     ]
-    x_shape = ["B", "T", module.input_size] if module.batch_first else ["T", "B", module.input_size]
+    x_shape: list[str | int] = (
+        ["B", "T", module.input_size] if module.batch_first else ["T", "B", module.input_size]
+    )
     current = "x"
     if module.batch_first:
         nodes.append(helper.make_node("Transpose", ["x"], ["x_tm"], perm=[1, 0, 2]))

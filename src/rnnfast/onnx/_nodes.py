@@ -62,7 +62,7 @@ def check_node(
         )
     if hidden < 1 or w.shape[-1] < 1:
         raise ValueError(f"{at}: hidden and input sizes must be >= 1 (W {w.shape}, R {r.shape})")
-    expect = {
+    expect: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {
         "W": (w, (dirs, gates * hidden, w.shape[-1])),
         "R": (r, (dirs, gates * hidden, hidden)),
     }
@@ -195,10 +195,10 @@ def _axes(attrs: dict[str, Any], inputs: list[Any], at: int) -> Any:
 
 
 def _reshape(attrs: dict[str, Any], x: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    shape = [int(s) for s in shape]
+    dims = [int(s) for s in shape]
     if not attrs.get("allowzero", 0):
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    return x.reshape(shape)
+        dims = [x.shape[i] if s == 0 else s for i, s in enumerate(dims)]
+    return x.reshape(dims)
 
 
 def _slice(x: np.ndarray, starts: Any, ends: Any, axes: Any = None, steps: Any = None) -> Any:

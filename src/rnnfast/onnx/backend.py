@@ -125,7 +125,7 @@ class RnnfastBackend(Backend):
         return cls.prepare(model, device).run(inputs)
 
     @classmethod
-    def run_node(
+    def run_node(  # type: ignore[override]  # onnx's stub: outputs_info before **kwargs
         cls, node: onnx.NodeProto, inputs: Sequence[Any], device: str = "CPU", **kwargs: Any
     ) -> tuple[np.ndarray, ...]:
         if not cls.supports_device(device):

@@ -17,6 +17,8 @@ thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from
 
 from __future__ import annotations
 
+from typing import Any
+
 try:
     import torch
 except ImportError as error:  # pragma: no cover - exercised only without torch
@@ -40,12 +42,13 @@ def patch(model: torch.nn.Module) -> torch.nn.Module:
         target = _TO_RNNFAST.get(type(module))
         if target is None:
             continue
-        for p in module._flat_weights:
+        weights: list[Any] = module._flat_weights  # type: ignore[assignment]
+        for p in weights:
             if p is not None and p.device.type != "cpu":
                 raise ValueError(f"patch: {type(module).__name__} has parameters on {p.device}")
         module.__class__ = target
         if target is GRU:
-            module.linear_before_reset = True
+            module.linear_before_reset = True  # type: ignore[assignment]
     return model
 
 

@@ -128,7 +128,7 @@ class StackFunction(torch.autograd.Function):
     """y, h_n[, c_n] = stack(x, h0, c0, params); backward through the tape the forward made."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         engine: Engine,
         stack: Any,

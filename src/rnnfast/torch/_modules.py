@@ -40,7 +40,11 @@ class _Packing:
         steps, batch = len(sizes), sizes[0] if sizes else 0
         order = packed.sorted_indices
         t_idx = torch.repeat_interleave(torch.arange(steps), packed.batch_sizes)
-        rank = torch.cat([torch.arange(n) for n in sizes]) if sizes else torch.zeros(0, dtype=int)
+        rank = (
+            torch.cat([torch.arange(n) for n in sizes])
+            if sizes
+            else torch.zeros(0, dtype=torch.int64)
+        )
         self.t, self.b = t_idx, (rank if order is None else order[rank])
         lengths_sorted = (packed.batch_sizes[None, :] > torch.arange(batch)[:, None]).sum(1)
         lengths = torch.empty(batch, dtype=torch.int64)
@@ -72,8 +76,7 @@ class _RecurrentMixin:
         return engine
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
-        state = dict(state)
+        state: dict[str, Any] = dict(super().__getstate__())  # type: ignore[call-overload]
         state.pop("_rnnfast", None)  # the C++ side is rebuilt on first use, never copied
         return state
 
@@ -87,9 +90,9 @@ class _RecurrentMixin:
         """The parameters, checked, and (eager mode) the C++ stack bound to them."""
         params = self._flat_weights
         if torch.compiler.is_compiling():  # traced once: the custom operator gets them
-            check_params(self, params)
+            check_params(self, params)  # type: ignore[arg-type]  # a mixin of RNNBase
             return params, None
-        return params, self._rnnfast_engine().stack_for(self, params)
+        return params, self._rnnfast_engine().stack_for(self, params)  # type: ignore[arg-type]
 
     def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -171,7 +174,7 @@ class _RecurrentMixin:
             )
         elif unbatched:
             out, h_n = y.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if lstm else c_n
+            c_n = c_n.squeeze(1) if c_n is not None else c_n
         else:
             out = y.transpose(0, 1) if self.batch_first else y
         return out, ((h_n, c_n) if lstm else h_n)
@@ -195,7 +198,7 @@ class _RecurrentMixin:
                 c0,
                 lengths,
                 params,
-                module_cell(self),
+                module_cell(self),  # type: ignore[arg-type]
                 self.hidden_size,
                 self.num_layers,
                 self.bidirectional,
@@ -206,7 +209,7 @@ class _RecurrentMixin:
             )
             return y, h_n, (c_n if lstm else None)
         follow_torch_threads()
-        key = int(torch.randint(0, _KEY_RANGE, (1,)).item()) if drop else 0
+        seed = int(torch.randint(0, _KEY_RANGE, (1,)).item()) if drop else 0
         engine = self._rnnfast_engine()
         lens = None if lengths is None else lengths.numpy()
         needs_grad = torch.is_grad_enabled() and (
@@ -224,11 +227,11 @@ class _RecurrentMixin:
                 False,
                 engine.version,
                 drop,
-                key,
+                seed,
             )
             c_out = torch.from_numpy(c_n) if c_n is not None else None
             return torch.from_numpy(y), torch.from_numpy(h_n), c_out
-        outs = StackFunction.apply(engine, stack, lstm, x, h0, c0, lens, drop, key, *params)
+        outs = StackFunction.apply(engine, stack, lstm, x, h0, c0, lens, drop, seed, *params)
         return outs[0], outs[1], (outs[2] if lstm else None)
 
 

@@ -31,7 +31,16 @@ def _np(t: Tensor | None) -> Any:
     return None if t is None else t.detach().contiguous().numpy()
 
 
-def _run_forward(stack: Any, x: Tensor, h0, c0, lengths, training: bool, dropout: float, key):
+def _run_forward(
+    stack: Any,
+    x: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
+    lengths: Tensor | None,
+    training: bool,
+    dropout: float,
+    key: Tensor,
+) -> Any:
     return stack.forward(
         _np(x), _np(h0), _np(c0), _np(lengths), training, -1, dropout, int(key.item())
     )
@@ -61,7 +70,9 @@ def stack_forward(
 
 
 @stack_forward.register_fake
-def _(x, h0, c0, lengths, params, cell, hidden, layers, bidirectional, bias, proj, dropout, key):
+def _(  # type: ignore[no-untyped-def]  # the custom op's signature, above
+    x, h0, c0, lengths, params, cell, hidden, layers, bidirectional, bias, proj, dropout, key
+):
     steps, batch = x.shape[0], x.shape[1]
     dirs, width = 2 if bidirectional else 1, proj or hidden
     c_n = x.new_empty(layers * dirs, batch, hidden) if cell == "lstm" else x.new_empty(0)
@@ -103,7 +114,9 @@ def stack_backward(
 
 
 @stack_backward.register_fake
-def _(x, h0, c0, lengths, params, dy, dh_n, dc_n, cell, hidden, layers, bidirectional, *rest):
+def _(  # type: ignore[no-untyped-def]  # the custom op's signature, above
+    x, h0, c0, lengths, params, dy, dh_n, dc_n, cell, hidden, layers, bidirectional, *rest
+):
     dirs, width = 2 if bidirectional else 1, rest[1] or hidden
     batch = x.shape[1]
     dc0 = x.new_empty(layers * dirs, batch, hidden) if cell == "lstm" else x.new_empty(0)
