@@ -125,7 +125,36 @@ class _RecurrentMixin:
             out.append(part.contiguous())
         return (out[0], out[1]) if lstm else (out[0], None)
 
+    def torch_twin(self) -> torch.nn.RNNBase:
+        """torch.nn's own module computing the same thing with the same Parameter objects (this
+        module is left as it is): what tracing, exporting and scripting see."""
+        if self.mode == "GRU" and not getattr(self, "linear_before_reset", True):
+            raise RuntimeError(
+                "a GRU with linear_before_reset=False has no torch.nn form to trace, export or "
+                "script (torch.nn.GRU does not compute it); only rnnfast runs it"
+            )
+        cls: type[torch.nn.RNNBase] = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}.get(
+            self.mode, torch.nn.RNN
+        )
+        twin = object.__new__(cls)
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("_rnnfast", "linear_before_reset")
+        }
+        for key in ("_parameters", "_buffers", "_modules"):  # same entries, own containers
+            state[key] = type(state[key])(state[key])
+        twin.__dict__.update(state)
+        return twin
+
+    def __prepare_scriptable__(self) -> torch.nn.RNNBase:
+        """torch.jit.script compiles torch's own module (same Parameters): rnnfast's engine is
+        not TorchScript."""
+        return self.torch_twin()
+
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():
+            # torch.jit.trace, torch.onnx.export and torch.export record torch's operators
+            # (aten::lstm, ...), which every runtime knows, not rnnfast's calls.
+            return self.torch_twin()(input, hx)
         packing = None
         if isinstance(input, PackedSequence):
             packing = _Packing(input)
