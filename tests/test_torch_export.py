@@ -104,3 +104,27 @@ def test_a_gru_torch_cannot_compute_is_refused_when_traced():
     m = rt.GRU(8, 16, linear_before_reset=False)
     with pytest.raises(RuntimeError, match="linear_before_reset=False"):
         torch.jit.trace(m, (torch.randn(5, 2, 8),))
+
+
+def test_a_saved_patched_module_loads_with_torch_defaults(tmp_path):
+    """torch.save then torch.load (weights_only=True, torch's default) gives the patched module
+    back; in a whole model torch's own classes need torch's allowlist as they always do."""
+    torch.manual_seed(0)
+    m = rt.LSTM(8, 16, 2)
+    path = tmp_path / "lstm.pt"
+    torch.save(m, path)
+    back = torch.load(path)
+    assert type(back) is rt.LSTM
+    x = torch.randn(5, 2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x)[0], m(x)[0], rtol=0, atol=0)
+    _, patched = _pair("gru")
+    torch.save(patched, tmp_path / "model.pt")
+    with pytest.raises(Exception, match="LanguageModel"):  # torch's message, not rnnfast's
+        torch.load(tmp_path / "model.pt")
+    allowed = [LanguageModel, torch.nn.Embedding, torch.nn.Linear]
+    with torch.serialization.safe_globals(allowed):
+        loaded = torch.load(tmp_path / "model.pt")
+    assert type(loaded.rnn) is rt.GRU
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(IDS), patched(IDS), rtol=0, atol=0)

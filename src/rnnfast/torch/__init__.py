@@ -28,6 +28,12 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from ._modules import GRU, LSTM, RNN
 
+# torch.load's default (weights_only=True) unpickles only allowlisted classes: rnnfast's three
+# are plain torch modules (parameters, settings, no code run at load), so they are listed, and a
+# saved patched module loads back patched wherever rnnfast.torch is imported. (A whole model's
+# torch.nn classes are not on torch's own list either; torch's message says how to add them.)
+torch.serialization.add_safe_globals([RNN, LSTM, GRU])
+
 _TO_RNNFAST = {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
 _TO_TORCH = {RNN: torch.nn.RNN, LSTM: torch.nn.LSTM, GRU: torch.nn.GRU}
 
