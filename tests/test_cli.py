@@ -209,3 +209,15 @@ def test_default_corpus_is_real_deterministic_text():
 
     a, b = charrnn.default_corpus(200_000), charrnn.default_corpus(200_000)
     assert a == b and len(a) == 200_000 and "def " in a and "import" in a
+
+
+def test_charrnn_sample_reads_trains_default_checkpoint(tmp_path, capsys, monkeypatch):
+    """`rnnfast charrnn train` then `rnnfast charrnn sample`, both without a path: sample reads
+    the checkpoint train wrote by default."""
+    monkeypatch.chdir(tmp_path)
+    corpus = make_text(tmp_path)
+    small = ["--hidden", "16", "--batch", "2", "--seq-len", "8", "--steps", "3", "--quiet"]
+    assert main(["charrnn", "train", str(corpus), *small]) == 0
+    capsys.readouterr()
+    assert main(["charrnn", "sample", "--length", "12", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out.rstrip("\n")) == 12

@@ -376,3 +376,15 @@ def test_a_diverged_model_scores_quietly(tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
+
+
+def test_a_new_run_never_replaces_an_earlier_runs_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "run.npz"
+    first = ["train", "adding", "--hidden", "8", "--steps", "2", "--quiet", "--checkpoint"]
+    assert main([*first, str(ckpt)]) == 0
+    before = ckpt.read_bytes()
+    code, _, err = run([*first, str(ckpt), "--seed", "5"], capsys)
+    one_line_error(code, err, str(ckpt), "an earlier run's checkpoint")
+    assert ckpt.read_bytes() == before
+    assert main([*first, str(ckpt), "--seed", "5", "--overwrite"]) == 0
+    assert ckpt.read_bytes() != before

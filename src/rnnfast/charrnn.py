@@ -367,6 +367,9 @@ def sample(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_CHECKPOINT = "charrnn.npz"  # where train saves and sample reads unless told
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Defaults of the options --resume keeps are None: given or not is then known. CharConfig
     # holds the real defaults.
@@ -389,11 +392,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--val-chars", type=positive_int, default=20000, help="held-out characters for validation"
     )
     t.add_argument("--threads", type=THREADS, help="rnnfast threads (default: all cores)")
-    t.add_argument("--checkpoint", default="charrnn.npz", help="where the model is saved")
+    t.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="where the model is saved")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("checkpoint", help="a checkpoint written by charrnn train")
+    s.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=DEFAULT_CHECKPOINT,
+        help=f"a checkpoint written by charrnn train (default: train's, {DEFAULT_CHECKPOINT})",
+    )
     s.add_argument(
         "--length", type=bounded_int(1, 10**7), default=500, help="characters to generate"
     )

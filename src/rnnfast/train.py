@@ -476,6 +476,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoint.npz)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if --checkpoint holds an earlier run (which is replaced)",
+    )
+    p.add_argument(
         "--plot",
         metavar="FILE.png",
         help="loss per step and smoothed, held-out metric (and --gradflow) (needs matplotlib)",
@@ -511,6 +516,12 @@ def main(args: argparse.Namespace) -> int:
     resumed = None
     if args.resume:
         cfg, resumed = _load_resume(path, cfg, {"task": args.task, **given})
+    elif Path(path).is_file() and not getattr(args, "overwrite", False):
+        # An earlier run's checkpoint is never replaced without a word.
+        raise ValueError(
+            f"{path}: an earlier run's checkpoint; --resume continues it, --overwrite replaces "
+            "it, --run-dir or --checkpoint starts elsewhere"
+        )
     checkpoint.check_writable(path)  # before training, not after it
     if plot:
         checkpoint.check_writable(plot, "the plot")
