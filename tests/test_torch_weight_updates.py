@@ -199,47 +199,43 @@ def test_gradient_accumulation_and_clipping():
     assert np.allclose(run(ours), run(native), rtol=TOL, atol=0)
 
 
+def _averaged_outputs(model, make_average, update) -> list:
+    """The outputs of an averaged copy of `model` after each of STEPS SGD steps of it."""
+    average = make_average(model)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    outs = []
+    for step in range(STEPS):
+        opt.zero_grad()
+        _loss(model, step).backward()
+        opt.step()
+        with torch.no_grad():
+            update(average, model)
+            outs.append(average(_data(step)[0]))
+    return outs
+
+
+def _same_averages(make_average, update) -> None:
+    native, ours = _pair()
+    got = _averaged_outputs(ours, make_average, update)
+    want = _averaged_outputs(native, make_average, update)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=TOL, atol=1e-12)
+
+
 def test_ema_of_a_patched_model():
     """An EMA copy updated through .data (timm's ModelEmaV2 way) gives torch.nn's EMA outputs."""
 
-    def run(model):
-        ema = copy.deepcopy(model)
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
-        outs = []
-        for step in range(STEPS):
-            opt.zero_grad()
-            _loss(model, step).backward()
-            opt.step()
-            with torch.no_grad():
-                for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
-                    e.data.mul_(0.8).add_(p.data, alpha=0.2)
-                outs.append(ema(_data(step)[0]))
-        return outs
+    def ema_update(ema, model):
+        for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+            e.data.mul_(0.8).add_(p.data, alpha=0.2)
 
-    native, ours = _pair()
-    for a, b in zip(run(ours), run(native)):
-        assert torch.allclose(a, b, rtol=TOL, atol=1e-12)
+    _same_averages(copy.deepcopy, ema_update)
 
 
 def test_swa_averaged_model():
     from torch.optim.swa_utils import AveragedModel
 
-    def run(model):
-        swa = AveragedModel(model)
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
-        outs = []
-        for step in range(STEPS):
-            opt.zero_grad()
-            _loss(model, step).backward()
-            opt.step()
-            swa.update_parameters(model)
-            with torch.no_grad():
-                outs.append(swa(_data(step)[0]))
-        return outs
-
-    native, ours = _pair()
-    for a, b in zip(run(ours), run(native)):
-        assert torch.allclose(a, b, rtol=TOL, atol=1e-12)
+    _same_averages(AveragedModel, lambda swa, model: swa.update_parameters(model))
 
 
 def test_state_dict_round_trip_between_models():

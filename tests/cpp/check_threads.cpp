@@ -100,18 +100,24 @@ int check_solo() {
   return ok ? 0 : 1;
 }
 
+// Counts and prints the failed expectations of one group of checks.
+struct Expect {
+  const char* group;
+  int failures = 0;
+  void operator()(bool ok, const char* what) {
+    if (!ok) {
+      std::printf("FAIL %s: %s\n", group, what);
+      ++failures;
+    }
+  }
+};
+
 // The patience rules on a synthetic clock (real threads on a shared machine see pauses of their
 // own): a balanced team's waits never run out of patience; a long wait does, at 10x the step's
 // work (at least 1 ms); many short waits do once they add up to 3x the work and 1 ms.
 int check_patience() {
   using namespace std::chrono;
-  int failures = 0;
-  auto expect = [&](bool ok, const char* what) {
-    if (!ok) {
-      std::printf("FAIL patience: %s\n", what);
-      ++failures;
-    }
-  };
+  Expect expect{"patience"};
   const Patience::Time t0{};
   {  // balanced: 2 us of work, 0.3 us of waiting, 100000 steps
     Patience p;
@@ -152,8 +158,8 @@ int check_patience() {
     expect(gave_up == 12, "many short waits did not run out of patience after ~1 ms of them");
     if (gave_up != 12) std::printf("  (gave up at step %d)\n", gave_up);
   }
-  if (!failures) std::printf("patience ok\n");
-  return failures;
+  if (!expect.failures) std::printf("patience ok\n");
+  return expect.failures;
 }
 
 // The rule by which a plain region teaches the busy-machine history, on a synthetic clock (real
@@ -162,13 +168,7 @@ int check_patience() {
 // region does not, and resets the backoff.
 int check_region_learning() {
   using namespace std::chrono;
-  int failures = 0;
-  auto expect = [&](bool ok, const char* what) {
-    if (!ok) {
-      std::printf("FAIL region learning: %s\n", what);
-      ++failures;
-    }
-  };
+  Expect expect{"region learning"};
   auto drain = [] {
     while (contention::state().skip > 0) contention::team_for_region(2);
   };
@@ -186,8 +186,8 @@ int check_region_learning() {
   expect(contention::team_for_region(2) == 1, "the region after a held-up one got a team");
   drain();
   contention::record(false);
-  if (!failures) std::printf("region learning ok\n");
-  return failures;
+  if (!expect.failures) std::printf("region learning ok\n");
+  return expect.failures;
 }
 
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
