@@ -118,3 +118,80 @@ def test_from_weights_maps_gate_orders_without_keras():
         rk.from_weights("LSTM", [kernel, recurrent])
     with pytest.raises(ValueError, match="activation"):
         rk.from_weights("SimpleRNN", [np.ones((3, 2)), np.ones((2, 2))], activation="elu")
+
+
+def _as_numpy(out):
+    parts = out if isinstance(out, (list, tuple)) else [out]
+    return [np.asarray(o.detach().cpu().numpy()) for o in parts]
+
+
+def _keras_variants(keras):
+    L = keras.layers
+    return {
+        "lstm_last": L.LSTM(5),  # Keras's default: the last step only
+        "lstm_last_state": L.LSTM(5, return_state=True),
+        "gru_backwards_seq": L.GRU(5, go_backwards=True, return_sequences=True),
+        "rnn_backwards_last_state": L.SimpleRNN(5, go_backwards=True, return_state=True),
+        "bidirectional_lstm_last_state": L.Bidirectional(L.LSTM(5, return_state=True)),
+        "bidirectional_gru_last": L.Bidirectional(L.GRU(5)),
+        "lstm_seq_state": L.LSTM(5, return_sequences=True, return_state=True),
+    }
+
+
+@needs_keras
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lstm_last",
+        "lstm_last_state",
+        "gru_backwards_seq",
+        "rnn_backwards_last_state",
+        "bidirectional_lstm_last_state",
+        "bidirectional_gru_last",
+        "lstm_seq_state",
+    ],
+)
+def test_as_layer_returns_what_the_keras_layer_returns(name):
+    """return_sequences, return_state and go_backwards honoured: the same list of arrays, of
+    the same shapes, as the layer's call."""
+    keras = _keras()
+    layer = _keras_variants(keras)[name]
+    x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(np.float32)
+    want = _as_numpy(layer(x))
+    got = rk.as_layer(layer)(x)
+    got = got if isinstance(got, list) else [got]
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    # from_keras gives a module only where a module's output is the layer's.
+    if name == "lstm_seq_state":
+        assert isinstance(rk.from_keras(layer), rnnfast.LSTM)
+    else:
+        with pytest.raises(ValueError, match="return_sequences=False|go_backwards"):
+            rk.from_keras(layer)
+
+
+@needs_keras
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_as_layer_takes_keras_initial_states():
+    keras = _keras()
+    layer = keras.layers.LSTM(5, return_state=True)
+    x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(np.float32)
+    h0 = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
+    c0 = np.random.default_rng(2).standard_normal((3, 5)).astype(np.float32)
+    want = _as_numpy(layer(x, initial_state=[h0, c0]))
+    got = rk.as_layer(layer)(x, initial_state=[h0, c0])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="initial_state"):
+        rk.as_layer(layer)(x, initial_state=[h0])
+
+
+@needs_keras
+def test_stateful_layers_are_refused_by_name():
+    keras = _keras()
+    layer = keras.layers.GRU(5, stateful=True, return_sequences=True)
+    layer.build((3, 7, 4))
+    with pytest.raises(ValueError, match="stateful"):
+        rk.from_keras(layer)

@@ -147,13 +147,13 @@ def _name(obj: Any) -> str:
     return getattr(obj, "__name__", str(obj))
 
 
-def from_keras(layer: Any) -> RecurrentBase:
-    """An rnnfast module computing what the Keras 3 layer computes (a SimpleRNN, LSTM or GRU,
-    or a Bidirectional of one merged by concatenation), with the same weights. Settings rnnfast
-    cannot compute (other activations, go_backwards, dropout at inference is none) are refused
-    by name."""
+def _settings(layer: Any) -> tuple[Any, Any, str, str, bool]:
+    """(forward layer, backward layer or None, kind, activation, go_backwards) of a Keras layer
+    (a Bidirectional's two), refusing by name what rnnfast has no equivalent for; no weight is
+    read yet."""
     kind = type(layer).__name__
     backward = None
+    outer = layer
     if kind == "Bidirectional":
         if getattr(layer, "merge_mode", "concat") != "concat":
             raise ValueError(
@@ -166,6 +166,11 @@ def from_keras(layer: Any) -> RecurrentBase:
         )
     if kind not in KINDS:
         raise ValueError(f"layer: expected a Keras SimpleRNN, LSTM or GRU, got {kind}")
+    if getattr(outer, "stateful", False) or getattr(layer, "stateful", False):
+        raise ValueError(
+            "stateful: rnnfast calls start from the state they are given; pass the previous "
+            "call's final state as initial_state instead"
+        )
     activation = _name(layer.activation)
     if kind != "SimpleRNN" and activation != "tanh":
         raise ValueError(f"activation: rnnfast's {kind} runs tanh, got {activation!r}")
@@ -173,10 +178,18 @@ def from_keras(layer: Any) -> RecurrentBase:
         raise ValueError(
             f"recurrent_activation: rnnfast runs sigmoid, got {_name(layer.recurrent_activation)!r}"
         )
-    if getattr(layer, "go_backwards", False):
-        raise ValueError("go_backwards: a lone backward layer has no rnnfast module")
+    go_backwards = bool(getattr(layer, "go_backwards", False))
+    if go_backwards and backward is not None:
+        raise ValueError("go_backwards: a Bidirectional's forward layer runs forwards")
+    return layer, backward, kind, activation, go_backwards
+
+
+def _module_of(layer: Any) -> tuple[RecurrentBase, bool]:
+    """The rnnfast module of a Keras layer (a Bidirectional's both directions), and whether
+    the layer runs backwards (go_backwards)."""
+    layer, backward, kind, activation, go_backwards = _settings(layer)
     dtype = np.asarray(layer.get_weights()[0]).dtype
-    return from_weights(
+    module = from_weights(
         kind,
         layer.get_weights(),
         activation=activation,
@@ -184,6 +197,93 @@ def from_keras(layer: Any) -> RecurrentBase:
         backward_weights=None if backward is None else backward.get_weights(),
         dtype=dtype,
     )
+    return module, go_backwards
 
 
-__all__ = ["from_keras", "from_weights"]
+def from_keras(layer: Any) -> RecurrentBase:
+    """An rnnfast module computing what the Keras 3 layer computes (a SimpleRNN, LSTM or GRU,
+    or a Bidirectional of one merged by concatenation), with the same weights: `module(x)` gives
+    every step's output and the final states. Settings a module cannot reproduce are refused by
+    name: `return_sequences=False`, `go_backwards` (use `as_layer`, which returns what the layer
+    returns), `stateful`, other activations and merge modes."""
+    if _settings(layer)[4]:
+        raise ValueError(
+            "go_backwards: a module runs the sequence forwards; rnnfast.keras.as_layer(layer) "
+            "runs it as the layer does"
+        )
+    if not getattr(layer, "return_sequences", True):
+        raise ValueError(
+            "return_sequences=False: a module returns every step; rnnfast.keras.as_layer(layer) "
+            "returns what the layer returns (the last step)"
+        )
+    return _module_of(layer)[0]
+
+
+class KerasLayer:
+    """An rnnfast module called as the Keras layer it came from: `layer(x)` (x batch-first, as
+    Keras's) returns Keras's output, every step or the last (`return_sequences`), for the
+    sequence read backwards with `go_backwards`; with `return_state` a list [output, h(, c)]
+    (a Bidirectional's: [output, h_fw(, c_fw), h_bw(, c_bw)]). `initial_state` as Keras takes
+    it: the same list of states."""
+
+    def __init__(
+        self,
+        module: RecurrentBase,
+        *,
+        return_sequences: bool,
+        return_state: bool,
+        go_backwards: bool = False,
+    ) -> None:
+        self.module = module
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+
+    def _initial(self, initial_state: Any) -> Any:
+        if initial_state is None:
+            return None
+        m = self.module
+        per = 2 if m.cell == "lstm" else 1
+        states = [np.asarray(s) for s in initial_state]
+        if len(states) != per * m.num_directions:
+            raise ValueError(
+                f"initial_state: expected {per * m.num_directions} arrays (Keras's order), "
+                f"got {len(states)}"
+            )
+        h = np.stack(states[0::per])
+        return (h, np.stack(states[1::per])) if per == 2 else h
+
+    def __call__(self, x: Any, initial_state: Any = None) -> Any:
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected (batch, steps, features), got shape {x.shape}")
+        if self.go_backwards:
+            x = np.ascontiguousarray(x[:, ::-1])
+        y, state = self.module(x, self._initial(initial_state))
+        h, c = state if isinstance(state, tuple) else (state, None)
+        dirs = self.module.num_directions
+        # The last step of each direction's own order: its final state.
+        out = y if self.return_sequences else np.concatenate(list(h[-dirs:]), axis=-1)
+        if not self.return_state:
+            return out
+        finals = []
+        for d in range(dirs):
+            k = h.shape[0] - dirs + d
+            finals += [h[k]] if c is None else [h[k], c[k]]
+        return [out, *finals]
+
+
+def as_layer(layer: Any) -> KerasLayer:
+    """The Keras 3 layer (SimpleRNN, LSTM, GRU, or a Bidirectional of one) as rnnfast computes
+    it, honouring `return_sequences`, `return_state` and `go_backwards`: what `layer(x)`
+    returns, from `as_layer(layer)(x)`."""
+    module, go_backwards = _module_of(layer)
+    return KerasLayer(
+        module,
+        return_sequences=getattr(layer, "return_sequences", False),
+        return_state=getattr(layer, "return_state", False),
+        go_backwards=go_backwards,
+    )
+
+
+__all__ = ["KerasLayer", "as_layer", "from_keras", "from_weights"]
