@@ -168,7 +168,7 @@ def test_as_layer_returns_what_the_keras_layer_returns(name):
     if name == "lstm_seq_state":
         assert isinstance(rk.from_keras(layer), rnnfast.LSTM)
     else:
-        with pytest.raises(ValueError, match="return_sequences=False|go_backwards"):
+        with pytest.raises(ValueError, match=r"return_sequences=False|go_backwards"):
             rk.from_keras(layer)
 
 
