@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/threads.h"
+
 namespace rnnfast {
 namespace {
 
@@ -139,14 +141,10 @@ uint64_t Stack<T>::resolve(const StackParams<T>& params, uint64_t version) {
   index_t total = 0;
   for_each_param(spec_, params, [&](const T*, index_t n) { total += n; });
   bool same = seen_count_ > 0 && static_cast<index_t>(seen_.size()) == total;
-  index_t at = 0;
-  for_each_param(spec_, params, [&](const T* p, index_t n) {
-    if (same) same = std::memcmp(seen_.data() + at, p, static_cast<size_t>(n) * sizeof(T)) == 0;
-    at += n;
-  });
+  if (same) same = matches_seen(params, total);
   if (!same) {
     seen_.resize(static_cast<size_t>(total));
-    at = 0;
+    index_t at = 0;
     for_each_param(spec_, params, [&](const T* p, index_t n) {
       std::copy(p, p + n, seen_.data() + at);
       at += n;
@@ -154,6 +152,33 @@ uint64_t Stack<T>::resolve(const StackParams<T>& params, uint64_t version) {
     ++seen_count_;
   }
   return kVerifyBase + seen_count_;
+}
+
+template <typename T>
+bool Stack<T>::matches_seen(const StackParams<T>& params, index_t total) const {
+  // The arrays end to end as (start in seen_, pointer, size), compared by the team in equal
+  // ranges of values: on a large module this pass is a T = 1 call's main cost.
+  struct Segment {
+    index_t at;
+    const T* p;
+    index_t n;
+  };
+  std::vector<Segment> segments;
+  index_t at = 0;
+  for_each_param(spec_, params, [&](const T* p, index_t n) {
+    segments.push_back({at, p, n});
+    at += n;
+  });
+  std::atomic<bool> differ{false};
+  parallel_for(total, index_t{1} << 16, [&](index_t lo, index_t hi) {
+    for (const Segment& sg : segments) {
+      const index_t a = std::max(lo, sg.at), b = std::min(hi, sg.at + sg.n);
+      if (a >= b || differ.load(std::memory_order_relaxed)) continue;
+      const size_t bytes = static_cast<size_t>(b - a) * sizeof(T);
+      if (std::memcmp(seen_.data() + a, sg.p + (a - sg.at), bytes) != 0) differ = true;
+    }
+  });
+  return !differ.load();
 }
 
 template <typename T>

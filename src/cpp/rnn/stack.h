@@ -132,6 +132,8 @@ class Stack {
                                                                       uint64_t version);
   // kVerify resolved to the version of the values the parameters hold now.
   uint64_t resolve(const StackParams<T>& params, uint64_t version);
+  // Whether the parameters hold the `total` values of seen_ (under verify_mutex_).
+  bool matches_seen(const StackParams<T>& params, index_t total) const;
 
   StackSpec spec_;
   StackIdentity identity_ = std::make_shared<const int>(0);
