@@ -70,8 +70,16 @@ struct Team {
     poll_every =
         std::clamp<index_t>((index_t{1} << 22) / std::max<index_t>(work_per_step, 1), 1, 64);
   }
+  // A member that left a team gone solo waits for the soloist: on the caller's thread it goes
+  // on polling, and a stop makes the soloist leave at its next step.
+  static void poll_while_waiting(void* team) {
+    Team& t = *static_cast<Team*>(team);
+    if (t.interrupt && t.interrupt->check()) t.stop_at.store(0, std::memory_order_relaxed);
+  }
+  Interrupt* interrupt = nullptr;
+
   // At the top of iteration i: whether to leave now.
-  bool stopping(index_t i, Interrupt* interrupt) {
+  bool stopping(index_t i) {
     if (i >= stop_at.load(std::memory_order_relaxed)) return true;
     if (interrupt && i % poll_every == 0 && interrupt->check()) {
       index_t at = stop_at.load(std::memory_order_relaxed);
@@ -180,7 +188,7 @@ void run_layer_team(Team& team, const Body& body) {
         }  // (the implicit barrier of `single`: everyone sees it built)
         Member m(team, id, size);
         body(m);
-        if (team.barrier) team.barrier->finish(id);
+        if (team.barrier) team.barrier->finish(id, &Team::poll_while_waiting, &team);
       },
       /*learn=*/team.plan.by_rows);  // a team meeting every step learns at its barriers
   if (met) contention::record(team.went_solo);
@@ -352,6 +360,7 @@ void layer_forward(const LayerForward<T>& a) {
     if (interrupt_requested(a.interrupt)) return;
   }
   team.set_poll_interval(batch * gh * (sd + (training || a.ids ? 0 : in)));
+  team.interrupt = a.interrupt;
   const index_t chunk = std::clamp<index_t>(256 / batch, 1, steps);
   const bool rows_mode = team.plan.by_rows;
   const index_t pre_size = training ? 0 : chunk * batch * (gh + (rows_mode && !a.ids ? in : 0));
@@ -388,7 +397,7 @@ void layer_forward(const LayerForward<T>& a) {
       return pre + ((t - t_lo) * batch + m.b0) * gh;
     };
     for (index_t s = 0; s < steps; ++s) {
-      if (team.stopping(s, a.interrupt)) return;
+      if (team.stopping(s)) return;
       const index_t t = a.reverse ? steps - 1 - s : s;
       if (!training && s % chunk == 0) {
         const index_t n = std::min(chunk, steps - s);
@@ -539,6 +548,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   T* dhs = a.dh_all;  // dL/dh of every step, for W_hr's gradient
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
   team.set_poll_interval(batch * gh * sd);
+  team.interrupt = a.interrupt;
   initial(a.dh_n, direct, bs);
   if (lstm) initial(a.dc_n, dc, bh);
   const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
@@ -547,7 +557,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
     uint8_t* act = active + m.id * batch;
     index_t t_next = -1;  // the step processed before (later in the sequence's own order)
     for (index_t s = steps - 1; s >= 0; --s) {
-      if (team.stopping(steps - 1 - s, a.interrupt)) return;
+      if (team.stopping(steps - 1 - s)) return;
       const index_t t = a.reverse ? steps - 1 - s : s;
       mark_active(a.lengths, m.b0, m.b1, t, act);
       kernels::BackwardStep<T> st;

@@ -297,7 +297,7 @@ StepBarrier::After StepBarrier::arrive(int member, std::chrono::nanoseconds pati
   return outcome(member);
 }
 
-void StepBarrier::finish(int member) {
+void StepBarrier::finish(int member, void (*while_waiting)(void*), void* context) {
   const int soloist = soloist_.load(std::memory_order_acquire);
   if (soloist < 0) return;
   if (soloist == member) {
@@ -305,8 +305,10 @@ void StepBarrier::finish(int member) {
     wake_all(&finished_);
     return;
   }
-  while (finished_.load(std::memory_order_acquire) == 0)
+  while (finished_.load(std::memory_order_acquire) == 0) {
     sleep_while(&finished_, 0, std::chrono::microseconds(1000));
+    if (while_waiting) while_waiting(context);
+  }
 }
 
 // ---- contention history ---------------------------------------------------------------------

@@ -104,7 +104,9 @@ class StepBarrier {
   // Called by every member as it ends its work: the soloist says it is done; a member that left
   // sleeps here until then, rather than spin (as libgomp's end-of-region barrier would, for
   // milliseconds) on a core the soloist needs.
-  void finish(int member);
+  // `while_waiting` is called about every millisecond while a member that left waits (the
+  // caller's thread polls for Ctrl-C there: the soloist may be another thread).
+  void finish(int member, void (*while_waiting)(void*) = nullptr, void* context = nullptr);
 
  private:
   static constexpr uint64_t kCountMask = 0xffffffffu;
