@@ -7,8 +7,9 @@ C++ engine, batched, unbatched or on a PackedSequence, with autograd (gradients 
 the initial state and every parameter; a double backward raises), `torch.no_grad()` taking the
 inference path, dropout in training mode (masks from torch's generator: `torch.manual_seed`
 repeats them), `torch.compile` (through custom operators) and DistributedDataParallel.
-`patch(model)` switches every torch RNN inside a model to rnnfast in place, keeping its
-Parameter objects; `unpatch(model)` switches back.
+`RNNCell`, `LSTMCell` and `GRUCell` do the same for torch's cells (one timestep: one C++ call
+forward, one backward). `patch(model)` switches every torch RNN and cell inside a model to
+rnnfast in place, keeping its Parameter objects; `unpatch(model)` switches back.
 
 CPU only, float32 and float64; anything else gets an error, never a silent copy. Unless rnnfast's
 thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from here use torch's
@@ -17,8 +18,6 @@ thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from
 
 from __future__ import annotations
 
-from typing import Any
-
 try:
     import torch
 except ImportError as error:  # pragma: no cover - exercised only without torch
@@ -26,20 +25,29 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
         "rnnfast.torch needs PyTorch: pip install torch (rnnfast itself does not)"
     ) from error
 
+from ._cells import GRUCell, LSTMCell, RNNCell
 from ._modules import GRU, LSTM, RNN
 
 # torch.load's default (weights_only=True) unpickles only allowlisted classes: rnnfast's three
 # are plain torch modules (parameters, settings, no code run at load), so they are listed, and a
 # saved patched module loads back patched wherever rnnfast.torch is imported. (A whole model's
 # torch.nn classes are not on torch's own list either; torch's message says how to add them.)
-torch.serialization.add_safe_globals([RNN, LSTM, GRU])
+torch.serialization.add_safe_globals([RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell])
 
-_TO_RNNFAST = {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
-_TO_TORCH = {RNN: torch.nn.RNN, LSTM: torch.nn.LSTM, GRU: torch.nn.GRU}
+_TO_RNNFAST: dict[type, type] = {
+    torch.nn.RNN: RNN,
+    torch.nn.LSTM: LSTM,
+    torch.nn.GRU: GRU,
+    torch.nn.RNNCell: RNNCell,
+    torch.nn.LSTMCell: LSTMCell,
+    torch.nn.GRUCell: GRUCell,
+}
+_TO_TORCH = {v: k for k, v in _TO_RNNFAST.items()}
 
 
 def patch(model: torch.nn.Module) -> torch.nn.Module:
-    """Makes every torch.nn.RNN, LSTM and GRU in `model` (itself included) run on rnnfast, in
+    """Makes every torch.nn.RNN, LSTM and GRU, and every RNNCell, LSTMCell and GRUCell, in
+    `model` (itself included) run on rnnfast, in
     place: each keeps its Parameter objects, buffers, hooks and settings, so an optimiser built
     before goes on working and training continues with the same numbers. Returns `model`."""
     if not isinstance(model, torch.nn.Module):
@@ -48,9 +56,8 @@ def patch(model: torch.nn.Module) -> torch.nn.Module:
         target = _TO_RNNFAST.get(type(module))
         if target is None:
             continue
-        weights: list[Any] = module._flat_weights  # type: ignore[assignment]
-        for p in weights:
-            if p is not None and p.device.type != "cpu":
+        for p in module.parameters(recurse=False):
+            if p.device.type != "cpu":
                 raise ValueError(f"patch: {type(module).__name__} has parameters on {p.device}")
         module.__class__ = target
         if target is GRU:
@@ -78,4 +85,4 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-__all__ = ["GRU", "LSTM", "RNN", "patch", "unpatch"]
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell", "patch", "unpatch"]

@@ -1,0 +1,221 @@
+"""torch.nn.RNNCell, LSTMCell and GRUCell with rnnfast's engine: one timestep of a one-layer stack
+(the cell's weight_ih/weight_hh/bias_ih/bias_hh are that layer's), one C++ call forward and one
+backward, under the same constructor, parameters, state dicts and forward as torch's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._engine import check_params, check_tensor, follow_torch_threads
+from ._modules import _check_construction, _RecurrentMixin
+
+_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class _CellMixin(_RecurrentMixin):
+    """forward(input, hx=None) as torch's cells', computed by rnnfast's C++ stack with T = 1."""
+
+    # What the stack driver reads of an RNNBase; a cell is one unidirectional layer.
+    num_layers = 1
+    bidirectional = False
+    proj_size = 0
+    dropout = 0.0
+    batch_first = False
+    _TORCH: type[torch.nn.RNNCellBase]
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        return list(_NAMES if self.bias else _NAMES[:2])
+
+    @property
+    def _flat_weights(self) -> list[Any]:  # type: ignore[override]  # read-only here
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    def torch_twin(self) -> torch.nn.RNNCellBase:  # type: ignore[override]
+        """torch.nn's own cell with the same Parameter objects (this cell is left as it is)."""
+        twin = object.__new__(self._TORCH)
+        state = {k: v for k, v in self.__dict__.items() if k != "_rnnfast"}
+        for key in ("_parameters", "_buffers", "_modules"):
+            state[key] = type(state[key])(state[key])
+        twin.__dict__.update(state)
+        return twin
+
+    def _cell_params(self) -> list[Any]:
+        """The parameters by name: `_parameters` first (Module.__getattr__ costs a microsecond
+        each, a fifth of a small cell's step), then attributes (weight_norm-style hooks)."""
+        found = self._parameters  # type: ignore[attr-defined]  # a mixin of RNNCellBase
+        out = []
+        for name in self._flat_weights_names:
+            p = found.get(name)
+            out.append(p if p is not None else getattr(self, name))
+        return out
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():
+            return self.torch_twin()(input, hx)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input: expected a Tensor, got {type(input).__name__}")
+        check_tensor(input, "input")
+        if input.dim() not in (1, 2):
+            raise ValueError(
+                f"input: {type(self).__name__} expects 2 dimensions (batch, input_size) or 1 "
+                f"(input_size), got {input.dim()}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input: expected input_size {self.input_size} (last dimension), "
+                f"got {input.shape[-1]}"
+            )
+        batched = input.dim() == 2
+        batch = input.shape[0] if batched else 1
+        params = self._cell_params()
+        compiling = torch.compiler.is_compiling()
+        if compiling:
+            check_params(self, params)  # type: ignore[arg-type]  # a cell stands for RNNBase
+            stack = None
+        else:
+            stack = self._rnnfast_engine().stack_for(self, params)  # type: ignore[arg-type]
+        if input.dtype != params[0].dtype:
+            raise TypeError(
+                f"input: expected dtype {params[0].dtype} (the parameters'), got {input.dtype}"
+            )
+        lstm = self.mode == "LSTM"
+        h0, c0 = self._cell_state(hx, lstm, batched, batch, input.dtype)
+        shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        if not compiling and not _needs_grad(input, h0, c0, params):
+            return self._infer(stack, input, h0, c0, batch, shape)
+        x = input.reshape(1, batch, self.input_size).contiguous()
+        h0 = None if h0 is None else h0.reshape(1, batch, self.hidden_size).contiguous()
+        c0 = None if c0 is None else c0.reshape(1, batch, self.hidden_size).contiguous()
+        _, h_n, c_n = self._run(x, h0, c0, None, params, stack)
+        h = h_n.view(shape)
+        return (h, c_n.view(shape)) if lstm and c_n is not None else h
+
+    def _infer(
+        self,
+        stack: Any,
+        input: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
+        batch: int,
+        shape: tuple[int, ...],
+    ) -> Any:
+        """No autograd: one engine call on NumPy views (torch's own ops cost a microsecond
+        each, as much as a small cell's product)."""
+        follow_torch_threads()
+        state = (1, batch, self.hidden_size)
+        _, h_n, c_n, _ = stack.forward(
+            _array(input, (1, batch, self.input_size)),
+            None if h0 is None else _array(h0, state),
+            None if c0 is None else _array(c0, state),
+            None,
+            False,
+            self._rnnfast_engine().version,
+            0.0,
+            0,
+        )
+        h = torch.from_numpy(h_n.reshape(shape))
+        return (h, torch.from_numpy(c_n.reshape(shape))) if c_n is not None else h
+
+    def _cell_state(
+        self, hx: Any, lstm: bool, batched: bool, batch: int, dtype: torch.dtype
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """hx checked as torch's cells take it: None (zeros), or h (a pair (h, c) for LSTM) of
+        shape (batch, hidden_size), (hidden_size,) with an unbatched input."""
+        if hx is None:
+            return None, None
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"hx: expected a pair (h, c) for LSTMCell, got {type(hx).__name__}")
+        parts = tuple(hx) if lstm else (hx,)
+        names = ("hx[0] (h)", "hx[1] (c)") if lstm else ("hx",)
+        want = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        for part, name in zip(parts, names):
+            if not isinstance(part, Tensor):
+                raise TypeError(f"{name}: expected a Tensor, got {type(part).__name__}")
+            check_tensor(part, name)
+            if part.dtype != dtype:
+                raise TypeError(f"{name}: expected dtype {dtype} (the input's), got {part.dtype}")
+            if part.shape != want:
+                raise ValueError(f"{name}: expected shape {want}, got {tuple(part.shape)}")
+        return (parts[0], parts[1]) if lstm else (parts[0], None)
+
+
+def _needs_grad(x: Tensor, h0: Tensor | None, c0: Tensor | None, params: list[Tensor]) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    if x.requires_grad or any(p.requires_grad for p in params):
+        return True
+    return (h0 is not None and h0.requires_grad) or (c0 is not None and c0.requires_grad)
+
+
+def _array(t: Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous NumPy view (a copy only when `t` is strided) of `t` in `shape`."""
+    return np.ascontiguousarray(t.detach().numpy()).reshape(shape)
+
+
+class RNNCell(_CellMixin, torch.nn.RNNCellBase):
+    """torch.nn.RNNCell (tanh or relu) computed by rnnfast."""
+
+    _TORCH = torch.nn.RNNCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, 1, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+    @property
+    def mode(self) -> str:  # type: ignore[override]
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+
+class LSTMCell(_CellMixin, torch.nn.RNNCellBase):
+    """torch.nn.LSTMCell computed by rnnfast."""
+
+    _TORCH = torch.nn.LSTMCell
+    mode = "LSTM"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        super().__init__(input_size, hidden_size, bias, 4, device=device, dtype=dtype)
+
+
+class GRUCell(_CellMixin, torch.nn.RNNCellBase):
+    """torch.nn.GRUCell computed by rnnfast (torch's form: the reset gate after the product)."""
+
+    _TORCH = torch.nn.GRUCell
+    mode = "GRU"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        super().__init__(input_size, hidden_size, bias, 3, device=device, dtype=dtype)
+
+
+__all__ = ["GRUCell", "LSTMCell", "RNNCell"]

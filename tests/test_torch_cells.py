@@ -1,0 +1,260 @@
+"""rnnfast.torch.RNNCell/LSTMCell/GRUCell against torch.nn's cells: outputs and gradients
+(batched, unbatched, hx given or not, bias or not, float32 and float64), step-by-step loops
+as decoders write them, patch/unpatch keeping the Parameter objects, state dicts, save/load,
+tracing/export, torch.compile, and bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+rt = pytest.importorskip("rnnfast.torch")
+
+PAIRS = {
+    "lstm": (torch.nn.LSTMCell, rt.LSTMCell, {}),
+    "gru": (torch.nn.GRUCell, rt.GRUCell, {}),
+    "rnn_tanh": (torch.nn.RNNCell, rt.RNNCell, {"nonlinearity": "tanh"}),
+    "rnn_relu": (torch.nn.RNNCell, rt.RNNCell, {"nonlinearity": "relu"}),
+}
+TOL = {torch.float32: {"rtol": 1e-5, "atol": 1e-6}, torch.float64: {"rtol": 1e-12, "atol": 1e-13}}
+
+
+def _pair(kind: str, bias: bool = True, dtype: torch.dtype = torch.float64, size=(5, 7)):
+    native_cls, ours_cls, kwargs = PAIRS[kind]
+    torch.manual_seed(0)
+    native = native_cls(*size, bias=bias, dtype=dtype, **kwargs)
+    ours = ours_cls(*size, bias=bias, dtype=dtype, **kwargs)
+    ours.load_state_dict(native.state_dict())
+    return native, ours
+
+
+def _flat(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _state(kind, batch, dtype, requires_grad):
+    shape = (batch, 7) if batch else (7,)
+
+    def one():
+        return torch.randn(shape, dtype=dtype, requires_grad=requires_grad)
+
+    return (one(), one()) if kind == "lstm" else one()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_hx", [False, True])
+@pytest.mark.parametrize("batch", [0, 1, 4], ids=["unbatched", "b1", "b4"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_one_step_matches_torch_forward_and_backward(kind, bias, batch, with_hx, dtype):
+    native, ours = _pair(kind, bias, dtype)
+    torch.manual_seed(1)
+    x = torch.randn((batch, 5) if batch else (5,), dtype=dtype, requires_grad=True)
+    hx = _state(kind, batch, dtype, True) if with_hx else None
+    want, got = _flat(native(x, hx)), _flat(ours(x, hx))
+    for w, g in zip(want, got):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        torch.testing.assert_close(g, w, **TOL[dtype])
+    weights = [torch.randn(w.shape, dtype=dtype) for w in want]
+    inputs = [x, *(_flat(hx) if hx is not None else ())]
+    grads_want = torch.autograd.grad(want, [*inputs, *native.parameters()], weights)
+    grads_got = torch.autograd.grad(got, [*inputs, *ours.parameters()], weights)
+    for w, g in zip(grads_want, grads_got):
+        torch.testing.assert_close(g, w, **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_a_decoder_loop_trains_as_torch_does(kind):
+    """A teacher-forced loop of 12 steps over 3 optimiser updates: losses and weights equal
+    torch's step by step (float64)."""
+    native, ours = _pair(kind)
+    head_n = torch.nn.Linear(7, 5, dtype=torch.float64)
+    head_o = copy.deepcopy(head_n)
+    opt_n = torch.optim.Adam([*native.parameters(), *head_n.parameters()], lr=1e-2)
+    opt_o = torch.optim.Adam([*ours.parameters(), *head_o.parameters()], lr=1e-2)
+    seq = torch.randn(12, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for _ in range(3):
+        losses = []
+        for cell, head, opt in ((native, head_n, opt_n), (ours, head_o, opt_o)):
+            opt.zero_grad()
+            hx, loss = None, torch.zeros((), dtype=torch.float64)
+            for t in range(seq.shape[0] - 1):
+                hx = cell(seq[t], hx)
+                h = hx[0] if isinstance(hx, tuple) else hx
+                loss = loss + ((head(h) - seq[t + 1]) ** 2).mean()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+    for a, b in zip(native.parameters(), ours.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_no_grad_calls_leave_the_inputs_alone_and_build_no_graph(kind):
+    native, ours = _pair(kind, dtype=torch.float32)
+    x = torch.randn(3, 5)
+    hx = _state(kind, 3, torch.float32, False)
+    before = [t.clone() for t in (x, *_flat(hx))]
+    with torch.no_grad():
+        got = _flat(ours(x, hx))
+        want = _flat(native(x, hx))
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, **TOL[torch.float32])
+        assert g.grad_fn is None and not g.requires_grad
+    for b, a in zip(before, (x, *_flat(hx))):
+        assert torch.equal(a, b)
+
+
+def test_strided_input_and_state_are_read_as_torch_reads_them():
+    native, ours = _pair("lstm", dtype=torch.float32)
+    x = torch.randn(10, 5)[::2][:3]  # rows 0, 2, 4: not contiguous
+    h, c = torch.randn(7, 3).t(), torch.randn(7, 3).t()
+    assert not x.is_contiguous() and not h.is_contiguous()
+    with torch.no_grad():
+        for w, g in zip(native(x, (h, c)), ours(x, (h, c))):
+            torch.testing.assert_close(g, w, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_patch_swaps_cells_keeping_parameters_and_unpatch_restores(kind):
+    native_cls, _, kwargs = PAIRS[kind]
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"cell": native_cls(5, 7, **kwargs), "head": torch.nn.Linear(7, 2)})
+    params = list(model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 5)
+    want = _flat(model["cell"](x))
+    rt.patch(model)
+    assert type(model["cell"]) is PAIRS[kind][1]
+    assert all(a is b for a, b in zip(params, model.parameters()))
+    got = _flat(model["cell"](x))
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, **TOL[torch.float32])
+    sum(o.sum() for o in got).backward()
+    opt.step()  # the optimiser built before patching updates the same Parameters
+    assert all(p.grad is not None for p in model["cell"].parameters())
+    rt.unpatch(model)
+    assert type(model["cell"]) is native_cls
+    if kind.startswith("rnn"):
+        assert model["cell"].nonlinearity == kwargs["nonlinearity"]
+
+
+def test_state_dicts_and_saved_cells_load_with_torch_defaults(tmp_path):
+    torch.manual_seed(0)
+    cell = rt.GRUCell(5, 7)
+    assert set(cell.state_dict()) == set(torch.nn.GRUCell(5, 7).state_dict())
+    path = tmp_path / "cell.pt"
+    torch.save(cell, path)
+    back = torch.load(path)
+    assert type(back) is rt.GRUCell
+    x = torch.randn(2, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), cell(x), rtol=0, atol=0)
+
+
+def test_weights_changed_through_data_are_seen():
+    native, ours = _pair("lstm", dtype=torch.float32)
+    x = torch.randn(2, 5)
+    with torch.no_grad():
+        ours(x)
+    for a, b in zip(native.parameters(), ours.parameters()):
+        a.data.mul_(0.5)
+        b.data.mul_(0.5)
+    with torch.no_grad():
+        for w, g in zip(native(x), ours(x)):
+            torch.testing.assert_close(g, w, **TOL[torch.float32])
+
+
+@pytest.mark.filterwarnings("ignore")  # torch.jit's deprecation, the exporter's notes
+def test_trace_and_onnx_export_record_torch_cells(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    native, ours = _pair("gru", dtype=torch.float32)
+    x, h = torch.randn(2, 5), torch.randn(2, 7)
+    with torch.no_grad():
+        traced = torch.jit.trace(ours, (x, h))
+        torch.testing.assert_close(traced(x, h), native(x, h), **TOL[torch.float32])
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert "aten::linear" in kinds  # torch's cell, as torch traces it (decomposed)
+    path = tmp_path / "cell.onnx"
+    torch.onnx.export(ours, (x, h), str(path), dynamo=False, input_names=["x", "h"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x.numpy(), "h": h.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, native(x, h).numpy(), rtol=1e-5, atol=1e-6)
+    assert type(ours) is rt.GRUCell
+
+
+def test_torch_compile_runs_a_cell_loop():
+    native, ours = _pair("lstm", dtype=torch.float32)
+
+    def run(cell, seq):
+        hx = None
+        for t in range(seq.shape[0]):
+            hx = cell(seq[t], hx)
+        return hx[0]
+
+    seq = torch.randn(4, 3, 5, requires_grad=True)
+    compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
+    got, want = compiled(ours, seq), run(native, seq)
+    torch.testing.assert_close(got, want, **TOL[torch.float32])
+    (g_got,) = torch.autograd.grad(got.sum(), [seq])
+    (g_want,) = torch.autograd.grad(want.sum(), [seq])
+    torch.testing.assert_close(g_got, g_want, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda c: c(torch.randn(2, 3, 5)), ValueError, "input: LSTMCell expects 2 dimensions"),
+        (lambda c: c(torch.randn(2, 4)), ValueError, "input: expected input_size 5"),
+        (lambda c: c(torch.randn(2, 5).double()), TypeError, "input: expected dtype"),
+        (lambda c: c(torch.randn(2, 5).half()), TypeError, "input: rnnfast runs float32"),
+        (lambda c: c([1.0] * 5), TypeError, "input: expected a Tensor"),
+        (lambda c: c(torch.randn(2, 5), torch.randn(2, 7)), TypeError, "hx: expected a pair"),
+        (
+            lambda c: c(torch.randn(2, 5), (torch.randn(3, 7), torch.randn(3, 7))),
+            ValueError,
+            r"hx\[0\] \(h\): expected shape \(2, 7\)",
+        ),
+        (
+            lambda c: c(torch.randn(5), (torch.randn(1, 7), torch.randn(1, 7))),
+            ValueError,
+            r"expected shape \(7,\)",
+        ),
+        (
+            lambda c: c(torch.randn(2, 5), (torch.randn(2, 7), torch.randn(2, 7).double())),
+            TypeError,
+            r"hx\[1\] \(c\): expected dtype",
+        ),
+    ],
+)
+def test_bad_input_gets_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call(rt.LSTMCell(5, 7))
+
+
+def test_bad_construction_is_refused_by_name():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        rt.RNNCell(5, 7, nonlinearity="sigmoid")
+    with pytest.raises(TypeError, match="dtype"):
+        rt.GRUCell(5, 7, dtype=torch.float16)
+
+
+def test_the_readme_rewrite_of_a_cell_loop_gives_the_loops_outputs():
+    """README.md: a teacher-forced LSTMCell loop equals one LSTM call holding its weights."""
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(5, 7)
+    seq = torch.randn(6, 2, 5)
+    hx, outs = None, []
+    for t in range(seq.shape[0]):
+        hx = cell(seq[t], hx)
+        outs.append(hx[0])
+    lstm = rt.LSTM(cell.input_size, cell.hidden_size)
+    lstm.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
+    y, (h_n, c_n) = lstm(seq)
+    torch.testing.assert_close(y, torch.stack(outs), **TOL[torch.float32])
+    torch.testing.assert_close(c_n[0], hx[1], **TOL[torch.float32])
