@@ -1,0 +1,44 @@
+"""The scripts in benchmarks/ run end to end on tiny sizes and print what their docstrings
+promise (no speed is asserted: the timings are the scripts' own business)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_word_model_benchmark_prints_ratios_and_recurrent_shares(cell):
+    pytest.importorskip("torch")
+    out = _run(
+        "wordlm_vs_torch.py",
+        *("--cell", cell, "--vocab", "500", "--hidden", "8", "--batch", "2", "--seq-len", "3"),
+        *("--seconds", "0.4", "--rounds", "1"),
+    )
+    assert f"{cell.upper()}(8)" in out
+    for label in ("training step", "inference step"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(label))
+        figures = re.findall(r"(\d+\.\d+)(x|%)?", line)
+        ratio = [float(v) for v, unit in figures if unit == "x"]
+        shares = [float(v) for v, unit in figures if unit == "%"]
+        assert len(ratio) == 1 and ratio[0] > 0
+        assert len(shares) == 2 and all(0 < s < 100 for s in shares), line
+    assert "after torch's decoder" in out and "after rnnfast's call" in out
