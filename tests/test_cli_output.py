@@ -14,13 +14,14 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 
 import numpy as np
 import pytest
 
 from rnnfast import checkpoint
 from rnnfast.__main__ import Parser, main
-from rnnfast.progress import Progress
+from rnnfast.progress import Progress, fit_words
 
 
 def _in_terminal(argv: list[str], columns: int = 80, timeout: float = 60.0) -> str:
@@ -172,3 +173,44 @@ def test_train_writes_into_its_run_directory_and_plots_every_step(tmp_path, monk
     assert flow.shape == (3, 5) and np.all(flow[:, 1:4] >= 0) and np.all(flow[:, 4] <= 1)
     assert main([*argv, "--run-dir", str(tmp_path / "elsewhere"), "--quiet"]) == 0
     assert (tmp_path / "elsewhere" / "checkpoint.npz").exists()
+
+
+def test_a_time_bounded_run_counts_time_not_a_billion_steps():
+    stream = io.StringIO()
+    stream.isatty = lambda: True  # type: ignore[method-assign]
+    p = Progress(10**9, seconds=600, stream=stream, use_tqdm=False)
+    p.update(0)
+    time.sleep(0.05)  # 5387 steps in 0.05 s: 10^9 would take hours, so 600 s ends the run
+    p.update(5387, "loss 1.234 nats/char")
+    shown = stream.getvalue()
+    assert "/10:00 step 5387" in shown and "1000000000" not in shown
+
+
+@pytest.mark.parametrize("room", range(0, 60, 3))
+def test_text_is_cut_between_parts_never_inside_a_figure(room):
+    text = "loss 1.2345 nats/char, 12,345 chars/s"
+    cut = fit_words(text, room)
+    assert len(cut) <= room
+    assert text.startswith(cut)
+    assert cut in ("", text) or text[len(cut)] in ", "  # the cut falls between words
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100])
+def test_tqdm_bar_leaves_room_so_tqdm_never_cuts_a_figure(columns, monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    stream = io.StringIO()
+    stream.isatty = lambda: True  # type: ignore[method-assign]
+    p = Progress(10**6, stream=stream)
+    assert p.bar is not None
+    p.update(0)
+    text = "loss 1.234567 nats/char, 123,456 chars/s, clipped 12% of steps"
+    p.update(12345, text)
+    p.close()
+    lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", stream.getvalue()).replace("\r", "\n")
+    last = [ln for ln in lines.split("\n") if "12345/" in ln][-1]
+    assert len(last) <= columns
+    times = last.rsplit("[", 1)[-1].rstrip().rstrip("]")  # "00:00<00:01, <text>"
+    shown = times.split(", ", 1)[1] if ", " in times else ""
+    assert text.startswith(shown), last
+    assert shown == text or text[len(shown)] in ", ", last  # cut between words

@@ -23,6 +23,27 @@ def _clock(seconds: float) -> str:
     )
 
 
+def fit_words(text: str, room: int) -> str:
+    """`text` cut to at most `room` characters: whole comma-separated parts ("loss 1.23 nats,
+    456 chars/s" loses ", 456 chars/s"), else whole words, never inside a figure."""
+    if len(text) <= room:
+        return text
+    out = ""
+    for part in text.split(", "):
+        longer = f"{out}, {part}" if out else part
+        if len(longer) > room:
+            break
+        out = longer
+    if out:
+        return out
+    for word in text.split(" "):
+        longer = f"{out} {word}" if out else word
+        if len(longer) > room:
+            break
+        out = longer
+    return out.rstrip(",")
+
+
 class Progress:
     """`update(done, text)` after each step; `close()` at the end. `total` steps, and at most
     `seconds` of time if given (whichever ends first decides the bar and the ETA)."""
@@ -90,23 +111,40 @@ class Progress:
         if self.bar is not None:
             n = min(now - self.start, self.seconds) if self.seconds else done
             self.bar.n = round(n) if self.seconds else n
-            self.bar.set_postfix_str(text, refresh=False)
+            if self.seconds:  # the bar counts seconds: the steps go in the text
+                text = f"step {done}, {text}" if text else f"step {done}"
+            width = shutil.get_terminal_size((80, 24)).columns - 1
+            # tqdm cuts a line wider than the terminal wherever it falls: leave room for its
+            # percentage, a 10-column bar, the counts and the times.
+            fixed = 40 + 2 * len(str(self.bar.total))
+            self.bar.set_postfix_str(fit_words(text, max(width - fixed, 0)), refresh=False)
             self.bar.refresh()
             return
         finished = done >= self.total
         if not finished and now - self.last < (0.2 if self.tty else self.every_s):
             return
         self.last = now
-        head = f"{100 * self.fraction(done):3.0f}% {done}/{self.total}"
-        tail = f"ETA {_clock(self.eta(done))} {text}".rstrip()
+        head = f"{100 * self.fraction(done):3.0f}% {self._count(done)}"
+        eta = f"ETA {_clock(self.eta(done))}"
         if not self.tty:
-            print(f"{head} {tail}", file=self.stream, flush=True)
+            print(f"{head} {eta} {text}".rstrip(), file=self.stream, flush=True)
             return
         width = shutil.get_terminal_size((80, 24)).columns - 1  # the last column wraps
+        text = fit_words(text, width - len(head) - len(eta) - 10)  # 10: the bar's least
+        tail = f"{eta} {text}".rstrip()
         bar_width = max(min(24, width - len(head) - len(tail) - 4), 5)
         filled = int(bar_width * self.fraction(done))
-        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {head} {tail}"[:width]
-        print(f"\r{line}\x1b[K", end="", file=self.stream, flush=True)
+        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {head} {tail}"
+        print(f"\r{fit_words(line, width)}\x1b[K", end="", file=self.stream, flush=True)
+
+    def _count(self, done: int) -> str:
+        """done/total steps, or time spent/allowed when the time bound is the tighter one (a
+        run of --minutes has a step bound of 10^9 that says nothing)."""
+        if self.seconds is not None:
+            spent = time.monotonic() - self.start
+            if done <= 0 or spent * self.total / done >= self.seconds:  # time ends it first
+                return f"{_clock(spent)}/{_clock(self.seconds)} step {done}"
+        return f"{done}/{self.total}"
 
     def write(self, message: str) -> None:
         """A message on its own lines, above the bar (which goes on after it)."""
