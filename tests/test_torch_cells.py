@@ -257,4 +257,5 @@ def test_the_readme_rewrite_of_a_cell_loop_gives_the_loops_outputs():
     lstm.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
     y, (h_n, c_n) = lstm(seq)
     torch.testing.assert_close(y, torch.stack(outs), **TOL[torch.float32])
+    torch.testing.assert_close(h_n[0], hx[0], **TOL[torch.float32])
     torch.testing.assert_close(c_n[0], hx[1], **TOL[torch.float32])
