@@ -221,3 +221,39 @@ def test_charrnn_sample_reads_trains_default_checkpoint(tmp_path, capsys, monkey
     capsys.readouterr()
     assert main(["charrnn", "sample", "--length", "12", "--seed", "1"]) == 0
     assert len(capsys.readouterr().out.rstrip("\n")) == 12
+
+
+def test_a_run_that_learned_nothing_says_so_against_the_tasks_baseline(tmp_path, capsys):
+    """The adding problem's baseline (always 1: MSE 1/6): a 5-step run is still there, and the
+    command says so rather than leaving a reader to guess from a bare figure."""
+    args = ["adding", "--steps", "5", "--seq-len", "30", "--hidden", "8", "--eval-every", "5"]
+    assert train(tmp_path, *args) == 0
+    err = capsys.readouterr().err
+    assert "has not learned the task" in err and "MSE 1/6" in err
+
+
+def test_a_run_that_learned_is_not_told_it_did_not(tmp_path, capsys):
+    args = ["mass-spring", "--steps", "5", "--seq-len", "10", "--hidden", "8", "--eval-every", "5"]
+    assert train(tmp_path, *args) == 0  # a task without a baseline: nothing to compare
+    assert "has not learned" not in capsys.readouterr().err
+
+
+def test_the_plot_draws_the_adding_baseline(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    from rnnfast import train as train_module
+
+    drawn = []
+    original = matplotlib.axes.Axes.axhline
+
+    def record(self, y=0, *a, **k):
+        drawn.append((y, k.get("label")))
+        return original(self, y, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", record)
+    args = ["adding", "--steps", "4", "--seq-len", "8", "--hidden", "4", "--eval-every", "2"]
+    assert train(tmp_path, *args, "--plot", str(tmp_path / "p.png")) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert drawn and all(y == pytest.approx(1 / 6) for y, _ in drawn)
+    assert train_module.TASKS["adding"].baseline[1] in {label for _, label in drawn}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import diagnostics, reference
+from rnnfast import diagnostics, gradflow, reference
 
 
 @pytest.mark.parametrize("engine", [rnnfast, reference], ids=["fast", "reference"])
@@ -73,9 +73,11 @@ def test_the_command_draws_every_model(tmp_path, capsys):
     assert main([*argv, "--out", str(out), "--json", str(data)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = json.loads(data.read_text())
-    assert [r["model"] for r in rows] == [
-        label for label, _, _ in __import__("rnnfast.gradflow", fromlist=["MODELS"]).MODELS
-    ]
+    assert [r["model"] for r in rows] == [v.label for v in gradflow.MODELS]
+    exploding = [r for r in rows if r["radius_scale"] > 1]
+    assert [r["clip"] for r in exploding] == [0.0, 1.0]  # without and with the remedy
+    for r in exploding:  # W_hh orthogonal times 1.5: spectral radius 1.5 at initialisation
+        assert max(r["spectral_radius_before"]) == pytest.approx(1.5, rel=1e-5)
     assert all(len(r["norms_after"]) == 8 for r in rows)
     assert "IRNN" in capsys.readouterr().out
     assert main([*argv, "--out", str(tmp_path)]) == 2  # a directory: refused before training

@@ -70,6 +70,8 @@ class TaskSpec:
     metric: str  # what evaluate() reports
     loss_unit: str = "MSE"  # the training loss, as an axis label
     metric_unit: str = "MSE"  # the held-out metric, as an axis label
+    # What a model that learned nothing scores (metric, label), drawn on the plots.
+    baseline: tuple[float, str] | None = None
 
     def score(self, pred: np.ndarray, batch: Batch) -> float:
         """The held-out metric: MSE, or the fraction right. A diverged model's predictions (inf,
@@ -109,7 +111,9 @@ def _mass_spring(b: int, t: int, rng: np.random.Generator) -> Batch:
 
 
 TASKS = {
-    "adding": TaskSpec(2, 1, _adding, nn.MSELoss(), True, "mse"),
+    "adding": TaskSpec(
+        2, 1, _adding, nn.MSELoss(), True, "mse", baseline=(1 / 6, "always 1: MSE 1/6")
+    ),
     "copy": TaskSpec(
         10,
         10,
@@ -378,6 +382,14 @@ def run(
             }
         )
     )
+    baseline = model.spec.baseline
+    if baseline is not None and metric is not None and not metric < 0.5 * baseline[0]:
+        print(
+            f"rnnfast train: held-out {model.spec.metric} {metric:.4f} is near or above "
+            f"{baseline[0]:.4f} ({baseline[1]}): the model has not learned the task; try more "
+            "--steps or a shorter --seq-len",
+            file=sys.stderr,
+        )
     if plot_path:
         _plot(cfg, plot_path, model.spec)
     return 0
@@ -422,6 +434,10 @@ def _plot(cfg: Config, path: str, spec: TaskSpec) -> None:
     ax[0].set_ylabel(f"training loss: {spec.loss_unit}")
     ax[0].legend(fontsize=8)
     ax[1].plot(h[:, 0], h[:, 2], "o-", color="tab:red")
+    if spec.baseline is not None:  # what learning nothing scores: the line to get below
+        for a in ax[:2]:
+            a.axhline(spec.baseline[0], color="black", linestyle=":", label=spec.baseline[1])
+            a.legend(fontsize=8)
     ax[1].set_xlabel("training step")
     ax[1].set_ylabel(f"held-out {spec.metric_unit}")
     if cfg.flow:
