@@ -75,34 +75,14 @@ def test_cpp_program_against_the_cmake_package(tmp_path):
 def test_cython_module_that_cimports_rnnfast(tmp_path):
     pytest.importorskip("Cython")
     pytest.importorskip("setuptools")
-    for name in ("capi_demo.pyx", "setup.py"):
+    for name in ("capi_demo.pyx", "setup.py", "run.py"):
         shutil.copy(EXAMPLES / "cython" / name, tmp_path / name)
-    done = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace", "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    code = """
-import sys, numpy as np, rnnfast
-sys.path.insert(0, ".")
-import capi_demo
-m = rnnfast.LSTM(5, 8, 2, seed=0)
-x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
-dy = np.random.default_rng(1).standard_normal((6, 3, 8)).astype(np.float32)
-out = capi_demo.run([np.array(p) for p in m.params.values()], x, dy, 8, 2)
-y, (h, c), tape = m.forward(x)
-dx, (dh0, dc0) = m.backward(tape, dy)
-want = [y, h, c, dx, dh0, dc0]
-assert all(a.tobytes() == b.tobytes() for a, b in zip(out[:6], want)), "outputs differ"
-assert all(a.tobytes() == g.tobytes() for a, g in zip(out[6], m.grads.values())), "grads differ"
-assert out[7].tobytes() == y.tobytes(), "step differs"
-print("bitwise equal")
-"""
+    # run.py builds the extension (setup.py build_ext --inplace), then compares it with
+    # rnnfast.LSTM bit for bit: what a reader of examples/cython runs.
     run = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=400
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "bitwise equal" in run.stdout
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "arrays bitwise equal to rnnfast.LSTM's" in run.stdout
+    assert "us through the C API" in run.stdout
+    assert list(tmp_path.glob("capi_demo*.so")), "run.py did not build the extension"
