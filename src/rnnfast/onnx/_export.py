@@ -10,6 +10,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .._modules import RecurrentBase
+from ._fold import constant_values, weight_names
 from ._nodes import build_module
 from ._weights import GATES, UnsupportedError, peepholes_from_onnx, reorder
 
@@ -136,12 +137,13 @@ def export(
 
 
 def to_modules(model: onnx.ModelProto | str | os.PathLike) -> dict[str, RecurrentBase]:
-    """Every RNN, GRU and LSTM node of `model` whose weights are initializers, as an rnnfast
+    """Every RNN, GRU and LSTM node of `model` whose weights are initializers (or made of
+    initializers alone by shape operators, as torch's dynamo exporter writes them), as an rnnfast
     module (one layer; gate orders and W/R/B mapped), keyed by the node's name (or its first
     output's). A reverse-only node, peepholes, clip and other activations are refused."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(os.fspath(model))
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consts = constant_values(model.graph, weight_names(model.graph))
     out = {}
     for node in model.graph.node:
         if node.op_type not in GATES:
@@ -155,7 +157,10 @@ def to_modules(model: onnx.ModelProto | str | os.PathLike) -> dict[str, Recurren
             )
         missing = [n for n in node.input[1:3] if n not in consts]
         if missing:
-            raise ValueError(f"{name}: weights {missing} are not initializers of the model")
+            raise ValueError(
+                f"{name}: weights {missing} are neither initializers of the model nor made of "
+                "initializers alone"
+            )
         b = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
         p = consts.get(node.input[7]) if len(node.input) > 7 and node.input[7] else None
         w, r = consts[node.input[1]], consts[node.input[2]]

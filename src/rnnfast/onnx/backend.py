@@ -6,7 +6,9 @@ Unsqueeze, Concat, Slice, Gather, Shape, Identity, Cast, Constant):
     rep = backend.prepare(onnx.load("model.onnx"), device="CPU")
     outputs = rep.run([x])
 
-Recurrent nodes whose weights are initializers become rnnfast modules once, at prepare.
+Recurrent nodes whose weights are initializers, or computed from initializers alone by shape
+operators (torch's dynamo exporter slices and concatenates them), become rnnfast modules once, at
+prepare; those weight computations are done then and never again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
+from ._fold import constant_values, weight_names
 from ._nodes import SHAPE_OPS, build_module, run_recurrent, run_shape_op
 from ._weights import UnsupportedError
 
@@ -39,7 +42,8 @@ class RnnfastRep(BackendRep):
     def __init__(self, model: onnx.ModelProto) -> None:
         graph = model.graph
         self.graph = graph
-        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        # Initializers, and the weights shape operators make of them alone (folded once here).
+        self.constants = constant_values(graph, weight_names(graph))
         self.inputs = [i.name for i in graph.input if i.name not in self.constants]
         self.outputs = [o.name for o in graph.output]
         self.nodes = []
@@ -61,6 +65,10 @@ class RnnfastRep(BackendRep):
                     )
             if op in RECURRENT and (len(node.input) < 3 or not node.input[1] or not node.input[2]):
                 raise ValueError(f"{_where(node)}: inputs W and R are required")
+            known.update(n for n in node.input if n in self.constants)
+            if node.output and all(not n or n in self.constants for n in node.output):
+                known.update(n for n in node.output if n)
+                continue  # folded at prepare
             attrs = _attrs(node)
             module = None
             if op in RECURRENT:
