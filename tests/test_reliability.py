@@ -438,3 +438,31 @@ def test_nan_made_by_a_real_step_does_not_leak_through_padding(engine):
     # and must not see the NaN state carried through the padding.
     assert np.isnan(m.grads["weight_ih_l0"]).any()
     assert np.isfinite(m.grads["weight_hh_l0"]).all()
+
+
+# ---- libgomp's idle spinning (src/rnnfast/_openmp.py) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [({}, "30000"), ({"GOMP_SPINCOUNT": "7"}, "7")],
+    ids=["rnnfast_sets_it", "the_users_wins"],
+)
+def test_libgomp_spins_briefly_and_the_environment_is_left_as_it_was(env, shown):
+    """libgomp prints what it read at load with OMP_DISPLAY_ENV: rnnfast's copy gets a short
+    spin unless the user chose one, and the variable is gone again after the import."""
+    unset = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    full = {k: v for k, v in os.environ.items() if k not in unset}
+    full.update(env, OMP_DISPLAY_ENV="verbose")
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, rnnfast; print(os.environ.get('GOMP_SPINCOUNT'))"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    if "GOMP_SPINCOUNT" not in done.stderr:
+        pytest.skip("this OpenMP runtime is not libgomp (no GOMP_SPINCOUNT to display)")
+    assert f"GOMP_SPINCOUNT = '{shown}'" in done.stderr
+    assert done.stdout.strip() == env.get("GOMP_SPINCOUNT", "None")

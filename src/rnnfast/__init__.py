@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _core
+from ._openmp import libgomp_spin_limit
+
+with libgomp_spin_limit():
+    from . import _core
 from ._paths import get_cmake_dir, get_include, get_library_dir
 from ._runtime import MAX_THREADS, get_num_threads, isa, set_num_threads, show_config
 
