@@ -42,3 +42,19 @@ def test_word_model_benchmark_prints_ratios_and_recurrent_shares(cell):
         assert len(ratio) == 1 and ratio[0] > 0
         assert len(shares) == 2 and all(0 < s < 100 for s in shares), line
     assert "after torch's decoder" in out and "after rnnfast's call" in out
+
+
+def test_onnxruntime_session_benchmark_compares_outputs_and_times_both():
+    for module in ("torch", "onnxruntime", "onnxruntime_extensions", "onnxscript"):
+        pytest.importorskip(module)
+    out = _run(
+        "ort_session_vs_ort.py",
+        *("--vocab", "300", "--hidden", "200", "--seq-len", "5", "--batch", "1", "3"),
+        *("--seconds", "0.3", "--rounds", "1"),
+    )
+    assert "rnnfast runs 2 node(s)" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "3"]
+    for r in rows:
+        assert float(r[4]) < 1e-4  # outputs equal onnxruntime's
+        assert r[3].endswith("x") and float(r[3][:-1]) > 0
