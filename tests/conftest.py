@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import reference
+from rnnfast import _cells, reference
 
-# (class name, constructor keywords): every cell and variant.
-CELLS = [
-    ("RNN", {"nonlinearity": "tanh"}),
-    ("RNN", {"nonlinearity": "relu"}),
-    ("LSTM", {}),
-    ("GRU", {"linear_before_reset": True}),
-    ("GRU", {"linear_before_reset": False}),
-]
-CELL_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"]
+# (class name, constructor keywords): every cell and variant of the registry (rnnfast._cells,
+# checked against the C++ core by test_package_structure.py).
+CELLS = [(kind.module, dict(kind.kwargs)) for kind in _cells.CELLS.values()]
+CELL_IDS = list(_cells.CELLS)
 
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 

@@ -22,6 +22,7 @@ TRAIN = ["train", "adding", "--seq-len", "6", "--hidden", "8", "--batch", "4"]
 
 
 def run(argv, capsys):
+    capsys.readouterr()  # this run's output only, not an earlier run's notes
     code = main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cells import BY_CLI
 from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
@@ -67,3 +68,11 @@ class GRU(GRUBase):
     __doc__ = GRUBase.__doc__
     __module__ = "rnnfast"
     _engine = _FAST
+
+
+# The command line's cells (`--cell rnn|rnn-relu|lstm|gru`, rnnfast._cells.BY_CLI): the class
+# and the keywords that select the variant.
+CLI_CELLS: dict[str, tuple[type[RecurrentBase], dict]] = {
+    cli: ({"RNN": RNN, "LSTM": LSTM, "GRU": GRU}[kind.module], dict(kind.kwargs))
+    for cli, kind in BY_CLI.items()
+}

@@ -10,17 +10,22 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, ClassVar, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
 
 import numpy as np
 
-from . import _core
 from . import _validate as v
+from ._cells import CELLS as _CELL_KINDS
+
+if TYPE_CHECKING:
+    from . import _core
 
 State = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
-# What each cell is (gates, cell state), as the C++ core defines it: one source of truth.
-CELLS: dict[str, dict[str, Any]] = _core.cells()
+# What each cell is (gates, cell state): rnnfast._cells (checked against the C++ core's table).
+CELLS: dict[str, dict[str, Any]] = {
+    name: {"gates": k.gates, "cell_state": k.cell_state} for name, k in _CELL_KINDS.items()
+}
 
 
 class Engine(Protocol):
@@ -427,7 +432,11 @@ class RecurrentBase(Module):
         return [arrays[name] for name in self._shapes]
 
     def _new_stack(self) -> _core.Stack:
-        """A C++ stack of this module's shape (without parameters)."""
+        """A C++ stack of this module's shape (without parameters). (The extension is imported
+        here, not at the top: the NumPy oracle, rnnfast.reference, builds on this module and
+        must not depend on what it checks.)"""
+        from . import _core
+
         return _core.Stack(
             self.cell,
             self.input_size,
@@ -537,7 +546,7 @@ class RecurrentBase(Module):
         self,
         x: Any,
         state: State | None = None,
-        lengths: Sequence[int] | None = None,
+        lengths: Sequence[int] | np.ndarray | None = None,
         training: bool = True,
         *,
         one_hot: bool = False,

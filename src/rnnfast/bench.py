@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _core, checkpoint, reference
 from ._args import THREADS, bounded_int
+from ._cells import GATES_OF_MODULE
 from ._fast import GRU, LSTM, RNN
 from ._runtime import get_num_threads, isa, set_num_threads
 from ._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
@@ -38,11 +39,11 @@ from ._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
 QUICK_SIZES = [(100, 1, 128), (100, 32, 256)]
 CELLS = {  # name: (rnnfast class, reference class, torch.nn class name, gates)
-    "rnn": (RNN, reference.RNN, "RNN", 1),
-    "lstm": (LSTM, reference.LSTM, "LSTM", 4),
-    "gru": (GRU, reference.GRU, "GRU", 3),
+    "rnn": (RNN, reference.RNN, "RNN", GATES_OF_MODULE["RNN"]),
+    "lstm": (LSTM, reference.LSTM, "LSTM", GATES_OF_MODULE["LSTM"]),
+    "gru": (GRU, reference.GRU, "GRU", GATES_OF_MODULE["GRU"]),
 }
-BUSY_CASE = ("lstm", 200, 1, 256)  # issue 9's example: a small step, a barrier every step
+BUSY_CASE = ("lstm", 200, 1, 256)  # a small step, a barrier every step
 
 
 @dataclass

@@ -39,11 +39,14 @@ from ._args import (
     positive_int,
     seed,
 )
+from ._cells import BY_CLI
+from ._fast import CLI_CELLS as CELLS
 from ._interrupt import StopOnSignal
 from ._memory import check_fits, recurrent_model_bytes, sequence_bytes
 from ._runtime import set_num_threads
 from .progress import Progress
-from .train import CELLS, GATES
+
+GATES = {cli: kind.gates for cli, kind in BY_CLI.items()}
 
 DEFAULT_CORPUS_CHARS = 3_000_000
 
@@ -144,6 +147,7 @@ class CharModel:
             self.encode(prime, "prime") if prime else np.array([rng.integers(len(self.cfg.vocab))])
         )
         out, state = self.rnn(ids[:, None], one_hot=True)  # the prime as one sequence
+        stepping: Any = state  # (then a StepState, carried by step)
         logits = self.head(out[-1, 0])
         chars = []
         for _ in range(length):
@@ -153,7 +157,7 @@ class CharModel:
             chars.append(self.cfg.vocab[nxt])
             # One character a step, the state carried in place (rnnfast's step(): nothing is
             # allocated; the reference engine's modules step the same way).
-            y, state = self.rnn.step(np.array([nxt]), state, one_hot=True)
+            y, stepping = self.rnn.step(np.array([nxt]), stepping, one_hot=True)
             logits = self.head(y[0])
         return prime + "".join(chars)
 

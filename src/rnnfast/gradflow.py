@@ -22,7 +22,7 @@ import numpy as np
 from . import checkpoint, clip, diagnostics
 from ._args import BATCH, HIDDEN, SEQ_LEN, THREADS, positive_float, positive_int, seed
 from ._runtime import set_num_threads
-from .train import OPTIMIZERS, TASKS, Config, Model
+from .train import OPTIMIZERS, TASKS, Config, Model, measure
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,6 @@ class Curve:
     after: diagnostics.GradientFlow
     metric: float
     seconds: float
-
-
-def measure(model: Model, batch: Any) -> diagnostics.GradientFlow:
-    """The flow of the task's own loss at the last step (its gradient through the head)."""
-    pred, (_, _, htape) = model.predict(batch, training=True)
-    spec = model.spec
-    if spec.last_only:
-        _, cache = spec.loss.forward(pred, batch.targets, batch.mask)
-        dy_last = model.head.backward(htape, spec.loss.backward(cache))
-    else:  # the loss of the last step alone
-        mask = None if batch.mask is None else batch.mask[-1:]
-        _, cache = spec.loss.forward(pred[-1:], batch.targets[-1:], mask)
-        d_pred = np.zeros_like(pred)
-        d_pred[-1:] = spec.loss.backward(cache)
-        dy_last = model.head.backward(htape, d_pred)[-1]
-    model.head.zero_grad()
-    return diagnostics.gradient_flow(model.rnn, batch.x, dy_last)
 
 
 def run_model(cfg: Config, variant: Variant, held_out: Any) -> Curve:

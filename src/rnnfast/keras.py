@@ -16,19 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from ._cells import GATES_OF_KERAS, KERAS_TO_RNNFAST
 from ._fast import GRU, LSTM, RNN
 from ._modules import RecurrentBase
 
-KINDS = ("SimpleRNN", "LSTM", "GRU")
-_GRU_ORDER = [1, 0, 2]  # Keras (z, r, h) -> rnnfast (r, z, n)
+KINDS = tuple(GATES_OF_KERAS)
 
 
 def _gates(kind: str, w: np.ndarray, hidden: int) -> np.ndarray:
-    """Keras's columns (..., G*H) as rnnfast's rows (G*H, ...)."""
+    """Keras's columns (..., G*H) as rnnfast's rows (G*H, ...), gate blocks reordered."""
     w = np.asarray(w)
-    if kind == "GRU":
-        blocks = [w[..., g * hidden : (g + 1) * hidden] for g in range(3)]
-        w = np.concatenate([blocks[g] for g in _GRU_ORDER], axis=-1)
+    order = KERAS_TO_RNNFAST[kind]
+    if order != sorted(order):
+        blocks = [w[..., g * hidden : (g + 1) * hidden] for g in range(len(order))]
+        w = np.concatenate([blocks[g] for g in order], axis=-1)
     return np.ascontiguousarray(w.T)
 
 
@@ -38,7 +39,7 @@ def _direction(kind: str, weights: Sequence[Any], hidden: int, suffix: str) -> d
         f"weight_ih_l0{suffix}": _gates(kind, kernel, hidden),
         f"weight_hh_l0{suffix}": _gates(kind, recurrent, hidden),
     }
-    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    gates = GATES_OF_KERAS[kind]
     if len(weights) > 2:
         bias = np.asarray(weights[2])
         if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
@@ -74,7 +75,7 @@ def _check_direction(
             raise TypeError(f"{what} {name}: expected floats, got {arr.dtype}")
         arrays.append(arr)
     kernel, recurrent = arrays[0], arrays[1]
-    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    gates = GATES_OF_KERAS[kind]
     if recurrent.ndim != 2 or recurrent.shape[0] < 1:
         raise ValueError(f"{what} recurrent_kernel: expected (H, {gates}*H), got {recurrent.shape}")
     hidden = recurrent.shape[0]

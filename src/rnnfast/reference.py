@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from ._cells import CELLS
 from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 # Gates per cell: the rows of W_ih and W_hh are gates x hidden_size.
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+GATES = {name: kind.gates for name, kind in CELLS.items()}
 
 
 _U64 = np.uint64

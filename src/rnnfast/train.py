@@ -26,21 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, clip, init, nn, optim, tasks
+from . import checkpoint, clip, diagnostics, init, nn, optim, tasks
 from ._args import BATCH, HIDDEN, SEQ_LEN, THREADS, clip_norm, positive_float, positive_int, seed
-from ._fast import GRU, LSTM, RNN
+from ._cells import BY_CLI
+from ._fast import CLI_CELLS
 from ._interrupt import StopOnSignal
 from ._memory import check_fits, recurrent_model_bytes, sequence_bytes
 from ._runtime import set_num_threads
 from .progress import Progress
 
-GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
-CELLS = {
-    "rnn": (RNN, {"nonlinearity": "tanh"}),
-    "rnn-relu": (RNN, {"nonlinearity": "relu"}),
-    "lstm": (LSTM, {}),
-    "gru": (GRU, {}),
-}
+# The command line's cells (rnnfast._cells): gates, and the class with its keywords.
+GATES = {cli: kind.gates for cli, kind in BY_CLI.items()}
+CELLS = CLI_CELLS
 OPTIMIZER_STATES = {"sgd": 1, "adagrad": 1, "rmsprop": 3, "adam": 2, "adamw": 2}
 OPTIMIZERS = {
     "sgd": optim.SGD,
@@ -395,10 +392,25 @@ def run(
     return 0
 
 
+def measure(model: Model, batch: Any) -> diagnostics.GradientFlow:
+    """The flow of the task's own loss at the last step (its gradient through the head)."""
+    pred, (_, _, htape) = model.predict(batch, training=True)
+    spec = model.spec
+    if spec.last_only:
+        _, cache = spec.loss.forward(pred, batch.targets, batch.mask)
+        dy_last = model.head.backward(htape, spec.loss.backward(cache))
+    else:  # the loss of the last step alone
+        mask = None if batch.mask is None else batch.mask[-1:]
+        _, cache = spec.loss.forward(pred[-1:], batch.targets[-1:], mask)
+        d_pred = np.zeros_like(pred)
+        d_pred[-1:] = spec.loss.backward(cache)
+        dy_last = model.head.backward(htape, d_pred)[-1]
+    model.head.zero_grad()
+    return diagnostics.gradient_flow(model.rnn, batch.x, dy_last)
+
+
 def _flow_norms(model: Model, batch: Batch) -> list[float]:
     """||dE_T/dh_k|| of the task's loss at the last step, at the FLOW_POINTS distances."""
-    from .gradflow import measure  # gradflow builds on this module
-
     norms = measure(model, batch).norms[-1]
     return [float(norms[min(int(f * len(norms)), len(norms) - 1)]) for f in FLOW_POINTS]
 

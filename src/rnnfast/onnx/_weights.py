@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-# rnnfast's gate blocks, as indices of ONNX's: LSTM (i, o, f, c) -> (i, f, c, o); GRU (z, r, h)
-# -> (r, z, h).
-TO_RNNFAST = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+from .._cells import GATES_OF_ONNX as GATES
+from .._cells import ONNX_TO_RNNFAST as TO_RNNFAST
+
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import _core, _runtime
+from .._cells import of_torch_mode
 
 SUPPORTED_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -40,12 +41,8 @@ def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> tuple:
 
 
 def module_cell(module: torch.nn.RNNBase) -> str:
-    mode = module.mode
-    if mode == "LSTM":
-        return "lstm"
-    if mode == "GRU":
-        return "gru" if getattr(module, "linear_before_reset", True) else "gru_reset_before"
-    return "rnn_tanh" if mode == "RNN_TANH" else "rnn_relu"
+    """The core's cell name of a torch module (rnnfast._cells)."""
+    return of_torch_mode(module.mode, getattr(module, "linear_before_reset", True)).name
 
 
 def follow_torch_threads() -> None:
