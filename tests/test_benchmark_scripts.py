@@ -58,3 +58,20 @@ def test_onnxruntime_session_benchmark_compares_outputs_and_times_both():
     for r in rows:
         assert float(r[4]) < 1e-4  # outputs equal onnxruntime's
         assert r[3].endswith("x") and float(r[3][:-1]) > 0
+
+
+def test_cell_loop_benchmark_prints_every_row():
+    pytest.importorskip("torch")
+    out = _run(
+        "cells_vs_torch.py",
+        *("--hidden", "8", "--batch", "1", "3", "--steps", "4", "--seconds", "0.2"),
+        *("--rounds", "1"),
+    )
+    rows = [
+        ln.split()
+        for ln in out.splitlines()
+        if ln.split()[:1] in (["LSTMCell"], ["GRUCell"], ["RNNCell"])
+    ]
+    assert len(rows) == 3 * 2 * 2  # cells x batches x (no_grad, train)
+    for r in rows:
+        assert r[4].endswith("x") and float(r[4][:-1]) > 0
