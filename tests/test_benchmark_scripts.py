@@ -74,4 +74,4 @@ def test_cell_loop_benchmark_prints_every_row():
     ]
     assert len(rows) == 3 * 2 * 2  # cells x batches x (no_grad, train)
     for r in rows:
-        assert r[4].endswith("x") and float(r[4][:-1]) > 0
+        assert r[5].endswith("x") and float(r[5][:-1]) > 0
