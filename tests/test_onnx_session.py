@@ -376,3 +376,31 @@ def test_bad_input_gets_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="X"):
         session.run(None, {"X": np.zeros((5, 2, 7), np.float32)})
     _close(session.run(None, feeds), _ort(model).run(None, feeds))  # still works after
+
+
+def test_values_read_only_inside_subgraphs_are_kept():
+    """An If node's branches read the outer graph's values by name: pruning the rewritten
+    model must keep the nodes and initializers they read."""
+    model, feeds = _single()
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array([2.0], np.float32), "two"))
+    graph.initializer.append(numpy_helper.from_array(np.array([0.5], np.float32), "half"))
+    graph.node.append(helper.make_node("Mul", ["Y", "two"], ["Y2"]))
+    out = helper.make_tensor_value_info("branch", TensorProto.FLOAT, None)
+    then_branch = helper.make_graph(
+        [helper.make_node("Identity", ["Y2"], ["branch"])], "then", [], [out]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Add", ["Y2", "half"], ["branch"])], "else", [], [out]
+    )
+    graph.node.append(
+        helper.make_node("If", ["flag"], ["Z"], then_branch=then_branch, else_branch=else_branch)
+    )
+    graph.input.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT, None))
+    session = rnnfast.onnx.InferenceSession(model)
+    assert len(session.rnnfast_nodes) == 1
+    for flag in (True, False):
+        run = {**feeds, "flag": np.array(flag)}
+        _close(session.run(None, run), _ort(model).run(None, run))

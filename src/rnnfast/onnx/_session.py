@@ -225,7 +225,7 @@ def rewrite(
     out.CopyFrom(model)
     del out.graph.node[:]
     out.graph.node.extend(_live(nodes, {o.name for o in graph.output}))
-    used = {i for n in out.graph.node for i in n.input}
+    used = set().union(*(_reads(n) for n in out.graph.node))
     inits = [t for t in graph.initializer if t.name in used]
     del out.graph.initializer[:]
     out.graph.initializer.extend(inits)
@@ -241,6 +241,18 @@ def rewrite(
     return out, kernels, skipped
 
 
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """The names a node reads: its inputs, and those the nodes of its subgraphs (If, Loop,
+    Scan bodies) read, which may be the outer graph's."""
+    names = {i for i in node.input if i}
+    for attr in node.attribute:
+        graphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+        for graph in graphs:
+            for inner in graph.node:
+                names |= _reads(inner)
+    return names
+
+
 def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
     """`nodes` without those whose outputs nothing reads (the weights' own computations, once
     their recurrent node no longer takes them)."""
@@ -249,7 +261,7 @@ def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto
     for node in reversed(nodes):
         if any(o in needed for o in node.output):
             keep.append(node)
-            needed.update(i for i in node.input if i)
+            needed |= _reads(node)
     return keep[::-1]
 
 
