@@ -259,3 +259,31 @@ def test_the_readme_rewrite_of_a_cell_loop_gives_the_loops_outputs():
     torch.testing.assert_close(y, torch.stack(outs), **TOL[torch.float32])
     torch.testing.assert_close(h_n[0], hx[0], **TOL[torch.float32])
     torch.testing.assert_close(c_n[0], hx[1], **TOL[torch.float32])
+
+
+def test_patch_can_leave_the_cells_torchs():
+    model = torch.nn.ModuleDict({"rnn": torch.nn.GRU(5, 7), "cell": torch.nn.GRUCell(5, 7)})
+    rt.patch(model, cells=False)
+    assert type(model["rnn"]) is rt.GRU and type(model["cell"]) is torch.nn.GRUCell
+    with pytest.raises(TypeError, match="cells: expected a bool"):
+        rt.patch(model, cells="no")
+
+
+def test_a_refused_patch_changes_nothing():
+    """A module on another device is refused before any module changes class."""
+    model = torch.nn.ModuleDict({"a": torch.nn.LSTMCell(5, 7), "b": torch.nn.LSTM(5, 7)})
+    fake = torch.nn.Parameter(torch.empty(28, 5, device="meta"))
+    model["b"].weight_ih_l0 = fake
+    with pytest.raises(ValueError, match=r"b \(LSTM\) has parameters on meta"):
+        rt.patch(model)
+    assert type(model["a"]) is torch.nn.LSTMCell and type(model["b"]) is torch.nn.LSTM
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_an_empty_batch_gives_empty_outputs_and_gradients(kind):
+    native, ours = _pair(kind, dtype=torch.float32)
+    x = torch.randn(0, 5, requires_grad=True)
+    want, got = _flat(native(x)), _flat(ours(x))
+    assert [g.shape for g in got] == [w.shape for w in want] == [(0, 7)] * len(want)
+    sum(o.sum() for o in got).backward()
+    assert x.grad.shape == (0, 5)

@@ -43,25 +43,38 @@ _TO_RNNFAST: dict[type, type] = {
     torch.nn.GRUCell: GRUCell,
 }
 _TO_TORCH = {v: k for k, v in _TO_RNNFAST.items()}
+_CELLS = (RNNCell, LSTMCell, GRUCell)
 
 
-def patch(model: torch.nn.Module) -> torch.nn.Module:
-    """Makes every torch.nn.RNN, LSTM and GRU, and every RNNCell, LSTMCell and GRUCell, in
-    `model` (itself included) run on rnnfast, in
-    place: each keeps its Parameter objects, buffers, hooks and settings, so an optimiser built
-    before goes on working and training continues with the same numbers. Returns `model`."""
+def patch(model: torch.nn.Module, *, cells: bool = True) -> torch.nn.Module:
+    """Makes every torch.nn.RNN, LSTM and GRU in `model` (itself included), and with `cells`
+    every RNNCell, LSTMCell and GRUCell, run on rnnfast, in place: each keeps its Parameter
+    objects, buffers, hooks and settings, so an optimiser built before goes on working and
+    training continues with the same numbers. A module on another device is refused before
+    anything changes. Returns `model`.
+
+    A cell call is one small timestep, where torch's own per-call costs weigh as much as the
+    product (see the README's measurements): `cells=False` leaves the cells torch's."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    for module in model.modules():
+    if not isinstance(cells, bool):
+        raise TypeError(f"cells: expected a bool, got {type(cells).__name__}")
+    chosen = []
+    for name, module in model.named_modules():
         target = _TO_RNNFAST.get(type(module))
-        if target is None:
+        if target is None or (not cells and target in _CELLS):
             continue
         for p in module.parameters(recurse=False):
             if p.device.type != "cpu":
-                raise ValueError(f"patch: {type(module).__name__} has parameters on {p.device}")
+                raise ValueError(
+                    f"patch: {name or 'model'} ({type(module).__name__}) has parameters on "
+                    f"{p.device}; rnnfast runs on the CPU"
+                )
+        chosen.append((module, target))
+    for module, target in chosen:
         module.__class__ = target
         if target is GRU:
-            module.linear_before_reset = True  # type: ignore[assignment]
+            module.linear_before_reset = True
     return model
 
 
