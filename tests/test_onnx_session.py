@@ -404,3 +404,38 @@ def test_values_read_only_inside_subgraphs_are_kept():
     for flag in (True, False):
         run = {**feeds, "flag": np.array(flag)}
         _close(session.run(None, run), _ort(model).run(None, run))
+
+
+def test_every_way_to_run_reports_an_rnnfast_nodes_error():
+    """run_with_ort_values and IO binding go through the same check as run: a failed node's
+    error is raised, never its empty outputs returned."""
+    model, good = _node_model(
+        "LSTM", {}, "forward", 0, True, False, np.float32, np.random.default_rng(0)
+    )
+    for graph_input in model.graph.input:
+        graph_input.type.tensor_type.ClearField("shape")
+    session = rnnfast.onnx.InferenceSession(model)
+    bad = {**good, "S": np.array([9, 1, 2], np.int32)}
+    values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in bad.items()}
+    with pytest.raises(ValueError, match="sequence_lens"):
+        session.run_with_ort_values(None, values)
+    binding = session.io_binding()
+    for k, v in bad.items():
+        binding.bind_cpu_input(k, v)
+    for o in session.get_outputs():
+        binding.bind_output(o.name)
+    with pytest.raises(ValueError, match="sequence_lens"):
+        session.run_with_iobinding(binding)
+    good_values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in good.items()}
+    got = [v.numpy() for v in session.run_with_ort_values(None, good_values)]
+    _close(got, _ort(model).run(None, good))
+    done = threading.Event()
+    seen = {}
+
+    def callback(outputs, data, err):
+        seen.update(outputs=outputs, err=err)
+        done.set()
+
+    session.run_async(None, bad, callback, None)
+    assert done.wait(60)
+    assert seen["outputs"] is None and "sequence_lens" in seen["err"]

@@ -309,8 +309,46 @@ class InferenceSession:
         _kernels.update(kernels)
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> list[Any]:
+        return self._checked(self._session.run, output_names, input_feed, run_options)
+
+    def run_with_ort_values(
+        self, output_names: Any, input_dict_ort_values: Any, run_options: Any = None
+    ) -> Any:
+        return self._checked(
+            self._session.run_with_ort_values, output_names, input_dict_ort_values, run_options
+        )
+
+    def run_with_iobinding(self, iobinding: Any, run_options: Any = None) -> Any:
+        return self._checked(self._session.run_with_iobinding, iobinding, run_options)
+
+    def run_with_ortvaluevector(self, *args: Any) -> Any:
+        return self._checked(self._session.run_with_ortvaluevector, *args)
+
+    def run_async(
+        self,
+        output_names: Any,
+        input_feed: Any,
+        callback: Any,
+        user_data: Any,
+        run_options: Any = None,
+    ) -> Any:
+        """As onnxruntime's; an error in an rnnfast node reaches `callback` as its error
+        string (onnxruntime's convention), with no outputs."""
+
+        def checked(outputs: Any, data: Any, err: str) -> None:
+            error = self._errors.take()
+            if error is not None:
+                callback(None, data, f"{type(error).__name__}: {error}")
+            else:
+                callback(outputs, data, err)
+
+        return self._session.run_async(output_names, input_feed, checked, user_data, run_options)
+
+    def _checked(self, call: Any, *args: Any) -> Any:
+        """onnxruntime's call, then any error an rnnfast node recorded (nodes never raise into
+        the extension: see _Errors)."""
         try:
-            outputs = self._session.run(output_names, input_feed, run_options)
+            outputs = call(*args)
         except Exception as failure:  # onnxruntime's, perhaps on a failed node's empty outputs
             error = self._errors.take()
             if error is not None:
