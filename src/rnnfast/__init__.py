@@ -40,16 +40,17 @@ _NAMES = {
     "RNN": "_fast",
     "LSTM": "_fast",
     "GRU": "_fast",
-    "Module": "_modules",
-    "RecurrentBase": "_modules",
-    "StepState": "_modules",
-    "Tape": "_modules",
+    "Module": "_module",
+    "RecurrentBase": "_recurrent",
+    "StepState": "_recurrent",
+    "Tape": "_module",
 }
 
 if TYPE_CHECKING:
     from . import checkpoint, clip, diagnostics, init, nn, optim, reference, tasks, tbptt
     from ._fast import GRU, LSTM, RNN
-    from ._modules import Module, RecurrentBase, StepState, Tape
+    from ._module import Module, Tape
+    from ._recurrent import RecurrentBase, StepState
 
 
 def __getattr__(name: str) -> Any:

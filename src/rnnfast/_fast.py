@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._cells import BY_CLI
-from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
+from ._recurrent import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
 class FastEngine:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
-from ._modules import RecurrentBase
+from ._recurrent import RecurrentBase
 
 
 @dataclass

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._modules import Module, RecurrentBase
+from ._module import Module
+from ._recurrent import RecurrentBase
 
 WEIGHT_SCHEMES = (
     "orthogonal",

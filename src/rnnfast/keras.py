@@ -18,7 +18,7 @@ import numpy as np
 
 from ._cells import GATES_OF_KERAS, KERAS_TO_RNNFAST
 from ._fast import GRU, LSTM, RNN
-from ._modules import RecurrentBase
+from ._recurrent import RecurrentBase
 
 KINDS = tuple(GATES_OF_KERAS)
 

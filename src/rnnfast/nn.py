@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
-from ._modules import Module, Tape
+from ._module import Module, Tape
 
 
 class Linear(Module):

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _core
-from ._modules import Module, Parameters
+from ._module import Module, Parameters
 
 
 def _positive(value: float, name: str, *, allow_zero: bool = False) -> float:

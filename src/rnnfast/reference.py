@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._cells import CELLS
-from ._modules import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
+from ._recurrent import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 # Gates per cell: the rows of W_ih and W_hh are gates x hidden_size.
 GATES = {name: kind.gates for name, kind in CELLS.items()}

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .._modules import RecurrentBase
+from .._recurrent import RecurrentBase
 from ._fold import constant_values, weight_names
 from ._nodes import build_module
 from ._weights import GATES, UnsupportedError, peepholes_from_onnx, reorder
