@@ -41,6 +41,16 @@ struct KernelTable {
   void (*final_dh)(const BackwardStep<T>&);
 };
 
+// Whether every kernel of a table is set (checked at compile time for each ISA's tables).
+template <typename T>
+constexpr bool complete(const KernelTable<T>& t) {
+  return t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
+         t.tanh && t.sigmoid && t.rnn_forward && t.lstm_forward && t.lstm_project &&
+         t.gru_forward && t.gru_rb_gates && t.gru_rb_update && t.rnn_backward && t.lstm_backward &&
+         t.lstm_proj_dh && t.gru_backward && t.gru_rb_backward && t.gru_rb_backward_reset &&
+         t.final_dh;
+}
+
 template <typename T>
 const KernelTable<T>& active_kernels();  // of active_isa()
 
