@@ -47,7 +47,8 @@ struct ForwardStep {
   Product<T> p;        // a = h_prev (or r*h_prev for the reset-before GRU's n product)
   T* gates = nullptr;  // [rows, G*H], row stride ld_gates
   index_t ld_gates = 0;
-  const T* bias = nullptr;     // [G*H] added at the step (b_ih + b_hh; see rnn/layer.cpp), or null
+  // [G*H] added at the step (b_ih + b_hh, summed at packing: rnn/packing.cpp), or null.
+  const T* bias = nullptr;
   const T* bias_hn = nullptr;  // linear-before-reset GRU: b_hn, inside r*(W_hn h + b_hn), or null
   const T* h_prev = nullptr;   // [rows, H]
   T* h = nullptr;              // [rows, H] the new state
