@@ -26,6 +26,12 @@ constexpr index_t smaller(index_t a, index_t b) {
 #include "kernels/activations_impl.h"
 #include "kernels/gemm_impl.h"
 #include "kernels/recurrent_impl.h"
+// Each cell's recipe: its forward and backward step epilogues.
+#include "kernels/cells/gru_common_impl.h"
+#include "kernels/cells/gru_lbr_impl.h"
+#include "kernels/cells/gru_rb_impl.h"
+#include "kernels/cells/lstm_impl.h"
+#include "kernels/cells/rnn_impl.h"
 
 // The table filled field by field, by name: a field added to KernelTable and forgotten here is
 // caught by complete() below, not by a shifted position.
