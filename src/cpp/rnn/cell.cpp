@@ -6,11 +6,11 @@ namespace rnnfast {
 
 const CellInfo& cell_info(Cell cell) {
   static const CellInfo kInfo[] = {
-      {"rnn_tanh", 1, false, false, false, "a"},
-      {"rnn_relu", 1, false, false, false, "a"},
-      {"lstm", 4, true, false, false, "i,f,g,o"},
-      {"gru", 3, false, true, false, "r,z,n"},
-      {"gru_reset_before", 3, false, true, true, "r,z,n"},
+      {"rnn_tanh", 1, false, false, false, false, "a"},
+      {"rnn_relu", 1, false, false, false, false, "a"},
+      {"lstm", 4, true, false, false, false, "i,f,g,o"},
+      {"gru", 3, false, true, false, true, "r,z,n"},
+      {"gru_reset_before", 3, false, true, true, false, "r,z,n"},
   };
   return kInfo[static_cast<int>(cell)];
 }

@@ -10,12 +10,13 @@ namespace rnnfast {
 enum class Cell : int { RnnTanh, RnnRelu, Lstm, Gru, GruResetBefore };
 
 struct CellInfo {
-  const char* name;        // rnn_tanh, rnn_relu, lstm, gru, gru_reset_before
-  int gates;               // G: gate blocks of H rows in W_ih and W_hh (PyTorch's order)
-  bool cell_state;         // LSTM's c
-  bool extra;              // GRU: one [T, B, H] array more in the tape
-  bool two_part;           // reset-before GRU: the W_hn product needs every unit's r first
-  const char* gate_names;  // e.g. "i,f,g,o"
+  const char* name;          // rnn_tanh, rnn_relu, lstm, gru, gru_reset_before
+  int gates;                 // G: gate blocks of H rows in W_ih and W_hh (PyTorch's order)
+  bool cell_state;           // LSTM's c
+  bool extra;                // GRU: one [T, B, H] array more in the tape
+  bool two_part;             // reset-before GRU: the W_hn product needs every unit's r first
+  bool linear_before_reset;  // GRU: b_hn and W_hn h stay apart from the input side, inside r*(.)
+  const char* gate_names;    // e.g. "i,f,g,o"
 };
 
 const CellInfo& cell_info(Cell cell);

@@ -138,7 +138,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   const index_t sd = a.proj ? a.proj : hd;  // the state's size, S
   const index_t gh = info.gates * hd, bh = batch * hd, bs = batch * sd, rows_all = steps * batch;
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
-  const bool lstm = info.cell_state, two_part = info.two_part, lbr = a.cell == Cell::Gru;
+  const bool lstm = info.cell_state, two_part = info.two_part, lbr = info.linear_before_reset;
   const bool proj = a.proj > 0;
   auto initial = copy_or_zero<T>;  // a final state's gradient, or zeros
   if (steps == 0 || batch == 0) {  // nothing ran: the gradient passes to the initial state
@@ -278,7 +278,7 @@ void layer_backward_weights(const LayerBackward<T>& a) {
   const index_t sd = a.proj ? a.proj : hd;
   const index_t gh = info.gates * hd, bs = batch * sd, rows_all = steps * batch;
   const index_t ld = gates_stride(a.cell, hd, static_cast<index_t>(sizeof(T)));
-  const bool two_part = info.two_part, lbr = a.cell == Cell::Gru, proj = a.proj > 0;
+  const bool two_part = info.two_part, lbr = info.linear_before_reset, proj = a.proj > 0;
   const T* dg = a.gates;
   const T* dhs = a.dh_all;
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are

@@ -77,7 +77,7 @@ std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, in
   if (proj) p->proj = forward_panels(w.w_hr, proj, hidden, 0, 1, width);
   if (w.b_ih) {
     p->bias.resize(static_cast<size_t>(gh));
-    const bool lbr = cell == Cell::Gru;
+    const bool lbr = info.linear_before_reset;
     for (index_t j = 0; j < gh; ++j)
       p->bias[j] = lbr && j >= 2 * hidden ? w.b_ih[j] : w.b_ih[j] + w.b_hh[j];
     if (lbr) p->bias_hn.assign(w.b_hh + 2 * hidden, w.b_hh + 3 * hidden);
@@ -91,7 +91,8 @@ std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, 
   const CellInfo& info = cell_info(cell);
   const index_t gh = info.gates * hidden, width = kernels::active_kernels<T>().width;
   auto p = std::make_shared<BackwardPacks<T>>();
-  if (cell == Cell::Gru) {  // the n gate's input-side gradient lives apart (rnn/layer.cpp)
+  // A linear-before-reset GRU's n-gate input gradient lives apart (rnn/layer_backward.cpp).
+  if (info.linear_before_reset) {
     p->w_ih.emplace_back(Trans::No, 2 * hidden, input, w.w_ih, input);
     p->w_ih.emplace_back(Trans::No, hidden, input, w.w_ih + 2 * hidden * input, input);
   } else {
