@@ -26,18 +26,18 @@ from .._cells import of_torch_mode
 SUPPORTED_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> tuple:
-    """What the C++ stack is built from: (cell, input, hidden, layers, bidir, bias, dtype, proj)."""
-    return (
-        module_cell(module),
-        module.input_size,
-        module.hidden_size,
-        module.num_layers,
-        module.bidirectional,
-        module.bias,
-        SUPPORTED_DTYPES[dtype],
-        module.proj_size,
-    )
+def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> dict[str, Any]:
+    """What the C++ stack is built from, by the names _core.Stack takes."""
+    return {
+        "cell": module_cell(module),
+        "input_size": module.input_size,
+        "hidden_size": module.hidden_size,
+        "num_layers": module.num_layers,
+        "bidirectional": module.bidirectional,
+        "bias": module.bias,
+        "dtype": SUPPORTED_DTYPES[dtype],
+        "proj_size": module.proj_size,
+    }
 
 
 def module_cell(module: torch.nn.RNNBase) -> str:
@@ -71,13 +71,14 @@ def check_params(module: torch.nn.RNNBase, params: list[torch.Tensor]) -> None:
             raise TypeError(f"{name}: parameters of mixed dtypes ({p.dtype}, {params[0].dtype})")
 
 
-class Engine:
-    """One module's C++ stack and its bound parameters."""
+class StackBinding:
+    """One torch module's C++ stack and the parameters bound to it (not to be confused with
+    rnnfast._recurrent.Engine, the protocol of rnnfast's own engines)."""
 
     __slots__ = ("_keys", "_spec", "_stack", "layout", "lock", "version")
 
     def __init__(self) -> None:
-        self._spec: tuple | None = None
+        self._spec: dict[str, Any] | None = None
         self._stack: Any = None
         self.lock = threading.Lock()  # bind-and-run (grads) is one step
         self._keys: list = []  # (data_ptr, shape, stride) of each parameter when bound
@@ -94,7 +95,7 @@ class Engine:
             check_params(module, params)
         spec = stack_spec(module, params[0].dtype)
         if spec != self._spec:
-            self._stack = _core.Stack(*spec)
+            self._stack = _core.Stack(**spec)
             self._spec = spec
             moved = True
         if moved:
@@ -127,7 +128,7 @@ class StackFunction(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        engine: Engine,
+        engine: StackBinding,
         stack: Any,
         lstm: bool,
         x: torch.Tensor,

@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ._engine import (
     SUPPORTED_DTYPES,
-    Engine,
+    StackBinding,
     StackFunction,
     check_params,
     check_tensor,
@@ -68,10 +68,10 @@ class _RecurrentMixin:
     training: bool
     _flat_weights: list[Any]
 
-    def _rnnfast_engine(self) -> Engine:
+    def _rnnfast_engine(self) -> StackBinding:
         engine = self.__dict__.get("_rnnfast")
         if engine is None:
-            engine = Engine()
+            engine = StackBinding()
             self.__dict__["_rnnfast"] = engine
         return engine
 

@@ -21,7 +21,14 @@ def _stack(x: Tensor, params: list[Tensor], cfg: tuple) -> Any:
     follow_torch_threads()
     cell, hidden, layers, bidirectional, bias, proj = cfg
     stack = _core.Stack(
-        cell, x.shape[2], hidden, layers, bidirectional, bias, SUPPORTED_DTYPES[x.dtype], proj
+        cell=cell,
+        input_size=x.shape[2],
+        hidden_size=hidden,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        bias=bias,
+        dtype=SUPPORTED_DTYPES[x.dtype],
+        proj_size=proj,
     )
     stack.set_params([p.detach().contiguous().numpy() for p in params])
     return stack
