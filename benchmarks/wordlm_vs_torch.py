@@ -123,14 +123,9 @@ def neighbours(model: WordModel, patched: WordModel, ids: torch.Tensor, rounds: 
             model.decoder(hidden)
 
     times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d")}
+    order = (("a", None, ours), ("b", decoder, ours), ("c", None, decoder), ("d", ours, decoder))
     for _ in range(rounds * 40):
-        for key, before, timed in (("a", None, ours), ("b", decoder, ours)):
-            if before:
-                before()
-            t0 = time.perf_counter()
-            timed()
-            times[key].append(1e3 * (time.perf_counter() - t0))
-        for key, before, timed in (("c", None, decoder), ("d", ours, decoder)):
+        for key, before, timed in order:
             if before:
                 before()
             t0 = time.perf_counter()

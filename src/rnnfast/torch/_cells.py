@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ._engine import check_params, check_tensor, follow_torch_threads
-from ._modules import _check_construction, _RecurrentMixin
+from ._modules import _check_construction, _RecurrentMixin, twin_of
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -37,12 +37,7 @@ class _CellMixin(_RecurrentMixin):
 
     def torch_twin(self) -> torch.nn.RNNCellBase:  # type: ignore[override]
         """torch.nn's own cell with the same Parameter objects (this cell is left as it is)."""
-        twin = object.__new__(self._TORCH)
-        state = {k: v for k, v in self.__dict__.items() if k != "_rnnfast"}
-        for key in ("_parameters", "_buffers", "_modules"):
-            state[key] = type(state[key])(state[key])
-        twin.__dict__.update(state)
-        return twin
+        return twin_of(self, self._TORCH)
 
     def _cell_params(self) -> list[Any]:
         """The parameters by name: `_parameters` first (Module.__getattr__ costs a microsecond
@@ -182,40 +177,38 @@ class RNNCell(_CellMixin, torch.nn.RNNCellBase):
         return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
 
 
-class LSTMCell(_CellMixin, torch.nn.RNNCellBase):
+class _GatedCell(_CellMixin, torch.nn.RNNCellBase):
+    """The constructor torch's LSTMCell and GRUCell share: (input_size, hidden_size, bias,
+    device, dtype)."""
+
+    _CHUNKS: int
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_construction(device, dtype)
+        super().__init__(input_size, hidden_size, bias, self._CHUNKS, device=device, dtype=dtype)
+
+
+class LSTMCell(_GatedCell):
     """torch.nn.LSTMCell computed by rnnfast."""
 
     _TORCH = torch.nn.LSTMCell
+    _CHUNKS = 4
     mode = "LSTM"
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        _check_construction(device, dtype)
-        super().__init__(input_size, hidden_size, bias, 4, device=device, dtype=dtype)
 
-
-class GRUCell(_CellMixin, torch.nn.RNNCellBase):
+class GRUCell(_GatedCell):
     """torch.nn.GRUCell computed by rnnfast (torch's form: the reset gate after the product)."""
 
     _TORCH = torch.nn.GRUCell
+    _CHUNKS = 3
     mode = "GRU"
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        _check_construction(device, dtype)
-        super().__init__(input_size, hidden_size, bias, 3, device=device, dtype=dtype)
 
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]

@@ -52,6 +52,19 @@ class _Packing:
         self.steps, self.batch, self.lengths = steps, batch, lengths
 
 
+def twin_of(module: Any, cls: type) -> Any:
+    """An instance of torch's `cls` with `module`'s settings and the same Parameter objects,
+    in containers of its own (`module` is left as it is)."""
+    twin: Any = object.__new__(cls)
+    state = {
+        k: v for k, v in module.__dict__.items() if k not in ("_rnnfast", "linear_before_reset")
+    }
+    for key in ("_parameters", "_buffers", "_modules"):  # same entries, own containers
+        state[key] = type(state[key])(state[key])
+    twin.__dict__.update(state)
+    return twin
+
+
 class _RecurrentMixin:
     """forward(input, hx=None) as torch's, computed by rnnfast's C++ stack."""
 
@@ -136,14 +149,7 @@ class _RecurrentMixin:
         cls: type[torch.nn.RNNBase] = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}.get(
             self.mode, torch.nn.RNN
         )
-        twin = object.__new__(cls)
-        state = {
-            k: v for k, v in self.__dict__.items() if k not in ("_rnnfast", "linear_before_reset")
-        }
-        for key in ("_parameters", "_buffers", "_modules"):  # same entries, own containers
-            state[key] = type(state[key])(state[key])
-        twin.__dict__.update(state)
-        return twin
+        return twin_of(self, cls)
 
     def __prepare_scriptable__(self) -> torch.nn.RNNBase:
         """torch.jit.script compiles torch's own module (same Parameters): rnnfast's engine is
