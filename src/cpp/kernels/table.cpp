@@ -1,5 +1,7 @@
 #include "kernels/table.h"
 
+#include <stdexcept>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define RNNFAST_X86 1
 #elif defined(__aarch64__)
@@ -30,8 +32,24 @@ const KernelTable<double>& table(double);
 }  // namespace neon
 #endif
 
+// Every table this build has, checked once: a kernel make_table left unset fails the first
+// call loudly instead of jumping through a null pointer.
+template <typename T>
+bool all_complete() {
+  bool ok = complete(generic::table(T()));
+#ifdef RNNFAST_X86
+  ok = ok && complete(avx2::table(T())) && complete(avx512::table(T()));
+#endif
+#ifdef RNNFAST_ARM64
+  ok = ok && complete(neon::table(T()));
+#endif
+  return ok;
+}
+
 template <typename T>
 const KernelTable<T>& active_kernels() {
+  static const bool kComplete = all_complete<T>();
+  if (!kComplete) throw std::logic_error("kernel table: make_table left a kernel unset");
   switch (active_isa()) {
 #ifdef RNNFAST_X86
     case Isa::Avx512:

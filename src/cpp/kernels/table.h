@@ -41,7 +41,8 @@ struct KernelTable {
   void (*final_dh)(const BackwardStep<T>&);
 };
 
-// Whether every kernel of a table is set (checked at compile time for each ISA's tables).
+// Whether every kernel of a table is set (kernels/table.cpp checks each ISA's tables once; not
+// at compile time: with sanitizers a function's address is no constant expression).
 template <typename T>
 constexpr bool complete(const KernelTable<T>& t) {
   return t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
