@@ -101,6 +101,7 @@ def test_the_cell_registry_agrees_with_the_core():
         assert kind.gates == core[name]["gates"], name
         assert kind.cell_state == core[name]["cell_state"], name
         assert ",".join(kind.gate_names) == core[name]["gate_names"], name
+        assert kind.projection == core[name]["projection"], name
 
 
 def test_the_registry_maps_torch_modules_to_the_cores_cells():

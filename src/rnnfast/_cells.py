@@ -1,9 +1,10 @@
 """What each recurrent cell is, written once for the Python side: its gates, state, names on
 the command line, in torch.nn, ONNX and Keras, and the gate orders of those formats. The
 modules, the NumPy oracle, the commands, the benchmark and the converters read it; the C++ core
-holds its own table (rnn/cell.cpp), and tests/test_cells_registry.py checks that the two agree.
+holds its own rows (src/cpp/kernels/cells/cell_list.h), and tests/test_package_structure.py checks
+that the two agree.
 
-Adding a cell variant here is one row; the C++ side is its recipe and table entry.
+Adding a cell variant here is one row; the C++ side is its recipe file and a row of cell_list.h.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class CellKind:
     torch_mode: str | None = None  # torch.nn.RNNBase.mode (None: torch has no such cell)
     onnx_op: str = ""  # ONNX operator
     keras: str = ""  # Keras 3 layer class
+    projection: bool = False  # takes proj_size and peepholes
 
     @property
     def gates(self) -> int:
@@ -63,6 +65,7 @@ CELLS: dict[str, CellKind] = {
             torch_mode="LSTM",
             onnx_op="LSTM",
             keras="LSTM",
+            projection=True,
         ),
         CellKind(
             "gru",

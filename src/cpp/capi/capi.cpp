@@ -35,6 +35,8 @@ static_assert(static_cast<int>(rnnfast::Cell::RnnTanh) == RNNFAST_RNN_TANH &&
                   static_cast<int>(rnnfast::Cell::Gru) == RNNFAST_GRU &&
                   static_cast<int>(rnnfast::Cell::GruResetBefore) == RNNFAST_GRU_RESET_BEFORE,
               "rnnfast_cell and rnnfast::Cell disagree");
+static_assert(rnnfast::kCellCount == RNNFAST_GRU_RESET_BEFORE + 1,
+              "a cell of kernels/cells/cell_list.h has no rnnfast_cell constant");
 
 namespace {
 

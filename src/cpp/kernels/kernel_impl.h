@@ -26,7 +26,7 @@ constexpr index_t smaller(index_t a, index_t b) {
 #include "kernels/activations_impl.h"
 #include "kernels/gemm_impl.h"
 #include "kernels/recurrent_impl.h"
-// Each cell's recipe: its forward and backward step epilogues.
+// Each cell's recipe: its forward and backward step epilogues and its CellKernels.
 #include "kernels/cells/gru_common_impl.h"
 #include "kernels/cells/gru_lbr_impl.h"
 #include "kernels/cells/gru_rb_impl.h"
@@ -47,18 +47,13 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
   t.tanh = &tanh_array<V>;
   t.sigmoid = &sigmoid_array<V>;
   t.width = V::kWidth;
-  t.rnn_forward = &rnn_forward<V>;
-  t.lstm_forward = &lstm_forward<V>;
+  // Each cell's recipe, from its row of kernels/cells/cell_list.h.
+#define RNNFAST_CELL_RECIPE(id, name, gates, cs, extra, two, lbr, proj, names, recipe) \
+  t.cells[static_cast<int>(Cell::id)] = recipe;
+  RNNFAST_CELLS(RNNFAST_CELL_RECIPE)
+#undef RNNFAST_CELL_RECIPE
   t.lstm_project = &lstm_project<V>;
-  t.gru_forward = &gru_forward<V>;
-  t.gru_rb_gates = &gru_rb_gates<V>;
-  t.gru_rb_update = &gru_rb_update<V>;
-  t.rnn_backward = &rnn_backward<V>;
-  t.lstm_backward = &lstm_backward<V>;
   t.lstm_proj_dh = &lstm_proj_dh<V>;
-  t.gru_backward = &gru_backward<V>;
-  t.gru_rb_backward = &gru_rb_backward<V>;
-  t.gru_rb_backward_reset = &gru_rb_backward_reset<V>;
   t.final_dh = &final_dh<V>;
   return t;
 }

@@ -1,11 +1,27 @@
 // Runtime kernel dispatch: the table of kernel function pointers of each ISA this build has, and
 // the one of the active ISA (runtime/isa.h).
 #pragma once
+#include "kernels/cells/cell_list.h"
 #include "kernels/recurrent.h"
 #include "runtime/isa.h"
 #include "runtime/types.h"
 
 namespace rnnfast::kernels {
+
+// One cell's step kernels (its recipe, kernels/cells/*_impl.h). The layer loops pick a cell's
+// entry once per call and call through it, with no switch on the cell inside the time loop (as
+// oneDNN's postgemm dispatcher picks its epilogue once).
+template <typename T>
+struct CellKernels {
+  // One step: the recurrent product fused with the cell's gates (kernels/recurrent.h).
+  void (*forward)(const ForwardStep<T>&) = nullptr;
+  void (*backward)(const BackwardStep<T>&) = nullptr;
+  // A two-part cell's second product, after every unit of the first (reset-before GRU: n from
+  // W_hn (r*h); backward, dL/d(r*h)); null for one-part cells.
+  void (*forward_part2)(const ForwardStep<T>&) = nullptr;
+  void (*backward_part2)(const BackwardStep<T>&) = nullptr;
+  bool relu = false;  // an Elman RNN's activation: ReLU, else tanh
+};
 
 template <typename T>
 struct KernelTable {
@@ -24,32 +40,27 @@ struct KernelTable {
   void (*exp)(index_t n, const T* x, T* y);
   void (*tanh)(index_t n, const T* x, T* y);
   void (*sigmoid)(index_t n, const T* x, T* y);
-  // Fused recurrent steps (kernels/recurrent.h), on groups of `width` units.
+  // Fused recurrent steps (kernels/recurrent.h), on groups of `width` units: each cell's, indexed
+  // by Cell, and the projected LSTM's second part and the final dh0, which every cell shares.
   index_t width;
-  void (*rnn_forward)(const ForwardStep<T>&);
-  void (*lstm_forward)(const ForwardStep<T>&);
+  CellKernels<T> cells[kCellCount];
   void (*lstm_project)(const ForwardStep<T>&);
-  void (*gru_forward)(const ForwardStep<T>&);
-  void (*gru_rb_gates)(const ForwardStep<T>&);
-  void (*gru_rb_update)(const ForwardStep<T>&);
-  void (*rnn_backward)(const BackwardStep<T>&);
-  void (*lstm_backward)(const BackwardStep<T>&);
   void (*lstm_proj_dh)(const BackwardStep<T>&);
-  void (*gru_backward)(const BackwardStep<T>&);
-  void (*gru_rb_backward)(const BackwardStep<T>&);
-  void (*gru_rb_backward_reset)(const BackwardStep<T>&);
   void (*final_dh)(const BackwardStep<T>&);
+
+  const CellKernels<T>& of(Cell cell) const { return cells[static_cast<int>(cell)]; }
 };
 
 // Whether every kernel of a table is set (kernels/table.cpp checks each ISA's tables once; not
 // at compile time: with sanitizers a function's address is no constant expression).
+// A two-part cell has both second parts, a one-part cell neither.
 template <typename T>
 constexpr bool complete(const KernelTable<T>& t) {
-  return t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
-         t.tanh && t.sigmoid && t.rnn_forward && t.lstm_forward && t.lstm_project &&
-         t.gru_forward && t.gru_rb_gates && t.gru_rb_update && t.rnn_backward && t.lstm_backward &&
-         t.lstm_proj_dh && t.gru_backward && t.gru_rb_backward && t.gru_rb_backward_reset &&
-         t.final_dh;
+  bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
+            t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh;
+  for (const CellKernels<T>& c : t.cells)
+    ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;
+  return ok;
 }
 
 template <typename T>

@@ -55,6 +55,7 @@ void init_runtime(py::module_& m) {
           d["gates"] = c.gates;
           d["cell_state"] = c.cell_state;
           d["gate_names"] = std::string(c.gate_names);
+          d["projection"] = c.projection;
           std::vector<std::string> tape = {"gates", "hs"};
           if (c.cell_state) tape.emplace_back("cs");
           if (c.extra) tape.emplace_back("extra");
@@ -63,7 +64,7 @@ void init_runtime(py::module_& m) {
         }
         return out;
       },
-      "What each cell is: gates, cell state, the arrays a training forward keeps.");
+      "What each cell is: gates, cell state, projection, the arrays a training forward keeps.");
   m.def(
       "contention_state",
       [] {

@@ -5,21 +5,23 @@
 namespace rnnfast {
 
 const CellInfo& cell_info(Cell cell) {
-  static const CellInfo kInfo[] = {
-      {"rnn_tanh", 1, false, false, false, false, "a"},
-      {"rnn_relu", 1, false, false, false, false, "a"},
-      {"lstm", 4, true, false, false, false, "i,f,g,o"},
-      {"gru", 3, false, true, false, true, "r,z,n"},
-      {"gru_reset_before", 3, false, true, true, false, "r,z,n"},
-  };
+#define RNNFAST_CELL_INFO(id, name, gates, cs, extra, two, lbr, proj, names, recipe) \
+  {name, gates, cs, extra, two, lbr, proj, names},
+  static const CellInfo kInfo[] = {RNNFAST_CELLS(RNNFAST_CELL_INFO)};
+#undef RNNFAST_CELL_INFO
   return kInfo[static_cast<int>(cell)];
 }
 
 Cell parse_cell(const std::string& name) {
-  for (Cell cell : kCells)
-    if (name == cell_info(cell).name) return cell;
-  throw std::invalid_argument(
-      "cell: expected rnn_tanh, rnn_relu, lstm, gru or gru_reset_before, got '" + name + "'");
+  std::string known;  // "a, b or c"
+  for (int i = 0; i < kCellCount; ++i) {
+    if (name == cell_info(kCells[i]).name) return kCells[i];
+    known += (i == 0               ? ""
+              : i + 1 < kCellCount ? ", "
+                                   : " or ") +
+             std::string(cell_info(kCells[i]).name);
+  }
+  throw std::invalid_argument("cell: expected " + known + ", got '" + name + "'");
 }
 
 index_t gates_stride(Cell cell, index_t hidden, index_t value_bytes) {

@@ -1,13 +1,13 @@
-// What a cell is, decided once, here: its gates, its state, what a training forward keeps for
-// backward. Python reads this table (rnnfast._core.cells()) instead of deciding it again.
+// What a cell is, decided once, from its row of kernels/cells/cell_list.h: its gates, its state,
+// what a training forward keeps for backward. Python reads this table (rnnfast._core.cells())
+// instead of deciding it again.
 #pragma once
 #include <string>
 
+#include "kernels/cells/cell_list.h"  // the Cell enum and its rows
 #include "runtime/types.h"
 
 namespace rnnfast {
-
-enum class Cell : int { RnnTanh, RnnRelu, Lstm, Gru, GruResetBefore };
 
 struct CellInfo {
   const char* name;          // rnn_tanh, rnn_relu, lstm, gru, gru_reset_before
@@ -16,14 +16,13 @@ struct CellInfo {
   bool extra;                // GRU: one [T, B, H] array more in the tape
   bool two_part;             // reset-before GRU: the W_hn product needs every unit's r first
   bool linear_before_reset;  // GRU: b_hn and W_hn h stay apart from the input side, inside r*(.)
+  bool projection;           // takes proj_size and peepholes (LSTM)
   const char* gate_names;    // e.g. "i,f,g,o"
 };
 
 const CellInfo& cell_info(Cell cell);
 // Throws std::invalid_argument naming `cell` for an unknown name.
 Cell parse_cell(const std::string& name);
-inline constexpr Cell kCells[] = {Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell::Gru,
-                                  Cell::GruResetBefore};
 
 // The row stride of the tape's gates: G*H values, 16 more when such a row is a multiple of 4 KiB.
 // Rows read together at a 4 KiB stride share L1 sets: the backward step's product reads a tile

@@ -66,9 +66,9 @@ void StackSpec::validate() const {
   if (proj < 0 || proj >= hidden)
     throw std::invalid_argument("proj_size: expected 0 <= proj_size < hidden_size, got " +
                                 std::to_string(proj));
-  if (proj && cell != Cell::Lstm)
+  if (proj && !cell_info(cell).projection)
     throw std::invalid_argument("proj_size: only an LSTM has a projection");
-  if (peepholes && cell != Cell::Lstm)
+  if (peepholes && !cell_info(cell).projection)
     throw std::invalid_argument("peepholes: only an LSTM has peepholes");
   // Every size below must fit, in bytes of the widest dtype, with room for a row of the tape.
   const index_t g = checked_mul(cell_info(cell).gates + 1, hidden, "hidden_size");

@@ -59,3 +59,14 @@ void gru_backward(const kernels::BackwardStep<typename V::T>& s) {
     store_units(dh * z, s.direct + at, un.n);
   });
 }
+
+// ---- Recipe ----
+
+// The linear-before-reset GRU's kernels (PyTorch's GRU): one-part.
+template <typename V>
+constexpr kernels::CellKernels<typename V::T> gru_recipe() {
+  kernels::CellKernels<typename V::T> k;
+  k.forward = &gru_forward<V>;
+  k.backward = &gru_backward<V>;
+  return k;
+}

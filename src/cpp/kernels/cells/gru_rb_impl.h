@@ -93,3 +93,17 @@ void gru_rb_backward_reset(const kernels::BackwardStep<typename V::T>& s) {
     store_units(fma(d_rh, rg, load_units<V>(s.direct + at, un.n)), s.direct + at, un.n);
   });
 }
+
+// ---- Recipe ----
+
+// The reset-before GRU's kernels: two-part, r and z (and r*h) first, then n from W_hn (r*h);
+// backward, the gate gradients first, then dL/d(r*h).
+template <typename V>
+constexpr kernels::CellKernels<typename V::T> gru_reset_before_recipe() {
+  kernels::CellKernels<typename V::T> k;
+  k.forward = &gru_rb_gates<V>;
+  k.backward = &gru_rb_backward<V>;
+  k.forward_part2 = &gru_rb_update<V>;
+  k.backward_part2 = &gru_rb_backward_reset<V>;
+  return k;
+}

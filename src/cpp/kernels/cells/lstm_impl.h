@@ -120,3 +120,15 @@ void lstm_proj_dh(const kernels::BackwardStep<typename V::T>& s) {
     store_units(V::set1(T(0)), s.direct + r * pd + un.u, un.n);
   });
 }
+
+// ---- Recipe ----
+
+// LSTM's kernels: one-part (a projection's second part, lstm_project and lstm_proj_dh, is the
+// stack's, not the cell's: the layer loops call it for any cell whose row says `projection`).
+template <typename V>
+constexpr kernels::CellKernels<typename V::T> lstm_recipe() {
+  kernels::CellKernels<typename V::T> k;
+  k.forward = &lstm_forward<V>;
+  k.backward = &lstm_backward<V>;
+  return k;
+}

@@ -42,3 +42,15 @@ void rnn_backward(const kernels::BackwardStep<typename V::T>& s) {
     store_units(zero, s.direct + at, un.n);
   });
 }
+
+// ---- Recipe ----
+
+// The Elman cell's kernels: one-part, its activation chosen by `relu`.
+template <typename V>
+constexpr kernels::CellKernels<typename V::T> rnn_recipe(bool relu) {
+  kernels::CellKernels<typename V::T> k;
+  k.forward = &rnn_forward<V>;
+  k.backward = &rnn_backward<V>;
+  k.relu = relu;
+  return k;
+}
