@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 import rnnfast
-from rnnfast import charrnn, clip, optim, tbptt
+from rnnfast import clip, optim, tbptt
 from rnnfast._timing import SPREAD_FLAG, interleaved
+from rnnfast.cli import charrnn
 
 Batch = tuple[np.ndarray, np.ndarray]
 

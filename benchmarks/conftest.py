@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rnnfast.bench import CELLS, DEFAULT_SIZES, QUICK_SIZES
+from rnnfast.cli.bench import CELLS, DEFAULT_SIZES, QUICK_SIZES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from rnnfast.bench import CELLS, flops
+from rnnfast.cli.bench import CELLS, flops
 
 ENGINES = ["rnnfast", "reference", "torch"]
 MODES = ["inference", "training"]

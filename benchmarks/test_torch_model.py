@@ -1,6 +1,6 @@
 """A PyTorch model's training step with torch.nn's RNN and with rnnfast.torch (patched in).
 
-embedding -> 2-layer LSTM or GRU -> linear, cross-entropy, Adam (rnnfast.bench.TORCH_MODEL; the
+embedding -> 2-layer LSTM or GRU -> linear, cross-entropy, Adam (rnnfast.cli.bench.TORCH_MODEL; the
 quick grid uses TORCH_MODEL_QUICK). extra_info has tokens per step; divide by the median for
 tokens/s. `rnnfast bench --torch-model` reports the same comparison with spreads.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rnnfast.bench import TORCH_MODEL, TORCH_MODEL_QUICK, torch_char_model
+from rnnfast.cli.bench import TORCH_MODEL, TORCH_MODEL_QUICK, torch_char_model
 
 torch = pytest.importorskip("torch")
 rt = pytest.importorskip("rnnfast.torch")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rnnfast import _timing
-from rnnfast.__main__ import main
+from rnnfast.cli import main
 
 TINY = ["bench", "--no-torch", "--min-time", "0", "--rounds", "2", "--sizes", "6x2x8"]
 
@@ -140,7 +140,7 @@ def test_rows_measured_beside_busy_processes_are_flagged(capsys):
             h.kill()
             h.wait()
     assert others.share is not None and others.share > _timing.BUSY_FLAG
-    from rnnfast.bench import Row, format_table
+    from rnnfast.cli.bench import Row, format_table
 
     row = Row(
         "gru",

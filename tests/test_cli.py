@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnfast import checkpoint
-from rnnfast.__main__ import main
+from rnnfast.cli import main
 
 
 def train(tmp_path, *extra, name="run.npz"):
@@ -141,7 +141,7 @@ def test_charrnn_trains_samples_and_resumes(tmp_path, capsys):
 def test_charrnn_signal_saves_the_last_step_and_exits_cleanly(
     tmp_path, capsys, monkeypatch, sig, code
 ):
-    from rnnfast import charrnn
+    from rnnfast.cli import charrnn
 
     calls = {"n": 0}
     real = charrnn.CharModel.train_step
@@ -205,7 +205,7 @@ def test_charrnn_sample_errors_are_one_line(tmp_path, capsys):
 
 
 def test_default_corpus_is_real_deterministic_text():
-    from rnnfast import charrnn
+    from rnnfast.cli import charrnn
 
     a, b = charrnn.default_corpus(200_000), charrnn.default_corpus(200_000)
     assert a == b and len(a) == 200_000 and "def " in a and "import" in a
@@ -242,7 +242,7 @@ def test_the_plot_draws_the_adding_baseline(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import matplotlib.axes
 
-    from rnnfast import train as train_module
+    from rnnfast import _task_specs
 
     drawn = []
     original = matplotlib.axes.Axes.axhline
@@ -256,4 +256,4 @@ def test_the_plot_draws_the_adding_baseline(tmp_path, monkeypatch):
     assert train(tmp_path, *args, "--plot", str(tmp_path / "p.png")) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert drawn and all(y == pytest.approx(1 / 6) for y, _ in drawn)
-    assert train_module.TASKS["adding"].baseline[1] in {label for _, label in drawn}
+    assert _task_specs.TASKS["adding"].baseline[1] in {label for _, label in drawn}

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from rnnfast import checkpoint
-from rnnfast.__main__ import Parser, main
-from rnnfast.progress import Progress, fit_words
+from rnnfast.cli import Parser, main
+from rnnfast.cli._progress import Progress, fit_words
 
 
 def _in_terminal(argv: list[str], columns: int = 80, timeout: float = 60.0) -> str:
@@ -133,7 +133,7 @@ def _options(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action
 
 
 def test_every_option_has_help_and_defaults_are_shown(capsys):
-    from rnnfast import __main__ as cli
+    from rnnfast import cli
 
     captured = {}
 

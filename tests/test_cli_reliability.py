@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rnnfast import checkpoint
-from rnnfast.__main__ import main
+from rnnfast.cli import main
 
 TRAIN = ["train", "adding", "--seq-len", "6", "--hidden", "8", "--batch", "4"]
 
@@ -61,7 +61,7 @@ def _bad_files(tmp_path):
     with_meta("meta_unknown.npz", b'{"config": {"task": "adding", "bogus": 1}, "step": 1}')
     from dataclasses import asdict
 
-    from rnnfast.train import Config
+    from rnnfast.cli._config import Config
 
     config = {**asdict(Config(task="adding")), "hidden": "eight"}
     with_meta("meta_types.npz", json.dumps({"config": config, "step": 1}).encode())
@@ -150,7 +150,7 @@ def test_checkpoint_path_is_checked_before_training(tmp_path, capsys):
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_train_saves_on_sigint_and_sigterm(tmp_path, capsys, monkeypatch, sig, code):
-    from rnnfast import train
+    from rnnfast.cli import _training as train
 
     calls = {"n": 0}
     real = train.Model.train_step
@@ -214,7 +214,7 @@ def test_a_run_that_does_not_fit_in_memory_is_one_line(capsys):
 
 
 def _tiny_memory(needed, what):
-    from rnnfast import _memory
+    from rnnfast.cli import _memory
 
     original = _memory.available_memory
     _memory.available_memory = lambda: 1000  # bytes
@@ -225,7 +225,7 @@ def _tiny_memory(needed, what):
 
 
 def test_a_corpus_larger_than_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
-    from rnnfast import charrnn
+    from rnnfast.cli import charrnn
 
     corpus = make_text(tmp_path)
     monkeypatch.setattr(charrnn, "check_fits", _tiny_memory)
@@ -353,7 +353,7 @@ def test_a_diverged_model_scores_quietly(tmp_path, capsys):
     """Found by the long command-line fuzz: a ReLU RNN at lr 1 on mass-spring diverged, and
     the held-out MSE of its huge predictions overflowed into a RuntimeWarning (an error under
     -W error) instead of scoring inf as the losses do."""
-    from rnnfast.train import TASKS
+    from rnnfast._task_specs import TASKS
 
     spec = TASKS["mass-spring"]
     batch = spec.make(2, 5, np.random.default_rng(0))

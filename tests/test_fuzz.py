@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import rnnfast
 from rnnfast import reference
-from rnnfast.__main__ import main
+from rnnfast.cli import main
 
 LONG = 100_000
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import diagnostics, gradflow, reference
+from rnnfast import diagnostics, reference
+from rnnfast.cli import gradflow
 
 
 @pytest.mark.parametrize("engine", [rnnfast, reference], ids=["fast", "reference"])
@@ -66,7 +67,7 @@ def test_bad_arguments_are_refused():
 
 def test_the_command_draws_every_model(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from rnnfast.__main__ import main
+    from rnnfast.cli import main
 
     out, data = tmp_path / "flow.png", tmp_path / "flow.json"
     argv = ["gradflow", "--steps", "3", "--seq-len", "8", "--hidden", "6", "--batch", "4"]

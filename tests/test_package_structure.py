@@ -66,6 +66,20 @@ def test_no_import_cycle_between_the_packages_modules():
     assert not cycles, cycles
 
 
+def test_the_command_line_sits_on_top():
+    """rnnfast.cli (the commands and their helpers) uses the library; nothing of the library
+    imports it back (python -m rnnfast is only its entry point)."""
+    modules = _modules()
+    below = {m: _imports(m, p, modules) for m, p in modules.items()}
+    reach = {
+        m: sorted(i for i in imports if i == "rnnfast.cli" or i.startswith("rnnfast.cli."))
+        for m, imports in below.items()
+        if not m.startswith("rnnfast.cli") and m != "rnnfast.__main__"
+    }
+    assert {m: r for m, r in reach.items() if r} == {}
+    assert any(m.startswith("rnnfast.cli.") for m in modules)  # the walk saw the package
+
+
 def test_the_reference_runs_without_the_extension():
     """rnnfast.reference, the oracle, must not depend on what it checks: with rnnfast._core made
     unimportable (and the package's __init__, which loads it, skipped), it imports and runs."""

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, clip, diagnostics
+from .. import checkpoint, clip, diagnostics
+from .._runtime import set_num_threads
+from .._task_specs import TASKS
 from ._args import BATCH, HIDDEN, SEQ_LEN, THREADS, positive_float, positive_int, seed
-from ._runtime import set_num_threads
-from .train import OPTIMIZERS, TASKS, Config, Model, measure
+from ._config import Config
+from ._training import OPTIMIZERS, Model, measure
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, clip, nn, optim, tbptt
+from .. import checkpoint, clip, nn, optim, tbptt
+from .._cells import BY_CLI
+from .._fast import CLI_CELLS as CELLS
+from .._runtime import set_num_threads
 from ._args import (
     BATCH,
     HIDDEN,
@@ -39,12 +42,9 @@ from ._args import (
     positive_int,
     seed,
 )
-from ._cells import BY_CLI
-from ._fast import CLI_CELLS as CELLS
 from ._interrupt import StopOnSignal
 from ._memory import check_fits, recurrent_model_bytes, sequence_bytes
-from ._runtime import set_num_threads
-from .progress import Progress
+from ._progress import Progress
 
 GATES = {cli: kind.gates for cli, kind in BY_CLI.items()}
 

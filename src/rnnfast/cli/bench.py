@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, checkpoint, reference
+from .. import _core, checkpoint, reference
+from .._cells import GATES_OF_MODULE
+from .._fast import GRU, LSTM, RNN
+from .._runtime import get_num_threads, isa, set_num_threads
+from .._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
 from ._args import THREADS, bounded_int
-from ._cells import GATES_OF_MODULE
-from ._fast import GRU, LSTM, RNN
-from ._runtime import get_num_threads, isa, set_num_threads
-from ._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
 
 # DESIGN.md section 5: (T, B, I = H).
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
@@ -656,7 +656,7 @@ def plot(rows: Sequence[Row], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     # Everything the user gave is checked before minutes of measuring.
     _check_output(args.json, "--json")
     _check_output(args.plot, "--plot")
