@@ -1,6 +1,6 @@
 // An LSTM (2 layers) through rnnfast's C API: forward with a tape, backward, then the same
 // sequence one step at a time. Weights and inputs are simple exact formulas, so that the Python
-// API can be given the very same numbers (tests/test_capi.py compares every printed value).
+// API can be given the very same numbers (tests/capi/test_capi.py compares every printed value).
 #include <cstdio>
 #include <vector>
 

@@ -13,7 +13,7 @@ import pytest
 
 from rnnfast import _cells, _core
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rnnfast"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "rnnfast"
 
 
 def _modules() -> dict[str, Path]:

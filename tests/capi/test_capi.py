@@ -15,7 +15,7 @@ import pytest
 
 import rnnfast
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _value(n: np.ndarray) -> np.ndarray:

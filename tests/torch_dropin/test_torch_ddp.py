@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("rnnfast.torch")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ddp_train.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp_train.py"
 
 
 def _example():

@@ -17,7 +17,7 @@ import pytest
 
 import rnnfast
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_version_everywhere():

@@ -18,7 +18,7 @@ from conftest import CELL_IDS, CELLS, make, state_arrays
 import rnnfast
 from rnnfast import reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, env: dict[str, str] | None = None, timeout: float = 120):
