@@ -161,6 +161,10 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   initial(a.dh_n, direct, bs);
   if (lstm) initial(a.dc_n, dc, bh);
   const index_t depth = two_part ? 2 * hd : gh;  // of the product into dh_prev
+  // The tape arrays the cell's kernels read, or null: decided here, so that the loop below only
+  // asks whether an array exists (LSTM's c; the linear-before-reset GRU's W_hn h + b_hn).
+  const T* const cs_tape = lstm ? a.cs : nullptr;
+  T* const hn_tape = lbr ? a.extra : nullptr;
 
   run_layer_team(team, [&](Member& m) {
     uint8_t* act = active + m.id * batch;
@@ -209,19 +213,19 @@ void layer_backward_steps(const LayerBackward<T>& a) {
       st.dg = a.gates + (t * batch + m.b0) * ld;  // in place: step t's activations are done
       st.h_prev = a.hs + state_before(a.reverse, t) * bs + m.b0 * sd;
       st.h = a.hs + state_after(a.reverse, t) * bs + m.b0 * sd;
-      if (lstm) {
-        st.c_prev = a.cs + state_before(a.reverse, t) * bh + m.b0 * hd;
-        st.c = a.cs + state_after(a.reverse, t) * bh + m.b0 * hd;
+      if (cs_tape) {
+        st.c_prev = cs_tape + state_before(a.reverse, t) * bh + m.b0 * hd;
+        st.c = cs_tape + state_after(a.reverse, t) * bh + m.b0 * hd;
         st.dc = dc + m.b0 * hd;
       }
-      if (lbr) {
-        st.extra = a.extra + t * bh + m.b0 * hd;
-        st.dg_n = a.extra + t * bh + m.b0 * hd;  // in place, as dg
+      if (hn_tape) {
+        st.extra = hn_tape + t * bh + m.b0 * hd;
+        st.dg_n = hn_tape + t * bh + m.b0 * hd;  // in place, as dg
       }
       st.relu = ops.relu;
       st.peep = pk.peep.empty() ? nullptr : pk.peep.data();
       ops.backward(st);
-      if (two_part) {  // dL/d(r*h) = dn W_hn: every unit's dn first
+      if (ops.backward_part2) {  // dL/d(r*h) = dn W_hn: every unit's dn first
         if (!m.sync(team)) return;
         kernels::BackwardStep<T> st2 = st;
         st2.p.depth = hd;

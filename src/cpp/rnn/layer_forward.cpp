@@ -142,7 +142,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.peep = pk.peep.empty() ? nullptr : pk.peep.data();
       st.h_prev = st.p.a;
       st.h = proj ? extra_rows : h_states + after * bs + m.b0 * sd;  // projected: m
-      if (lstm) {
+      if (c_states) {
         st.c_prev = c_states + before * bh + m.b0 * hd;
         st.c = c_states + after * bh + m.b0 * hd;
       }
@@ -154,7 +154,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.keep_gates = training;
       st.project = proj;
       ops.forward(st);
-      if (two_part || proj) {  // a second product needs every unit of the first's output
+      if (ops.forward_part2 || proj) {  // a second product needs every unit of the first's
         if (!m.sync(team)) return;
         kernels::ForwardStep<T> st2 = st;
         if (proj) {  // h = m W_hr^T
