@@ -1,4 +1,4 @@
-"""rnnfast, its NumPy reference and PyTorch on the default grid (DESIGN.md section 5).
+"""rnnfast, its NumPy reference and PyTorch on the default grid (rnnfast.cli.bench.DEFAULT_SIZES).
 
 Run with `python -m pytest benchmarks` (add `--benchmark-disable` to only check that every case
 runs). Each case's group holds the engines side by side; extra_info has rnnfast's GFLOP/s.

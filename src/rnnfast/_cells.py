@@ -1,8 +1,8 @@
 """What each recurrent cell is, written once for the Python side: its gates, state, names on
 the command line, in torch.nn, ONNX and Keras, and the gate orders of those formats. The
 modules, the NumPy oracle, the commands, the benchmark and the converters read it; the C++ core
-holds its own rows (src/cpp/kernels/cells/cell_list.h), and tests/api/test_package_structure.py checks
-that the two agree.
+holds its own rows (src/cpp/kernels/cells/cell_list.h), and tests/api/test_package_structure.py
+checks that the two agree.
 
 Adding a cell variant here is one row; the C++ side is its recipe file and a row of cell_list.h.
 """

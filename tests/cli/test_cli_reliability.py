@@ -1,4 +1,4 @@
-"""Checkpoints, user mistakes on the command line and --resume (issue 8, items 8-10): one
+"""Checkpoints, user mistakes on the command line and --resume: one
 clear line and a non-zero exit, never a traceback; resumed runs continue exactly."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Engine II: the C++ stack driver's contracts. step() equals forward; the packed-weight cache is
+"""The C++ stack driver's contracts. step() equals forward; the packed-weight cache is
 never stale, whatever changes the parameters; tapes refuse parameters that changed; the cell
 table is C++'s; memory is reused across calls."""
 

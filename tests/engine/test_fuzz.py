@@ -1,4 +1,4 @@
-"""Fuzzing the engines and the command line (issue 8).
+"""Fuzzing the engines and the command line.
 
 Random cells, variants, shapes (0 and 1 included), dtypes, memory layouts (strided, Fortran,
 read-only, nested lists, integers), lengths, NaN and inf: the C++ engine must agree with the

@@ -1,5 +1,5 @@
 """No silent wrong answer, hang or crash: OpenMP settings, fork, NaN, zero sizes, threads, input
-that is not an ndarray, concurrent backward, exact conversion (issue 8)."""
+that is not an ndarray, concurrent backward, exact conversion."""
 
 from __future__ import annotations
 

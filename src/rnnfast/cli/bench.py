@@ -35,7 +35,7 @@ from .._runtime import get_num_threads, isa, set_num_threads
 from .._timing import BUSY_FLAG, SPREAD_FLAG, OthersCpu, interleaved
 from ._args import THREADS, bounded_int
 
-# DESIGN.md section 5: (T, B, I = H).
+# The default problem set (T, B, I = H): a latency row (B = 1) and three throughput rows.
 DEFAULT_SIZES = [(100, 1, 128), (100, 32, 256), (50, 64, 512), (25, 16, 1024)]
 QUICK_SIZES = [(100, 1, 128), (100, 32, 256)]
 CELLS = {  # name: (rnnfast class, reference class, torch.nn class name, gates)
