@@ -1,6 +1,7 @@
 // Regions get whatever team OpenMP grants: a stack run from inside someone else's parallel region
 // (nested, or with nesting enabled), or with more threads asked than cores, gives the same bits
-// as one thread. Built by CMake (-DRNNFAST_BUILD_TESTS=ON) and run by tests/engine/test_reliability.py.
+// as one thread. Built by CMake (-DRNNFAST_BUILD_TESTS=ON) and run by
+// tests/engine/test_reliability.py.
 #include <omp.h>
 
 #include <atomic>

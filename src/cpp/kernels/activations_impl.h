@@ -6,8 +6,8 @@
 #endif
 
 // ---- Activations ---------------------------------------------------------------------------
-// Error bounds, for results in the normal range (tests/engine/test_activations.py asserts them over a
-// dense sweep against libm): exp within 2 ulp, tanh and sigmoid within 4 ulp (measured on avx2
+// Error bounds, for results in the normal range (tests/engine/test_activations.py asserts them over
+// a dense sweep against libm): exp within 2 ulp, tanh and sigmoid within 4 ulp (measured on avx2
 // and generic: 1, 3 and 3 ulp); subnormal results within one subnormal step.
 // exp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact n*ln2_hi), e^r by its
 // Taylor polynomial (degree 7 for float, 13 for double: truncation below half an ulp), then
