@@ -4,11 +4,15 @@ checked before any measuring. (No speed is asserted: timings belong to the bench
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from rnnfast import _timing
+from rnnfast import _core, _timing
 from rnnfast.cli import main
 
 TINY = ["bench", "--no-torch", "--min-time", "0", "--rounds", "2", "--sizes", "6x2x8"]
@@ -31,6 +35,42 @@ def test_json_has_medians_spreads_and_flags(tmp_path, capsys):
             assert t["spread"] == pytest.approx((t["q3_ms"] - t["q1_ms"]) / t["median_ms"])
             assert t["calls"] >= 2  # one call a round at least
         assert isinstance(r["noisy"], bool) and r["max_rel_diff"] < 1e-5
+
+
+def test_rows_are_shares_of_the_fma_peak(tmp_path, capsys):
+    """The FMA-chain peak is measured, printed beside the GEMM peak and kept in the JSON; each
+    row's % FMA is its GFLOP/s over it (a share of the hardware, not of our own GEMM)."""
+    out = tmp_path / "b.json"
+    assert main([*TINY, "--cells", "lstm", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "FMA peak" in text and "% FMA" in text
+    data = json.loads(out.read_text())
+    fma = data["meta"]["fma_peak_gflops"]
+    assert math.isfinite(fma) and fma > 0
+    for r in data["rows"]:
+        assert r["pct_fma"] == pytest.approx(100 * r["gflops"] / fma)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf"), 61.0])
+def test_fma_peak_refuses_bad_durations(seconds):
+    with pytest.raises(ValueError, match=r"seconds: expected a number in \(0, 60\]"):
+        _core.fma_peak(seconds)
+
+
+def test_fma_peak_of_each_isa_is_a_positive_figure():
+    """Every ISA this machine runs has its probe (the kernel table is complete only with it)."""
+    code = (
+        "import rnnfast._core as c; v = c.fma_peak(0.02); assert v > 0 and v < 1e6, v; print('ok')"
+    )
+    for isa in _core.supported_isas():
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "RNNFAST_ISA": isa},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and "ok" in done.stdout, isa + done.stderr
 
 
 def test_compare_prints_ratios_against_an_earlier_run(tmp_path, capsys):

@@ -25,6 +25,7 @@ constexpr index_t smaller(index_t a, index_t b) {
 
 #include "kernels/activations_impl.h"
 #include "kernels/gemm_impl.h"
+#include "kernels/peak_impl.h"
 #include "kernels/recurrent_impl.h"
 // Each cell's recipe: its forward and backward step epilogues and its CellKernels.
 #include "kernels/cells/gru_common_impl.h"
@@ -55,6 +56,8 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
   t.lstm_project = &lstm_project<V>;
   t.lstm_proj_dh = &lstm_proj_dh<V>;
   t.final_dh = &final_dh<V>;
+  t.fma_chain_count = V::kAcc;
+  t.fma_chains = &fma_chains<V>;
   return t;
 }
 

@@ -47,6 +47,10 @@ struct KernelTable {
   void (*lstm_project)(const ForwardStep<T>&);
   void (*lstm_proj_dh)(const BackwardStep<T>&);
   void (*final_dh)(const BackwardStep<T>&);
+  // The FMA throughput probe (kernels/peak_impl.h): `rounds` rounds of fma_chain_count
+  // independent vector FMAs; returns a sum of their values.
+  index_t fma_chain_count;
+  T (*fma_chains)(index_t rounds, T seed);
 
   const CellKernels<T>& of(Cell cell) const { return cells[static_cast<int>(cell)]; }
 };
@@ -57,7 +61,8 @@ struct KernelTable {
 template <typename T>
 constexpr bool complete(const KernelTable<T>& t) {
   bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
-            t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh;
+            t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh &&
+            t.fma_chain_count > 0 && t.fma_chains;
   for (const CellKernels<T>& c : t.cells)
     ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;
   return ok;

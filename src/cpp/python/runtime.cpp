@@ -1,7 +1,9 @@
 // _core's process-wide settings and facts: threads, the ISA, the build, the cell table.
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/peak.h"
 #include "kernels/table.h"
 #include "python/arrays.h"
 #include "rnn/cell.h"
@@ -45,6 +47,19 @@ void init_runtime(py::module_& m) {
       },
       "ISAs this build has and this CPU runs, best first.");
   m.def("compiler", &compiler, "The compiler that built the core.");
+  m.def(
+      "fma_peak",
+      [](double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
+                                      std::to_string(seconds));
+        const int threads = usable_threads();
+        py::gil_scoped_release release;
+        return kernels::fma_peak_gflops(threads, seconds);
+      },
+      py::arg("seconds") = 0.2,
+      "float32 GFLOP/s of independent FMA chains of the active ISA on the usable threads: the "
+      "hardware's peak (best of five runs, about `seconds` in all).");
   m.def(
       "cells",
       [] {

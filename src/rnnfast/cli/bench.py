@@ -2,8 +2,9 @@
 
 For every cell and size, inference and one training step (forward + backward): each engine's
 median milliseconds with its spread (interquartile range / median, from interleaved rounds; see
-rnnfast._timing), rnnfast's speedups, its GFLOP/s and their share of this machine's GEMM peak
-(measured at start), and the largest difference between rnnfast's and the reference's outputs and
+rnnfast._timing), rnnfast's speedups, its GFLOP/s and their share of this machine's peaks,
+measured at start: the GEMM peak (% peak) and the FMA peak (% FMA: independent FMA chains, what
+the hardware does), and the largest difference between rnnfast's and the reference's outputs and
 gradients (relative to each array's largest magnitude). Rows whose spread exceeds 10% are flagged
 (`~`): the machine was too busy for their figures to be trusted.
 
@@ -63,6 +64,7 @@ class Row:
     max_rel_diff: float
     noisy: bool
     others_cpu: float | None = None  # other processes' share of the CPUs while it was measured
+    pct_fma: float | None = None  # share of the FMA-chain peak (_core.fma_peak)
 
     @property
     def busy(self) -> bool:
@@ -144,6 +146,7 @@ def bench_one(
     min_time: float,
     peak: float,
     torch: Any,
+    fma_peak: float | None = None,
 ) -> list[Row]:
     fast_cls, ref_cls, torch_name, gates = CELLS[cell]
     fast = fast_cls(hidden, hidden, seed=0)
@@ -198,6 +201,7 @@ def bench_one(
                 diff,
                 noisy,
                 others.share,
+                None if fma_peak is None else 100.0 * gflops / fma_peak,
             )
         )
     return rows
@@ -207,18 +211,19 @@ def format_table(rows: Sequence[Row]) -> str:
     head = (
         f"{'cell':<5} {'T':>4} {'B':>3} {'H':>5} {'mode':<9} {'rnnfast':>9} {'+-':>4} "
         f"{'reference':>10} {'pytorch':>9} {'+-':>4} {'vs ref':>7} {'vs torch':>8} "
-        f"{'GFLOP/s':>8} {'% peak':>6} {'max diff':>8}"
+        f"{'GFLOP/s':>8} {'% peak':>6} {'% FMA':>5} {'max diff':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         t = r.pytorch
         torch_ms = f"{t['median_ms']:9.3f} {100 * t['spread']:3.0f}%" if t else f"{'-':>9} {'':>4}"
         vs_torch = f"{r.vs_torch:7.2f}x" if r.vs_torch is not None else f"{'-':>8}"
+        fma = f"{r.pct_fma:4.0f}%" if r.pct_fma is not None else f"{'-':>5}"
         lines.append(
             f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} "
             f"{r.rnnfast['median_ms']:9.3f} {100 * r.rnnfast['spread']:3.0f}% "
             f"{r.reference['median_ms']:10.3f} {torch_ms} {r.vs_reference:6.1f}x {vs_torch} "
-            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {r.max_rel_diff:8.1e}"
+            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {fma} {r.max_rel_diff:8.1e}"
             + (" ~" if r.noisy else "")
             + (f" ! others {100 * (r.others_cpu or 0):.0f}%" if r.busy else "")
         )
@@ -708,9 +713,14 @@ def main(args: argparse.Namespace) -> int:
         result["overhead"] = run_overhead(rounds, min_time, torch)
         print(format_overhead(result["overhead"]))
     else:
+        fma_peak = _core.fma_peak(0.1 if args.quick else 0.25)
         peak, method = measure_peak(768 if args.quick else 1536)
-        meta.update(peak_gflops=peak, peak_method=method)
-        print(f"GEMM peak {peak:.0f} GFLOP/s ({method})")
+        meta.update(peak_gflops=peak, peak_method=method, fma_peak_gflops=fma_peak)
+        print(
+            f"FMA peak {fma_peak:.0f} GFLOP/s (independent {isa()} float32 FMA chains on "
+            f"{_core.usable_threads()} threads: what the hardware does); GEMM peak {peak:.0f} "
+            f"GFLOP/s, {100 * peak / fma_peak:.0f}% of it ({method})"
+        )
         print(
             f"medians of {rounds} interleaved rounds (>= {min_time:g} s an engine and row); "
             "+-: spread; reference = rnnfast.reference (NumPy)"
@@ -720,7 +730,9 @@ def main(args: argparse.Namespace) -> int:
         todo = [(c, *s) for c in args.cells for s in sizes]
         for i, (cell, steps, batch, hidden) in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {cell} T={steps} B={batch} H={hidden}", file=sys.stderr)
-            rows.extend(bench_one(cell, steps, batch, hidden, rounds, min_time, peak, torch))
+            rows.extend(
+                bench_one(cell, steps, batch, hidden, rounds, min_time, peak, torch, fma_peak)
+            )
         print(format_table(rows))
         result["rows"] = [asdict(r) for r in rows]
         if old is not None:
