@@ -23,6 +23,10 @@ COMMON = textwrap.dedent(
     import numpy as np
     import rnnfast
 
+    # Ctrl-C as at a terminal: a process started as a background job of a non-interactive shell
+    # (some CI launchers) inherits SIGINT ignored, and Python then installs no handler for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     sent = []
     def interrupt_in(seconds):
         def fire():
