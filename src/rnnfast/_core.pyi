@@ -43,8 +43,11 @@ class Stack:
         version: int,
         dropout: float = 0.0,
         dropout_key: int = 0,
+        precision: str = "fp32",
     ) -> tuple[_Arr, _Arr, _Arr | None, Tape | None]: ...
-    def step(self, x: _Arr, h: _Arr, c: _Arr | None, y: _Arr, version: int) -> None: ...
+    def step(
+        self, x: _Arr, h: _Arr, c: _Arr | None, y: _Arr, version: int, precision: str = "fp32"
+    ) -> None: ...
     def backward(
         self,
         tape: Tape,

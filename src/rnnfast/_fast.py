@@ -13,6 +13,8 @@ from ._recurrent import GRUBase, LSTMBase, RecurrentBase, RNNBase, StepState
 
 
 class FastEngine:
+    precisions = ("fp32", "bf16")
+
     def attach(self, module: RecurrentBase) -> None:
         stack = module._new_stack()
         stack.set_params(module._ordered(module.params._arrays))
@@ -30,7 +32,9 @@ class FastEngine:
         dropout: tuple[float, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         p, key = dropout or (0.0, 0)
-        return module._stack.forward(x, h0, c0, lengths, training, module._param_version(), p, key)
+        return module._stack.forward(
+            x, h0, c0, lengths, training, module._param_version(), p, key, module._precision
+        )
 
     def backward(
         self,
@@ -46,7 +50,7 @@ class FastEngine:
         return module._stack.backward(saved, dy, dh_n, dc_n, input_grad, state_grads, version)
 
     def step(self, module: RecurrentBase, x: np.ndarray, state: StepState) -> None:
-        module._stack.step(x, state.h, state.c, state.y, module._param_version())
+        module._stack.step(x, state.h, state.c, state.y, module._param_version(), module._precision)
 
 
 _FAST = FastEngine()

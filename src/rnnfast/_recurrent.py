@@ -106,6 +106,7 @@ class RecurrentBase(Module):
         *,
         dtype: Any = np.float32,
         seed: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.input_size = v.check_size(input_size, "input_size")
         self.hidden_size = v.check_size(hidden_size, "hidden_size")
@@ -136,6 +137,7 @@ class RecurrentBase(Module):
         self._has_cell_state = bool(CELLS[self._cell]["cell_state"])
         self._shapes = self._compute_param_shapes()
         self.reset_parameters(seed)
+        self.precision = precision  # checked against the dtype and the engine
         self._engine.attach(self)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -144,8 +146,34 @@ class RecurrentBase(Module):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_precision", "fp32")  # pickled before precision existed
         super().__setstate__(state)
         self._engine.attach(self)
+
+    @property
+    def precision(self) -> str:
+        """What the products compute in: "fp32" (the module dtype, float64 included; the
+        default) or "bf16" (float32 modules of the C++ engine): weights and the products'
+        inputs rounded to bfloat16, sums in float32; gate activations, states, outputs and
+        gradients stay float32, and the weight gradients are float32 products. Settable; the
+        next forward uses it (a tape keeps the precision of the forward that made it)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        allowed = getattr(self._engine, "precisions", ("fp32",))
+        if value not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected 'fp32' or 'bf16', got {value!r}")
+        if value not in allowed:
+            raise ValueError(
+                f"precision: {type(self).__module__}.{type(self).__name__} computes in its "
+                f"dtype only (expected one of {list(allowed)}, got {value!r})"
+            )
+        if value == "bf16" and self.dtype != np.float32:
+            raise ValueError(
+                f"precision: 'bf16' needs a float32 module, this one is {self.dtype.name}"
+            )
+        self._precision = value
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -567,11 +595,14 @@ class RecurrentBase(Module):
             extra += ", peepholes=True"
         if self.dropout:
             extra += f", dropout={self.dropout}"
+        dtype = f"dtype={self.dtype.name}"
+        if self.precision != "fp32":
+            dtype += f", precision={self.precision!r}"
         return (
             f"{type(self).__module__}.{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
             f"batch_first={self.batch_first}, "
-            f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
+            f"bidirectional={self.bidirectional}, {dtype})"
         )
 
 
@@ -634,6 +665,7 @@ class LSTMBase(RecurrentBase):
         peepholes: bool = False,
         dtype: Any = np.float32,
         seed: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         proj = v.check_size(proj_size, "proj_size", 0)
         hidden = v.check_size(hidden_size, "hidden_size")
@@ -653,6 +685,7 @@ class LSTMBase(RecurrentBase):
             bidirectional,
             dtype=dtype,
             seed=seed,
+            precision=precision,
         )
 
     @property

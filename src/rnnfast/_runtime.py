@@ -46,7 +46,8 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The instruction set the kernels use: avx512, avx2, neon or generic.
+    """The instruction set the kernels use: avx512_bf16, avx512, avx2, neon or generic
+    (avx512_bf16: AVX-512 with AVX512_BF16, whose bfloat16 products run in vdpbf16ps).
 
     The best one this CPU and OS support is chosen at import; the environment variable
     RNNFAST_ISA (set before import) forces a lower one, and an unsupported value fails the import.

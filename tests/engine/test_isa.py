@@ -42,11 +42,14 @@ def test_forced_isa_is_used(isa: str) -> None:
     assert out.stdout.strip() == isa
 
 
+ALL_ISAS = "avx512_amx, avx512_bf16, avx512, avx2, neon, generic"
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("sse9", "RNNFAST_ISA: expected one of avx512, avx2, neon, generic, got 'sse9'"),
-        ("AVX2", "RNNFAST_ISA: expected one of avx512, avx2, neon, generic, got 'AVX2'"),
+        ("sse9", f"RNNFAST_ISA: expected one of {ALL_ISAS}, got 'sse9'"),
+        ("AVX2", f"RNNFAST_ISA: expected one of {ALL_ISAS}, got 'AVX2'"),
     ],
 )
 def test_unknown_isa_fails_the_import_clearly(value: str, message: str) -> None:
@@ -56,8 +59,9 @@ def test_unknown_isa_fails_the_import_clearly(value: str, message: str) -> None:
 
 
 def test_unsupported_isa_fails_the_import_clearly() -> None:
+    supported = rnnfast.show_config()["supported_isas"]
     missing = [
-        i for i in ("avx512", "avx2", "neon") if i not in rnnfast.show_config()["supported_isas"]
+        i for i in ("avx512_amx", "avx512_bf16", "avx512", "avx2", "neon") if i not in supported
     ]
     out = _python("import rnnfast", missing[0])
     assert out.returncode != 0
@@ -70,8 +74,8 @@ OTHER_ISAS = [i for i in rnnfast.show_config()["supported_isas"] if i != rnnfast
 @pytest.mark.skipif("RNNFAST_ISA" in os.environ, reason="already running under a forced ISA")
 @pytest.mark.parametrize("isa", OTHER_ISAS)
 def test_numeric_suite_passes_under_every_other_isa(isa: str) -> None:
-    """Parity, determinism and activation bounds again, in a process forced to `isa`."""
-    files = ["test_parity.py", "test_determinism.py", "test_activations.py"]
+    """Parity, determinism, activation bounds and bf16 again, in a process forced to `isa`."""
+    files = ["test_parity.py", "test_determinism.py", "test_activations.py", "test_bf16.py"]
     env = {**os.environ, "RNNFAST_ISA": isa}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],

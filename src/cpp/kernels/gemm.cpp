@@ -1,12 +1,21 @@
 #include "kernels/gemm.h"
 
 #include <algorithm>
+#include <stdexcept>
+
+#include "kernels/amx.h"
+#include "kernels/bf16.h"
 
 namespace rnnfast::kernels {
 
 template <typename T>
-PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip)
+PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip,
+                    Precision precision)
     : kernels_(&active_kernels<T>()), k_(k), n_(n) {
+  if (precision == Precision::Bf16) {
+    pack_pairs(trans, b, ldb, skip);
+    return;
+  }
   const index_t nr = kernels_->nr;
   const index_t panels = (n + nr - 1) / nr;
   data_.reset(new T[static_cast<size_t>(std::max<index_t>(panels * panel_stride(), 1))]);
@@ -33,11 +42,45 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, 
 }
 
 template <typename T>
+void PackedB<T>::pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows skip) {
+  if constexpr (sizeof(T) != 4) {
+    throw std::invalid_argument("precision: bf16 products need float32 operands");
+  } else {
+    const index_t nr = kernels_->nr, panels = (n_ + nr - 1) / nr, pairs = pair_rows();
+    const index_t stride = pairs * nr + kPanelPad;  // panel_stride() once pairs_ is set
+    pairs_.reset(new uint32_t[static_cast<size_t>(std::max<index_t>(panels * stride, 1))]);
+    // op(B)(k, j), zero past K and on padding rows.
+    auto at = [&](index_t kk, index_t j) -> float {
+      if (kk >= k_ || skip.padding(kk)) return 0.0f;
+      return trans == Trans::Yes ? b[j * ldb + kk] : b[kk * ldb + j];
+    };
+    parallel_for(panels, std::max<index_t>(1, 2048 / std::max<index_t>(pairs, 1)),
+                 [&](index_t p0, index_t p1) {
+                   for (index_t p = p0; p < p1; ++p) {
+                     uint32_t* dst = pairs_.get() + p * stride;
+                     const index_t j0 = p * nr, cols = std::min(nr, n_ - j0);
+                     for (index_t q = 0; q < pairs; ++q)
+                       for (index_t j = 0; j < nr; ++j)
+                         dst[q * nr + j] =
+                             j < cols ? bf16_pair(at(2 * q, j0 + j), at(2 * q + 1, j0 + j)) : 0u;
+                   }
+                 });
+  }
+}
+
+template <typename T>
 void PackedB<T>::copy_row(index_t k, T* out) const {
   const index_t nr = kernels_->nr;
   for (index_t j0 = 0; j0 < n_; j0 += nr) {
+    const index_t cols = std::min(nr, n_ - j0);
+    if (bf16()) {
+      const uint32_t* src = pair_panel(j0 / nr) + (k / 2) * nr;
+      for (index_t j = 0; j < cols; ++j)
+        out[j0 + j] = static_cast<T>(float_of_bf16(static_cast<uint16_t>(src[j] >> (k % 2 * 16))));
+      continue;
+    }
     const T* src = panel(j0 / nr) + k * nr;
-    std::copy(src, src + std::min(nr, n_ - j0), out + j0);
+    std::copy(src, src + cols, out + j0);
   }
 }
 
@@ -86,6 +129,38 @@ bool rows_alias(index_t lda) {
   return (lda * static_cast<index_t>(sizeof(T))) % 4096 == 0;
 }
 
+// One K block of a bf16 product for column blocks [nb0, nb1): A's block (mlen rows, kc deep)
+// rounded to pairs in `work`, then each column block on AMX tiles or the vector kernel. The
+// tiles read whole 16 x 16 blocks of A: its rows and pairs are zero padded to those multiples
+// (B's panels are, by packing).
+void bf16_block(const KernelTable<float>& kt, const PackedB<float>& b, index_t mlen, index_t kc,
+                const float* a, index_t rs, index_t ks, index_t p0, index_t nb0, index_t nb1,
+                index_t nc, index_t n, uint32_t* work, float* c, index_t ldc, bool accumulate) {
+  const index_t pairs = (kc + 1) / 2;
+#if defined(__x86_64__) || defined(_M_X64)
+  if (amx_active()) {
+    const index_t depth = round_up(pairs, kAmxDepth), ld = depth + kPanelPad;
+    const index_t rows = round_up(mlen, kAmxRows);
+    kt.convert_a_bf16(mlen, kc, a, rs, ks, work, ld);
+    for (index_t i = 0; i < rows; ++i)
+      std::fill(work + i * ld + (i < mlen ? pairs : 0), work + i * ld + depth, 0u);
+    for (index_t nb = nb0; nb < nb1; ++nb) {
+      const index_t j0 = nb * nc, nlen = std::min(nc, n - j0);
+      amx_gemm_block_bf16(depth, mlen, nlen, work, ld, b.pair_panel(j0 / kt.nr) + p0 / 2 * kt.nr,
+                          b.panel_stride(), kt.nr, c + j0, ldc, accumulate);
+    }
+    return;
+  }
+#endif
+  const index_t ld = pairs + kPanelPad;
+  kt.convert_a_bf16(mlen, kc, a, rs, ks, work, ld);
+  for (index_t nb = nb0; nb < nb1; ++nb) {
+    const index_t j0 = nb * nc, nlen = std::min(nc, n - j0);
+    kt.gemm_block_bf16(pairs, mlen, nlen, work, ld, 1, b.pair_panel(j0 / kt.nr) + p0 / 2 * kt.nr,
+                       b.panel_stride(), c + j0, ldc, accumulate);
+  }
+}
+
 // Computes the tasks [t0, t1) of the product, A read in place (or, when its rows alias, from a
 // padded copy in `work`). Each C element is summed over the K blocks in ascending order whatever
 // the task split.
@@ -104,6 +179,13 @@ void gemm_blocks(const Blocking<T>& bl, index_t t0, index_t t1, Trans trans_a, i
       const bool rows = trans_a == Trans::No;
       const T* ab = rows ? a + i0 * lda + p0 : a + p0 * lda + i0;
       index_t rs = rows ? lda : 1, ks = rows ? 1 : lda;
+      if constexpr (sizeof(T) == 4) {
+        if (b.bf16()) {  // A rounded to bf16 pairs once a block, reused by every column block
+          bf16_block(kt, b, mlen, kc, ab, rs, ks, p0, nb0, nb1, bl.nc, n,
+                     reinterpret_cast<uint32_t*>(work), c + i0 * ldc, ldc, accumulate || p0 > 0);
+          continue;
+        }
+      }
       if (rows_alias<T>(lda)) {
         const index_t count = rows ? mlen : kc, length = rows ? kc : mlen;
         const index_t padded = length + kPanelPad;
@@ -143,7 +225,7 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(task_work, 1));
   parallel_for(bl.tasks(), grain, [&](index_t t0, index_t t1) {
     std::vector<T> work(
-        static_cast<size_t>(rows_alias<T>(lda) ? gemm_workspace_size(b.kernels()) : 0));
+        static_cast<size_t>(rows_alias<T>(lda) || b.bf16() ? gemm_workspace_size(b.kernels()) : 0));
     gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc, work.data());
   });
 }

@@ -36,22 +36,33 @@ inline constexpr index_t kPanelPad = 16;
 // op(B), a K x N matrix, packed into ceil(N / nr) panels of K rows by nr columns, zero padded.
 // op(B)(k, j) = b[k*ldb + j] for Trans::No, b[j*ldb + k] for Trans::Yes. With `skip`, rows k of
 // op(B) that are padding are packed as zeros (Trans::No only).
+// With Precision::Bf16 (float only) the panels hold bf16 pairs (kernels/bf16.h): ceil(K/2) rows of
+// nr words (zero rows after, to a multiple of 16), and products with it round A to bf16.
 template <typename T>
 class PackedB {
  public:
-  PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip = {});
+  PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, PaddingRows skip = {},
+          Precision precision = Precision::Native);
   index_t rows() const { return k_; }
   index_t cols() const { return n_; }
+  bool bf16() const { return pairs_ != nullptr; }
   const KernelTable<T>& kernels() const { return *kernels_; }
-  index_t panel_stride() const { return k_ * kernels_->nr + kPanelPad; }
+  // Between panels: values, or words for bf16 pairs.
+  index_t panel_stride() const { return (bf16() ? pair_rows() : k_) * kernels_->nr + kPanelPad; }
+  // A bf16 panel's rows: K's pairs, zero padded to whole AMX tiles (kernels/amx.h).
+  index_t pair_rows() const { return (k_ + 31) / 32 * 16; }
   const T* panel(index_t p) const { return data_.get() + p * panel_stride(); }
-  // Row k of op(B) (N values) into out: the product of a one-hot row of A with B.
+  const uint32_t* pair_panel(index_t p) const { return pairs_.get() + p * panel_stride(); }
+  // Row k of op(B) (N values, as the products see them) into out: a one-hot row of A times B.
   void copy_row(index_t k, T* out) const;
 
  private:
+  void pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows skip);
+
   const KernelTable<T>* kernels_;
   index_t k_, n_;
-  std::unique_ptr<T[]> data_;  // every element written by packing: no zeroing pass first
+  std::unique_ptr<T[]> data_;          // every element written by packing: no zeroing pass first
+  std::unique_ptr<uint32_t[]> pairs_;  // bf16 instead of data_
 };
 
 // C (M x N, row stride ldc) = op(A) * B, or += with `accumulate`; op(A) is M x K:
@@ -67,6 +78,7 @@ template <typename T>
 void gemm_on_this_thread(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t lda,
                          const PackedB<T>& b, bool accumulate, T* c, index_t ldc, T* workspace);
 // Room for one block of A at a padded stride (see gemm.cpp): mc rows of kKc, or kKc rows of mc.
+// (A bf16 product's A block of pairs fits in the same room.)
 template <typename T>
 index_t gemm_workspace_size(const KernelTable<T>& kernels) {
   const index_t mc = kernels.mr * 12;

@@ -12,38 +12,40 @@
 // is one accumulator summed over k in ascending order with fused multiply-adds, whatever tile
 // shape computes it, so results do not depend on the batch size or the thread split.
 
-template <typename T>
+template <typename A>
 struct AView {
-  const T* a;
+  const A* a;
   index_t rs, ks;
 };
 
-// C (+)= A * B for R rows of A and P consecutive B panels; `cols` clips the last panel.
-template <typename V, int R, int P>
-void tile(index_t kc, AView<typename V::T> av, const typename V::T* b, index_t b_stride,
+// C (+)= A * B for R rows of A and P consecutive B panels, `steps` depth elements of the policy
+// Op (kernels/madd_impl.h: one value, or a bf16 pair); `cols` clips the last panel.
+template <typename V, typename Op, int R, int P>
+void tile(index_t steps, AView<typename Op::A> av, const typename Op::B* b, index_t b_stride,
           typename V::T* c, index_t ldc, index_t cols, bool accumulate) {
   using T = typename V::T;
   constexpr index_t W = V::kWidth, NR = 2 * W;
   V acc[R][2 * P];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < 2 * P; ++q) acc[r][q] = V::set1(T(0));
-  const T* a = av.a;
-  for (index_t k = 0; k < kc; ++k, a += av.ks) {
+  const typename Op::A* a = av.a;
+  for (index_t k = 0; k < steps; ++k, a += av.ks) {
     if constexpr (R == 1) {  // no reuse of b: each feeds its FMA from memory (no spills)
-      const V ar = V::set1(a[0]);
+      const auto ar = Op::broadcast(a[0]);
       for (int p = 0; p < P; ++p) {
-        acc[0][2 * p] = fma(ar, V::load(b + p * b_stride + k * NR), acc[0][2 * p]);
-        acc[0][2 * p + 1] = fma(ar, V::load(b + p * b_stride + k * NR + W), acc[0][2 * p + 1]);
+        acc[0][2 * p] = Op::madd(acc[0][2 * p], ar, Op::load(b + p * b_stride + k * NR));
+        acc[0][2 * p + 1] =
+            Op::madd(acc[0][2 * p + 1], ar, Op::load(b + p * b_stride + k * NR + W));
       }
     } else {
-      V bv[2 * P];
+      typename Op::Weights bv[2 * P];
       for (int p = 0; p < P; ++p) {
-        bv[2 * p] = V::load(b + p * b_stride + k * NR);
-        bv[2 * p + 1] = V::load(b + p * b_stride + k * NR + W);
+        bv[2 * p] = Op::load(b + p * b_stride + k * NR);
+        bv[2 * p + 1] = Op::load(b + p * b_stride + k * NR + W);
       }
       for (int r = 0; r < R; ++r) {
-        const V ar = V::set1(a[r * av.rs]);
-        for (int q = 0; q < 2 * P; ++q) acc[r][q] = fma(ar, bv[q], acc[r][q]);
+        const auto ar = Op::broadcast(a[r * av.rs]);
+        for (int q = 0; q < 2 * P; ++q) acc[r][q] = Op::madd(acc[r][q], ar, bv[q]);
       }
     }
   }
@@ -65,19 +67,19 @@ void tile(index_t kc, AView<typename V::T> av, const typename V::T* b, index_t b
 
 // The last `count` (< P) panels of a row block in one tile: single-panel tiles would leave too
 // few independent accumulators to hide the FMA latency.
-template <typename V, int R, int P>
-void remainder_tile(index_t count, index_t kc, AView<typename V::T> a, const typename V::T* b,
+template <typename V, typename Op, int R, int P>
+void remainder_tile(index_t count, index_t steps, AView<typename Op::A> a, const typename Op::B* b,
                     index_t b_stride, typename V::T* c, index_t ldc, index_t cols,
                     bool accumulate) {
   if constexpr (P > 0) {
-    if (count == P) return tile<V, R, P>(kc, a, b, b_stride, c, ldc, cols, accumulate);
-    remainder_tile<V, R, P - 1>(count, kc, a, b, b_stride, c, ldc, cols, accumulate);
+    if (count == P) return tile<V, Op, R, P>(steps, a, b, b_stride, c, ldc, cols, accumulate);
+    remainder_tile<V, Op, R, P - 1>(count, steps, a, b, b_stride, c, ldc, cols, accumulate);
   }
 }
 
 // R rows against every panel: P panels at a time, as many as the accumulator registers allow.
-template <typename V, int R>
-void row_block(index_t kc, AView<typename V::T> a, const typename V::T* b, index_t b_stride,
+template <typename V, typename Op, int R>
+void row_block(index_t steps, AView<typename Op::A> a, const typename Op::B* b, index_t b_stride,
                typename V::T* c, index_t ldc, index_t cols, bool accumulate) {
   constexpr int P =
       static_cast<int>(V::kAcc) / (2 * R) > 1 ? static_cast<int>(V::kAcc) / (2 * R) : 1;
@@ -85,31 +87,70 @@ void row_block(index_t kc, AView<typename V::T> a, const typename V::T* b, index
   const index_t panels = (cols + NR - 1) / NR;
   index_t p = 0;
   for (; p + P <= panels; p += P)
-    tile<V, R, P>(kc, a, b + p * b_stride, b_stride, c + p * NR, ldc, cols - p * NR, accumulate);
+    tile<V, Op, R, P>(steps, a, b + p * b_stride, b_stride, c + p * NR, ldc, cols - p * NR,
+                      accumulate);
   if (p < panels)
-    remainder_tile<V, R, P - 1>(panels - p, kc, a, b + p * b_stride, b_stride, c + p * NR, ldc,
-                                cols - p * NR, accumulate);
+    remainder_tile<V, Op, R, P - 1>(panels - p, steps, a, b + p * b_stride, b_stride, c + p * NR,
+                                    ldc, cols - p * NR, accumulate);
 }
 
-template <typename V, int R = static_cast<int>(V::kMr)>
-void rows_dispatch(index_t rows, index_t kc, AView<typename V::T> a, const typename V::T* b,
+template <typename V, typename Op, int R = static_cast<int>(V::kMr)>
+void rows_dispatch(index_t rows, index_t steps, AView<typename Op::A> a, const typename Op::B* b,
                    index_t b_stride, typename V::T* c, index_t ldc, index_t cols, bool accumulate) {
-  if (rows == R) return row_block<V, R>(kc, a, b, b_stride, c, ldc, cols, accumulate);
-  if constexpr (R > 1) rows_dispatch<V, R - 1>(rows, kc, a, b, b_stride, c, ldc, cols, accumulate);
+  if (rows == R) return row_block<V, Op, R>(steps, a, b, b_stride, c, ldc, cols, accumulate);
+  if constexpr (R > 1)
+    rows_dispatch<V, Op, R - 1>(rows, steps, a, b, b_stride, c, ldc, cols, accumulate);
 }
 
 // Rows in tiles of nearly equal height (a 32-row block: 11, 11, 10, not 12, 12, 8).
-template <typename V>
-void gemm_block(index_t kc, index_t rows, index_t cols, const typename V::T* a, index_t a_rs,
-                index_t a_ks, const typename V::T* b, index_t b_stride, typename V::T* c,
-                index_t ldc, bool accumulate) {
+template <typename V, typename Op>
+void gemm_block_as(index_t steps, index_t rows, index_t cols, const typename Op::A* a, index_t a_rs,
+                   index_t a_ks, const typename Op::B* b, index_t b_stride, typename V::T* c,
+                   index_t ldc, bool accumulate) {
   const index_t tiles = (rows + V::kMr - 1) / V::kMr;
   const index_t base = rows / tiles, taller = rows % tiles;
   for (index_t i = 0, ir = 0; i < tiles; ++i) {
     const index_t n = base + (i < taller ? 1 : 0);
-    rows_dispatch<V>(n, kc, AView<typename V::T>{a + ir * a_rs, a_rs, a_ks}, b, b_stride,
-                     c + ir * ldc, ldc, cols, accumulate);
+    rows_dispatch<V, Op>(n, steps, AView<typename Op::A>{a + ir * a_rs, a_rs, a_ks}, b, b_stride,
+                         c + ir * ldc, ldc, cols, accumulate);
     ir += n;
+  }
+}
+
+template <typename V>
+void gemm_block(index_t kc, index_t rows, index_t cols, const typename V::T* a, index_t a_rs,
+                index_t a_ks, const typename V::T* b, index_t b_stride, typename V::T* c,
+                index_t ldc, bool accumulate) {
+  gemm_block_as<V, PlainMadd<V>>(kc, rows, cols, a, a_rs, a_ks, b, b_stride, c, ldc, accumulate);
+}
+
+// The bf16 product (float tables only): A and B in pairs, `pairs` of them deep.
+template <typename V>
+void gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32_t* a, index_t a_rs,
+                     index_t a_ks, const uint32_t* b, index_t b_stride, typename V::T* c,
+                     index_t ldc, bool accumulate) {
+  with_bf16<V>([&](auto op) {
+    gemm_block_as<V, decltype(op)>(pairs, rows, cols, a, a_rs, a_ks, b, b_stride, c, ldc,
+                                   accumulate);
+  });
+}
+
+// Rows of A (float, row i's depth p at a[i*rs + p*ks]) into bf16 pairs, dst[i*ld + p/2].
+template <typename V>
+void convert_a_bf16(index_t rows, index_t depth, const float* a, index_t rs, index_t ks,
+                    uint32_t* dst, index_t ld) {
+  if (ks == 1) {
+    with_bf16<V>([&](auto op) {
+      for (index_t i = 0; i < rows; ++i)
+        to_bf16_pairs<decltype(op)>(a + i * rs, depth, dst + i * ld);
+    });
+    return;
+  }
+  for (index_t i = 0; i < rows; ++i) {  // a transposed A: gathered one pair at a time
+    index_t p = 0;
+    for (; p + 1 < depth; p += 2)
+      dst[i * ld + p / 2] = bf16_pair(a[i * rs + p * ks], a[i * rs + (p + 1) * ks]);
+    if (p < depth) dst[i * ld + p / 2] = bf16_pair(a[i * rs + p * ks], 0.0f);
   }
 }
 

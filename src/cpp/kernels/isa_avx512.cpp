@@ -1,4 +1,5 @@
-// AVX-512F kernels: this file alone is compiled with -mavx512f.
+// AVX-512 kernels: this file alone is compiled with -mavx512f -mavx512bf16 (vdpbf16ps is used
+// only under avx512_bf16, kernels/madd_impl.h's with_bf16).
 #define RNNFAST_ISA_NS avx512
 #define RNNFAST_ISA_ENUM Isa::Avx512
 #include "kernels/vec_avx512.h"

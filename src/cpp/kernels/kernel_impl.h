@@ -6,6 +6,7 @@
 #error "define RNNFAST_ISA_NS and RNNFAST_ISA_ENUM before including kernel_impl.h"
 #endif
 
+#include "kernels/bf16.h"
 #include "kernels/table.h"
 
 // The activations are called per vector from the cell epilogues: always inlined, never calls.
@@ -25,6 +26,7 @@ constexpr index_t smaller(index_t a, index_t b) {
 
 #include "kernels/activations_impl.h"
 #include "kernels/gemm_impl.h"
+#include "kernels/madd_impl.h"
 #include "kernels/peak_impl.h"
 #include "kernels/recurrent_impl.h"
 // Each cell's recipe: its forward and backward step epilogues and its CellKernels.
@@ -43,6 +45,10 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
   t.mr = V::kMr;
   t.nr = 2 * V::kWidth;
   t.gemm_block = &gemm_block<V>;
+  if constexpr (sizeof(typename V::T) == 4) {  // bf16 products: float tables only
+    t.gemm_block_bf16 = &gemm_block_bf16<V>;
+    t.convert_a_bf16 = &convert_a_bf16<V>;
+  }
   t.pack_b_transposed = &pack_b_transposed<V>;
   t.exp = &exp_array<V>;
   t.tanh = &tanh_array<V>;

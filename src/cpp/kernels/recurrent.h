@@ -35,7 +35,10 @@ struct Product {
   const T* a = nullptr;
   index_t lda = 0;
   const T* w = nullptr;  // packed panels
-  index_t w_stride = 0;  // between groups' panels
+  // Or bf16 pairs (float only, precision "bf16"; kernels/bf16.h): panels [k/2][gate][lane] of
+  // 32-bit words, the values of k and k+1 in one; A is rounded to bf16 as it is read.
+  const uint32_t* w_pairs = nullptr;
+  index_t w_stride = 0;  // between groups' panels (in values, or words for pairs)
   index_t g0 = 0, g1 = 0;
   index_t hidden = 0;  // H: the last group stops there
 };

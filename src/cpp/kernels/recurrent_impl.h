@@ -19,31 +19,52 @@ struct TileShape {
   static constexpr int kGroupsOneRow = kBudget / G > 8 ? 8 : (kBudget / G < 1 ? 1 : kBudget / G);
 };
 
-template <typename V, int G, int R, int M, typename Ep>
-void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t group, const Ep& ep) {
-  using T = typename V::T;
+// acc[r][m*G + g] += the product of R rows of A (row r's depth step k at a[r*lda + k]) with the
+// weights of M groups (group m's gate g of step k at w + m*w_stride + (k*G + g)*W), `steps`
+// depth steps of the policy Op (kernels/madd_impl.h).
+template <typename V, typename Op, int G, int R, int M>
+RNNFAST_INLINE void rec_accumulate(V (&acc)[R][G * M], const typename Op::A* a, index_t lda,
+                                   const typename Op::B* w, index_t w_stride, index_t steps) {
   constexpr index_t W = V::kWidth;
   constexpr int N = G * M;
-  V acc[R][N];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < N; ++j) acc[r][j] = V::set1(T(0));
-  const T* a = p.a + row * p.lda;
-  const T* w = p.w + group * p.w_stride;
-  for (index_t k = 0; k < p.depth; ++k) {
+  for (index_t k = 0; k < steps; ++k) {
     if constexpr (R == 1) {  // no reuse of b: each feeds its FMA from memory (no spills)
-      const V ar = V::set1(a[k]);
+      const auto ar = Op::broadcast(a[k]);
       for (int m = 0; m < M; ++m)
         for (int g = 0; g < G; ++g)
           acc[0][m * G + g] =
-              fma(ar, V::load(w + m * p.w_stride + (k * G + g) * W), acc[0][m * G + g]);
+              Op::madd(acc[0][m * G + g], ar, Op::load(w + m * w_stride + (k * G + g) * W));
     } else {  // b is reused by R rows: loaded once into registers
-      V b[N];
+      typename Op::Weights b[N];
       for (int m = 0; m < M; ++m)
-        for (int g = 0; g < G; ++g) b[m * G + g] = V::load(w + m * p.w_stride + (k * G + g) * W);
+        for (int g = 0; g < G; ++g) b[m * G + g] = Op::load(w + m * w_stride + (k * G + g) * W);
       for (int r = 0; r < R; ++r) {
-        const V ar = V::set1(a[r * p.lda + k]);
-        for (int j = 0; j < N; ++j) acc[r][j] = fma(ar, b[j], acc[r][j]);
+        const auto ar = Op::broadcast(a[r * lda + k]);
+        for (int j = 0; j < N; ++j) acc[r][j] = Op::madd(acc[r][j], ar, b[j]);
       }
+    }
+  }
+}
+
+template <typename V, typename Op, int G, int R, int M, typename Ep>
+void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t group, const Ep& ep) {
+  using T = typename V::T;
+  constexpr index_t W = V::kWidth;
+  V acc[R][G * M];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < G * M; ++j) acc[r][j] = V::set1(T(0));
+  const T* a = p.a + row * p.lda;
+  if constexpr (Op::kDepth == 1) {
+    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, p.w + group * p.w_stride, p.w_stride, p.depth);
+  } else {  // bf16 pairs: A rounded to pairs a chunk of depth at a time, on the stack
+    constexpr index_t kChunk = 64;
+    uint32_t pairs[R][kChunk];
+    const uint32_t* w = p.w_pairs + group * p.w_stride;
+    for (index_t k0 = 0; k0 < p.depth; k0 += 2 * kChunk) {
+      const index_t n = smaller(2 * kChunk, p.depth - k0);
+      for (int r = 0; r < R; ++r) to_bf16_pairs<Op>(a + r * p.lda + k0, n, pairs[r]);
+      rec_accumulate<V, Op, G, R, M>(acc, &pairs[0][0], kChunk, w + (k0 / 2) * G * W, p.w_stride,
+                                     (n + 1) / 2);
     }
   }
   for (int r = 0; r < R; ++r)
@@ -51,29 +72,30 @@ void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t gro
 }
 
 // R-row tiles for the last rows of a block (fewer than a full tile).
-template <typename V, int G, int R, int M, typename Ep>
+template <typename V, typename Op, int G, int R, int M, typename Ep>
 void rec_rows(index_t rows, const kernels::Product<typename V::T>& p, index_t row, index_t group,
               const Ep& ep) {
-  if (rows == R) return rec_tile<V, G, R, M>(p, row, group, ep);
-  if constexpr (R > 1) rec_rows<V, G, R - 1, M>(rows, p, row, group, ep);
+  if (rows == R) return rec_tile<V, Op, G, R, M>(p, row, group, ep);
+  if constexpr (R > 1) rec_rows<V, Op, G, R - 1, M>(rows, p, row, group, ep);
 }
 
 // One row, the last groups of a block (fewer than a full tile).
-template <typename V, int G, int M, typename Ep>
+template <typename V, typename Op, int G, int M, typename Ep>
 void rec_groups(index_t groups, const kernels::Product<typename V::T>& p, index_t group,
                 const Ep& ep) {
-  if (groups == M) return rec_tile<V, G, 1, M>(p, 0, group, ep);
-  if constexpr (M > 1) rec_groups<V, G, M - 1>(groups, p, group, ep);
+  if (groups == M) return rec_tile<V, Op, G, 1, M>(p, 0, group, ep);
+  if constexpr (M > 1) rec_groups<V, Op, G, M - 1>(groups, p, group, ep);
 }
 
-// The product of every row and group of `p`, each tile followed by ep(row, group, acc[G]).
-// Groups are the outer loop, so a group's panel stays in cache while every row uses it.
-template <typename V, int G, typename Ep>
-void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
+// The product of every row and group of `p` with the policy Op, each tile followed by
+// ep(row, group, acc[G]). Groups are the outer loop, so a group's panel stays in cache while
+// every row uses it.
+template <typename V, typename Op, int G, typename Ep>
+void rec_product_as(const kernels::Product<typename V::T>& p, const Ep& ep) {
   using S = TileShape<V, G>;
   if (p.rows == 1) {
     for (index_t g = p.g0; g < p.g1; g += S::kGroupsOneRow)
-      rec_groups<V, G, S::kGroupsOneRow>(smaller(S::kGroupsOneRow, p.g1 - g), p, g, ep);
+      rec_groups<V, Op, G, S::kGroupsOneRow>(smaller(S::kGroupsOneRow, p.g1 - g), p, g, ep);
     return;
   }
   // Rows in tiles of nearly equal height (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2), so that no
@@ -89,10 +111,21 @@ void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
   };
   index_t g = p.g0;
   for (; g + S::kGroups <= p.g1; g += S::kGroups)
-    each_row_tile(
-        [&](index_t r, index_t rows) { rec_rows<V, G, S::kRows, S::kGroups>(rows, p, r, g, ep); });
+    each_row_tile([&](index_t r, index_t rows) {
+      rec_rows<V, Op, G, S::kRows, S::kGroups>(rows, p, r, g, ep);
+    });
   for (; g < p.g1; ++g)  // a last single group when tiles take two
-    each_row_tile([&](index_t r, index_t rows) { rec_rows<V, G, S::kRows, 1>(rows, p, r, g, ep); });
+    each_row_tile(
+        [&](index_t r, index_t rows) { rec_rows<V, Op, G, S::kRows, 1>(rows, p, r, g, ep); });
+}
+
+// The product in the weights' format: float panels (p.w), or bf16 pairs (p.w_pairs, float only).
+template <typename V, int G, typename Ep>
+void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
+  if constexpr (sizeof(typename V::T) == 4) {
+    if (p.w_pairs) return with_bf16<V>([&](auto op) { rec_product_as<V, decltype(op), G>(p, ep); });
+  }
+  rec_product_as<V, PlainMadd<V>, G>(p, ep);
 }
 
 // ---- Loads and stores of a group's units: whole vectors, or the first n of the last group ---

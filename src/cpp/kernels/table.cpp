@@ -2,6 +2,9 @@
 
 #include <stdexcept>
 
+#include "kernels/amx.h"
+#include "kernels/bf16.h"
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define RNNFAST_X86 1
 #elif defined(__aarch64__)
@@ -52,6 +55,8 @@ const KernelTable<T>& active_kernels() {
   if (!kComplete) throw std::logic_error("kernel table: make_table left a kernel unset");
   switch (active_isa()) {
 #ifdef RNNFAST_X86
+    case Isa::Avx512Amx:   // the same kernels; bf16 GEMM blocks on AMX tiles (amx_active())
+    case Isa::Avx512Bf16:  // the same kernels; bf16 products pick vdpbf16ps (bf16_native())
     case Isa::Avx512:
       return avx512::table(T());
     case Isa::Avx2:
@@ -64,6 +69,15 @@ const KernelTable<T>& active_kernels() {
     default:
       return generic::table(T());
   }
+}
+
+bool bf16_native() {
+  const Isa isa = active_isa();
+  return isa == Isa::Avx512Bf16 || isa == Isa::Avx512Amx;
+}
+
+bool amx_active() {
+  return active_isa() == Isa::Avx512Amx;
 }
 
 template const KernelTable<float>& active_kernels<float>();

@@ -1,6 +1,8 @@
 // Runtime kernel dispatch: the table of kernel function pointers of each ISA this build has, and
 // the one of the active ISA (runtime/isa.h).
 #pragma once
+#include <cstdint>
+
 #include "kernels/cells/cell_list.h"
 #include "kernels/recurrent.h"
 #include "runtime/isa.h"
@@ -33,6 +35,14 @@ struct KernelTable {
   // of kc*nr, b_stride apart.
   void (*gemm_block)(index_t kc, index_t rows, index_t cols, const T* a, index_t a_rs, index_t a_ks,
                      const T* b, index_t b_stride, T* c, index_t ldc, bool accumulate);
+  // The same product in bf16 pairs (kernels/bf16.h), `pairs` deep: A's pair (r, p) at
+  // a[r*a_rs + p*a_ks], B's panels [p][nr] of words. Null in double tables.
+  void (*gemm_block_bf16)(index_t pairs, index_t rows, index_t cols, const uint32_t* a,
+                          index_t a_rs, index_t a_ks, const uint32_t* b, index_t b_stride, T* c,
+                          index_t ldc, bool accumulate) = nullptr;
+  // Rows of a float A (depth p of row i at a[i*rs + p*ks]) into bf16 pairs at dst[i*ld + p/2].
+  void (*convert_a_bf16)(index_t rows, index_t depth, const float* a, index_t rs, index_t ks,
+                         uint32_t* dst, index_t ld) = nullptr;
   // One B panel of nr columns from `cols` rows of src (row stride ldb), zero padded:
   // dst[k*nr + j] = src[j*ldb + k].
   void (*pack_b_transposed)(index_t k, index_t cols, const T* src, index_t ldb, T* dst);
@@ -63,6 +73,7 @@ constexpr bool complete(const KernelTable<T>& t) {
   bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
             t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh &&
             t.fma_chain_count > 0 && t.fma_chains;
+  if (sizeof(T) == 4) ok = ok && t.gemm_block_bf16 && t.convert_a_bf16;
   for (const CellKernels<T>& c : t.cells)
     ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;
   return ok;

@@ -2,6 +2,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "runtime/types.h"
 
 namespace rnnfast::kernels::avx2 {
@@ -66,6 +68,16 @@ struct VecF32 {
   friend VecF32 pow2(VecF32 n) {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
+  }
+  // bf16 pairs (kernels/bf16.h): the low or the high halves of kWidth words, as floats.
+  static VecF32 widen_low(const uint32_t* p) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
+  static VecF32 widen_high(const uint32_t* p) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {
+        _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))))};
   }
 };
 

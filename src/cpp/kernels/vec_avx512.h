@@ -2,6 +2,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "runtime/types.h"
 
 namespace rnnfast::kernels::avx512 {
@@ -48,7 +50,41 @@ struct VecF32 {
     const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
     return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
   }
+  // bf16 pairs (kernels/bf16.h): the low or the high halves of kWidth words, as floats.
+  static VecF32 widen_low(const uint32_t* p) {
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(p), 16))};
+  }
+  static VecF32 widen_high(const uint32_t* p) {
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+    return {_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(p), high))};
+  }
 };
+
+#if defined(__AVX512BF16__)
+// bf16 pair products in vdpbf16ps (AVX512_BF16), a product policy of kernels/madd_impl.h; used
+// only when the CPU has it (bf16_native, kernels/bf16.h).
+struct NativeBf16 {
+  using A = uint32_t;
+  using B = uint32_t;
+  using Bcast = __m512bh;
+  using Weights = __m512bh;
+  static constexpr index_t kDepth = 2;
+  static Bcast broadcast(A a) { return (__m512bh)_mm512_set1_epi32(static_cast<int>(a)); }
+  static Weights load(const B* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static VecF32 madd(VecF32 acc, Bcast a, Weights w) { return {_mm512_dpbf16_ps(acc.v, a, w)}; }
+  // The first 16*floor(pairs/16) pairs of src into dst (vcvtne2ps2bf16, the rounding of
+  // kernels/bf16.h); returns how many, the caller converts the rest.
+  static index_t convert(const float* src, index_t pairs, uint32_t* dst) {
+    index_t i = 0;
+    for (; i + 16 <= pairs; i += 16) {
+      const __m512bh b =
+          _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 2 * i + 16), _mm512_loadu_ps(src + 2 * i));
+      _mm512_storeu_si512(dst + i, (__m512i)b);
+    }
+    return i;
+  }
+};
+#endif
 
 struct VecF64 {
   using T = double;

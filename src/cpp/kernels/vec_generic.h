@@ -111,6 +111,20 @@ struct VecArr {
     }
     return r;
   }
+  // bf16 pairs (kernels/bf16.h), float lanes only: the low or the high halves of N words.
+  static VecArr widen_low(const uint32_t* p) { return widen(p, 16, 0xffffffffu); }
+  static VecArr widen_high(const uint32_t* p) { return widen(p, 0, 0xffff0000u); }
+
+ private:
+  static VecArr widen(const uint32_t* p, int shift, uint32_t mask) {
+    static_assert(sizeof(T) == 4, "bf16 pairs widen to float lanes");
+    VecArr r;
+    for (int i = 0; i < N; ++i) {
+      const uint32_t bits = (p[i] << shift) & mask;
+      std::memcpy(&r.v[i], &bits, sizeof(T));
+    }
+    return r;
+  }
 };
 
 using VecF32 = VecArr<float, 4>;

@@ -3,6 +3,8 @@
 #pragma once
 #include <arm_neon.h>
 
+#include <cstdint>
+
 #include "runtime/types.h"
 
 namespace rnnfast::kernels::neon {
@@ -53,6 +55,13 @@ struct VecF32 {
   friend VecF32 pow2(VecF32 n) {
     const int32x4_t e = vaddq_s32(vcvtq_s32_f32(n.v), vdupq_n_s32(127));
     return {vreinterpretq_f32_s32(vshlq_n_s32(e, 23))};
+  }
+  // bf16 pairs (kernels/bf16.h): the low or the high halves of kWidth words, as floats.
+  static VecF32 widen_low(const uint32_t* p) {
+    return {vreinterpretq_f32_u32(vshlq_n_u32(vld1q_u32(p), 16))};
+  }
+  static VecF32 widen_high(const uint32_t* p) {
+    return {vreinterpretq_f32_u32(vandq_u32(vld1q_u32(p), vdupq_n_u32(0xffff0000u)))};
   }
 };
 

@@ -94,19 +94,32 @@ class PyStack {
 
   py::tuple forward(const py::array& x, const py::object& h0, const py::object& c0,
                     const py::object& lengths, bool training, int64_t version, double dropout,
-                    uint64_t dropout_key) {
+                    uint64_t dropout_key, const std::string& precision) {
     if (!(dropout >= 0 && dropout <= 1))  // NaN included
       throw std::invalid_argument("dropout: expected a probability in [0, 1], got " +
                                   std::to_string(dropout));
     const Dropout drop{dropout, dropout_key};
+    const Precision pr = parse_precision(precision);
     return visit(
-        [&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version, drop); });
+        [&](auto& t) { return forward_typed(t, x, h0, c0, lengths, training, version, drop, pr); });
   }
 
   // One timestep for every layer, the state carried in place: x [B, I], h (and c) [L*D, B, H]
   // read and overwritten, y [B, D*H] written. Nothing is allocated (streaming, sampling).
-  void step(const py::array& x, py::array& h, const py::object& c, py::array& y, int64_t version) {
-    visit([&](auto& t) { step_typed(t, x, h, c, y, version); });
+  void step(const py::array& x, py::array& h, const py::object& c, py::array& y, int64_t version,
+            const std::string& precision) {
+    const Precision pr = parse_precision(precision);
+    visit([&](auto& t) { step_typed(t, x, h, c, y, version, pr); });
+  }
+
+  // "fp32" (the module's own dtype, float64 included) or "bf16" (float32 modules only).
+  Precision parse_precision(const std::string& name) const {
+    if (name == "fp32") return Precision::Native;
+    if (name != "bf16")
+      throw std::invalid_argument("precision: expected 'fp32' or 'bf16', got '" + name + "'");
+    if (dtype_ != Dtype::F32)
+      throw std::invalid_argument("precision: 'bf16' needs a float32 module, this one is float64");
+    return Precision::Bf16;
   }
 
   py::tuple backward(PyTape& tape, const py::object& dy, const py::object& dh_n,
@@ -195,7 +208,7 @@ class PyStack {
   template <typename T>
   py::tuple forward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
                           const py::object& c0, const py::object& lengths, bool training,
-                          int64_t version, const Dropout& dropout) {
+                          int64_t version, const Dropout& dropout, Precision precision) {
     check_bound(t, false);
     const bool one_hot = is_ids(x);
     if (one_hot && x.ndim() != 2) {
@@ -231,7 +244,7 @@ class PyStack {
     T* ph_n = h_n.mutable_data();
     run_interruptible([&](Interrupt* interrupt) {
       t.core.forward(t.params, core_version(version), steps, batch, px, pids, ph0, pc0, lens, py_,
-                     ph_n, pc_n, tape.get(), dropout, interrupt);
+                     ph_n, pc_n, tape.get(), dropout, interrupt, precision);
     });
     py::object tape_obj = py::none();
     if (tape) {
@@ -244,7 +257,7 @@ class PyStack {
 
   template <typename T>
   void step_typed(Typed<T>& t, const py::array& x, py::array& h, const py::object& c, py::array& y,
-                  int64_t version) {
+                  int64_t version, Precision precision) {
     check_bound(t, false);
     if (spec_.directions != 1)
       throw std::invalid_argument("step: a bidirectional module needs the whole sequence");
@@ -269,7 +282,7 @@ class PyStack {
     T* py_ = output<T>("y", y, {batch, spec_.state()});
     py::gil_scoped_release release;
     t.core.forward(t.params, core_version(version), 1, batch, px, pids, ph, pc, nullptr, py_, ph,
-                   pc, nullptr);
+                   pc, nullptr, {}, nullptr, precision);
   }
 
   // Python's versions: >= 0 a version the caller counts, kVerifyVersion compare the values,
@@ -375,11 +388,13 @@ void init_rnn(py::module_& m) {
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"), py::arg("dropout") = 0.0, py::arg("dropout_key") = 0,
+           py::arg("precision") = "fp32",
            "Returns (y, h_n, c_n or None, tape or None); version < 0: no packed-weight cache. "
            "An int64 x (T, B) holds the indices of one-hot rows. `dropout` > 0 drops values "
-           "between layers with masks named by `dropout_key` (see rnn/dropout.h).")
+           "between layers with masks named by `dropout_key` (see rnn/dropout.h). `precision` "
+           "'bf16' (float32 only) computes the products in bfloat16 (its backward too).")
       .def("step", &PyStack::step, py::arg("x"), py::arg("h"), py::arg("c").none(true),
-           py::arg("y"), py::arg("version"),
+           py::arg("y"), py::arg("version"), py::arg("precision") = "fp32",
            "One timestep, h (and c) updated in place, y written: nothing allocated. An int64 x "
            "(B,) holds the indices of one-hot rows.")
       .def("backward", &PyStack::backward, py::arg("tape"), py::arg("dy").none(true),

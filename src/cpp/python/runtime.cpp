@@ -41,7 +41,7 @@ void init_runtime(py::module_& m) {
       "supported_isas",
       [] {
         std::vector<std::string> names;
-        for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Generic})
+        for (Isa isa : kIsasBestFirst)
           if (isa_supported(isa)) names.emplace_back(isa_name(isa));
         return names;
       },

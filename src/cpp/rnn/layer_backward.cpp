@@ -178,8 +178,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
       st.p.depth = depth;
       st.p.a = t_next >= 0 ? a.gates + (t_next * batch + m.b0) * ld : nullptr;
       st.p.lda = ld;
-      st.p.w = pk.rec.data.data();
-      st.p.w_stride = pk.rec.stride;
+      pk.rec.bind(st.p);
       st.p.g0 = proj ? m.s0 : m.g0;
       st.p.g1 = proj ? m.s1 : m.g1;
       st.p.hidden = sd;
@@ -198,8 +197,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
         st.p.depth = sd;
         st.p.a = st.dg;
         st.p.lda = sd;
-        st.p.w = pk.proj.data.data();
-        st.p.w_stride = pk.proj.stride;
+        pk.proj.bind(st.p);
         st.p.g0 = m.g0;
         st.p.g1 = m.g1;
         st.product = true;
@@ -230,8 +228,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
         kernels::BackwardStep<T> st2 = st;
         st2.p.depth = hd;
         st2.p.a = st.dg + 2 * hd;
-        st2.p.w = pk.rec_n.data.data();
-        st2.p.w_stride = pk.rec_n.stride;
+        pk.rec_n.bind(st2.p);
         st2.p.g0 = m.g0;
         st2.p.g1 = m.g1;
         ops.backward_part2(st2);
@@ -244,8 +241,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
     fin.p.depth = depth;
     fin.p.a = a.gates + (t_next * batch + m.b0) * ld;
     fin.p.lda = ld;
-    fin.p.w = pk.rec.data.data();
-    fin.p.w_stride = pk.rec.stride;
+    pk.rec.bind(fin.p);
     fin.p.g0 = proj ? m.s0 : m.g0;
     fin.p.g1 = proj ? m.s1 : m.g1;
     fin.p.hidden = sd;

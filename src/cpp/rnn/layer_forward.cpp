@@ -130,8 +130,7 @@ void layer_forward(const LayerForward<T>& a) {
       st.p.depth = sd;
       st.p.a = h_states + before * bs + m.b0 * sd;
       st.p.lda = sd;
-      st.p.w = pk.rec.data.data();
-      st.p.w_stride = pk.rec.stride;
+      pk.rec.bind(st.p);
       st.p.g0 = m.g0;
       st.p.g1 = m.g1;
       st.p.hidden = hd;
@@ -161,8 +160,7 @@ void layer_forward(const LayerForward<T>& a) {
           st2.p.depth = hd;
           st2.p.a = extra_rows;
           st2.p.lda = hd;
-          st2.p.w = pk.proj.data.data();
-          st2.p.w_stride = pk.proj.stride;
+          pk.proj.bind(st2.p);
           st2.p.g0 = m.s0;
           st2.p.g1 = m.s1;
           st2.p.hidden = sd;
@@ -171,8 +169,7 @@ void layer_forward(const LayerForward<T>& a) {
           kt.lstm_project(st2);
         } else {  // n = tanh(... + W_hn (r*h))
           st2.p.a = st.extra;
-          st2.p.w = pk.rec_n.data.data();
-          st2.p.w_stride = pk.rec_n.stride;
+          pk.rec_n.bind(st2.p);
           st2.p.g0 = m.g0;
           st2.p.g1 = m.g1;
           ops.forward_part2(st2);

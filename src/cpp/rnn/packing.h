@@ -13,19 +13,30 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/recurrent.h"
 #include "rnn/cell.h"
 
 namespace rnnfast {
 
+// Float panels, or (precision bf16) the same panels in bf16 pairs: depth k and k+1 in one 32-bit
+// word, ceil(depth/2) rows (kernels/bf16.h).
 template <typename T>
 struct Panels {
   std::vector<T> data;
-  index_t stride = 0;  // between groups
+  std::vector<uint32_t> pairs;
+  index_t stride = 0;  // between groups, in values or words
+  // The product reads these weights.
+  void bind(kernels::Product<T>& p) const {
+    p.w = data.empty() ? nullptr : data.data();
+    p.w_pairs = pairs.empty() ? nullptr : pairs.data();
+    p.w_stride = stride;
+  }
 };
 
 // What a forward pass reads: x W_ih^T's packed W_ih, the recurrent panels, the biases.
 template <typename T>
 struct ForwardPacks {
+  Precision precision;
   kernels::PackedB<T> w_ih_t;  // K = I, N = G*H
   Panels<T> rec;               // reset-before GRU: the r and z blocks only
   Panels<T> rec_n;             // reset-before GRU: W_hn
@@ -41,6 +52,7 @@ struct ForwardPacks {
 // arrays) and the recurrent panels of dh_prev = dG W_hh.
 template <typename T>
 struct BackwardPacks {
+  Precision precision = Precision::Native;
   std::vector<kernels::PackedB<T>> w_ih;  // K = G*H; linear-before-reset GRU: rz (2H), then n (H)
   Panels<T> rec;                          // K = G*H (reset-before GRU: 2H)
   Panels<T> rec_n;                        // reset-before GRU: W_hn, K = H
@@ -57,9 +69,12 @@ struct LayerWeights {
 
 template <typename T>
 std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
-                                                    index_t proj, const LayerWeights<T>& w);
+                                                    index_t proj, const LayerWeights<T>& w,
+                                                    Precision precision);
+// (bf16: the products backward runs with W, dx and dh_prev; the weight gradients stay float.)
 template <typename T>
 std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
-                                                      index_t proj, const LayerWeights<T>& w);
+                                                      index_t proj, const LayerWeights<T>& w,
+                                                      Precision precision);
 
 }  // namespace rnnfast

@@ -202,18 +202,20 @@ void Stack<T>::check_tape(const Tape<T>& tape, const StackParams<T>& params, uin
 
 template <typename T>
 std::vector<std::shared_ptr<const ForwardPacks<T>>> Stack<T>::forward_packs(
-    const StackParams<T>& params, uint64_t version) {
+    const StackParams<T>& params, uint64_t version, Precision precision) {
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.version == version && !cache_.forward.empty()) return cache_.forward;
+    if (cache_.version == version && cache_.precision == precision && !cache_.forward.empty())
+      return cache_.forward;
   }
   std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;
   for (index_t k = 0; k < spec_.count(); ++k)
     packs.push_back(pack_forward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
-                                 spec_.proj, params.layers[k]));
+                                 spec_.proj, params.layers[k], precision));
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.version != version) cache_ = Cache{version, {}, {}};
+    if (cache_.version != version || cache_.precision != precision)
+      cache_ = Cache{version, precision, {}, {}};
     cache_.forward = packs;
   }
   return packs;
@@ -221,18 +223,20 @@ std::vector<std::shared_ptr<const ForwardPacks<T>>> Stack<T>::forward_packs(
 
 template <typename T>
 std::vector<std::shared_ptr<const BackwardPacks<T>>> Stack<T>::backward_packs(
-    const StackParams<T>& params, uint64_t version) {
+    const StackParams<T>& params, uint64_t version, Precision precision) {
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.version == version && !cache_.backward.empty()) return cache_.backward;
+    if (cache_.version == version && cache_.precision == precision && !cache_.backward.empty())
+      return cache_.backward;
   }
   std::vector<std::shared_ptr<const BackwardPacks<T>>> packs;
   for (index_t k = 0; k < spec_.count(); ++k)
     packs.push_back(pack_backward(spec_.cell, spec_.layer_input(k / spec_.directions), spec_.hidden,
-                                  spec_.proj, params.layers[k]));
+                                  spec_.proj, params.layers[k], precision));
   if (version != kNoCache) {
     const std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.version != version) cache_ = Cache{version, {}, {}};
+    if (cache_.version != version || cache_.precision != precision)
+      cache_ = Cache{version, precision, {}, {}};
     cache_.backward = packs;
   }
   return packs;
@@ -242,14 +246,16 @@ template <typename T>
 void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
                        const T* x, const int64_t* ids, const T* h0, const T* c0,
                        const int64_t* lengths, T* y, T* h_n, T* c_n, Tape<T>* tape,
-                       const Dropout& dropout, Interrupt* interrupt) {
+                       const Dropout& dropout, Interrupt* interrupt, Precision precision) {
   const CellInfo& info = cell_info(spec_.cell);
   spec_.check_call(steps, batch, static_cast<index_t>(sizeof(T)));
+  if (precision == Precision::Bf16 && sizeof(T) != 4)
+    throw std::invalid_argument("precision: 'bf16' needs a float32 module, this one is float64");
   StackSpec::check_lengths(lengths, steps, batch);
   const index_t hd = spec_.hidden, sd = spec_.state(), dirs = spec_.directions;
   const index_t bh = batch * hd, bs = batch * sd, width = dirs * sd, rows = steps * batch;
   version = resolve(params, version);
-  const auto packs = forward_packs(params, version);
+  const auto packs = forward_packs(params, version, precision);
   if (tape) {
     tape->steps = steps;
     tape->batch = batch;
@@ -337,7 +343,9 @@ void Stack<T>::backward(const StackParams<T>& params, uint64_t version, Tape<T>&
   const CellInfo& info = cell_info(spec_.cell);
   const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden, sd = spec_.state();
   const index_t dirs = spec_.directions, bh = batch * hd, bs = batch * sd, width = dirs * sd;
-  const auto packs = backward_packs(params, tape.version);
+  // The precision forward ran with (what the tape's gates were computed in).
+  const Precision precision = tape.packs.empty() ? Precision::Native : tape.packs[0]->precision;
+  const auto packs = backward_packs(params, tape.version, precision);
   const int64_t* lens = tape.lengths.empty() ? nullptr : tape.lengths.data();
   // Everything the call needs beyond the layers' small workspaces, before the tape is touched: a
   // failure to get it leaves the tape as it was, for a retry.

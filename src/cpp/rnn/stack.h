@@ -8,6 +8,8 @@
 //   and direction (index l*D + d), biases null without bias.
 // A training forward fills a Tape (what backward needs, taken from the Stack's memory pool);
 // backward consumes it: gradients are added (+=) to the given arrays, dx and dstate0 written.
+// `precision` Bf16 (float32 stacks only) runs forward's products in bf16 (kernels/bf16.h), and
+// the backward of its tape likewise (dx and the recurrent dh; the weight gradients stay float32).
 // Packed weights are kept between calls while the caller's parameter version stays the same
 // (kNoCache: pack for this call only; kVerify: compare the values themselves); see Stack::forward.
 //
@@ -99,7 +101,7 @@ class Stack {
   void forward(const StackParams<T>& params, uint64_t version, index_t steps, index_t batch,
                const T* x, const int64_t* ids, const T* h0, const T* c0, const int64_t* lengths,
                T* y, T* h_n, T* c_n, Tape<T>* tape, const Dropout& dropout = {},
-               Interrupt* interrupt = nullptr);
+               Interrupt* interrupt = nullptr, Precision precision = Precision::Native);
 
   // Throws std::invalid_argument, naming what is wrong, unless `tape` was made by this stack's
   // training forward, is not used yet, and the parameters' `version` (as given to forward) is
@@ -123,13 +125,16 @@ class Stack {
  private:
   struct Cache {
     uint64_t version = kNoCache;
+    Precision precision = Precision::Native;
     std::vector<std::shared_ptr<const ForwardPacks<T>>> forward;
     std::vector<std::shared_ptr<const BackwardPacks<T>>> backward;
   };
   std::vector<std::shared_ptr<const ForwardPacks<T>>> forward_packs(const StackParams<T>& params,
-                                                                    uint64_t version);
+                                                                    uint64_t version,
+                                                                    Precision precision);
   std::vector<std::shared_ptr<const BackwardPacks<T>>> backward_packs(const StackParams<T>& params,
-                                                                      uint64_t version);
+                                                                      uint64_t version,
+                                                                      Precision precision);
   // kVerify resolved to the version of the values the parameters hold now.
   uint64_t resolve(const StackParams<T>& params, uint64_t version);
   // Whether the parameters hold the `total` values of seen_ (under verify_mutex_).

@@ -6,6 +6,10 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define RNNFAST_X86 1
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <cstdint>
 #elif defined(__aarch64__)
@@ -17,13 +21,24 @@ namespace {
 
 #ifdef RNNFAST_X86
 struct CpuFeatures {
-  bool avx2 = false, avx512 = false;
+  bool avx2 = false, avx512 = false, avx512_bf16 = false, amx = false;
 };
 
 uint64_t read_xcr0() {
   uint32_t lo = 0, hi = 0;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+// Linux hands out the AMX tile data state only to a process that asks (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux 5.16+); the grant covers every thread.
+bool request_amx() {
+#if defined(__linux__)
+  constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+  return false;
+#endif
 }
 
 // The CPU must have the instructions and the OS must save the registers they use (XCR0):
@@ -38,7 +53,14 @@ CpuFeatures detect() {
   const bool ymm_state = (xcr0 & 0x6) == 0x6, zmm_state = (xcr0 & 0xe6) == 0xe6;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
   f.avx2 = ymm_state && fma && (b & (1u << 5));
-  f.avx512 = f.avx2 && zmm_state && (b & (1u << 16));
+  // AVX-512F and BW (leaf 7 EBX bits 16, 30): the avx512 kernels are built with -mavx512bf16,
+  // which lets the compiler use BW instructions (every AVX-512 CPU but Xeon Phi has them).
+  f.avx512 = f.avx2 && zmm_state && (b & (1u << 16)) && (b & (1u << 30));
+  // AMX-BF16 and AMX-TILE: EDX bits 22, 24; the OS must enable the tile state (XCR0 17-18).
+  const bool amx_cpu = (d & (1u << 22)) && (d & (1u << 24)) && (xcr0 & 0x60000) == 0x60000;
+  // AVX512_BF16: leaf 7, sub-leaf 1, EAX bit 5.
+  if (f.avx512 && a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512_bf16 = a & (1u << 5);
+  f.amx = f.avx512_bf16 && amx_cpu && request_amx();
   return f;
 }
 #endif
@@ -47,6 +69,10 @@ CpuFeatures detect() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Amx:
+      return "avx512_amx";
+    case Isa::Avx512Bf16:
+      return "avx512_bf16";
     case Isa::Avx512:
       return "avx512";
     case Isa::Avx2:
@@ -59,10 +85,11 @@ const char* isa_name(Isa isa) {
 }
 
 Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512, Isa::Neon})
+  for (Isa isa : kIsasBestFirst)
     if (name == isa_name(isa)) return isa;
-  throw std::invalid_argument("RNNFAST_ISA: expected one of avx512, avx2, neon, generic, got '" +
-                              name + "'");
+  throw std::invalid_argument(
+      "RNNFAST_ISA: expected one of avx512_amx, avx512_bf16, avx512, avx2, neon, generic, got '" +
+      name + "'");
 }
 
 bool isa_supported(Isa isa) {
@@ -78,6 +105,14 @@ bool isa_supported(Isa isa) {
       static const bool ok = detect().avx512;
       return ok;
     }
+    case Isa::Avx512Bf16: {
+      static const bool ok = detect().avx512_bf16;
+      return ok;
+    }
+    case Isa::Avx512Amx: {
+      static const bool ok = detect().amx;
+      return ok;
+    }
 #endif
 #ifdef RNNFAST_ARM64
     case Isa::Neon:
@@ -89,7 +124,7 @@ bool isa_supported(Isa isa) {
 }
 
 Isa best_isa() {
-  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon})
+  for (Isa isa : kIsasBestFirst)
     if (isa_supported(isa)) return isa;
   return Isa::Generic;
 }

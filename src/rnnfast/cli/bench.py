@@ -65,13 +65,15 @@ class Row:
     noisy: bool
     others_cpu: float | None = None  # other processes' share of the CPUs while it was measured
     pct_fma: float | None = None  # share of the FMA-chain peak (_core.fma_peak)
+    precision: str = "fp32"  # rnnfast's products (and torch under autocast for bf16)
+    vs_fp32: float | None = None  # bf16 rows: rnnfast float32's median / this row's
 
     @property
     def busy(self) -> bool:
         return self.others_cpu is not None and self.others_cpu > BUSY_FLAG
 
-    def key(self) -> tuple[str, int, int, int, str]:
-        return (self.cell, self.steps, self.batch, self.hidden, self.mode)
+    def key(self) -> tuple[str, int, int, int, str, str]:
+        return (self.cell, self.steps, self.batch, self.hidden, self.mode, self.precision)
 
 
 def measure_peak(size: int = 1536) -> tuple[float, str]:
@@ -118,21 +120,33 @@ def load_torch(threads: int) -> Any:
     return torch
 
 
-def _torch_fns(torch: Any, name: str, fast: Any, x: np.ndarray, dy: np.ndarray) -> dict:
+def _torch_fns(
+    torch: Any, name: str, fast: Any, x: np.ndarray, dy: np.ndarray, precision: str = "fp32"
+) -> dict:
+    """torch.nn's module on the same weights; for bf16, under torch.autocast("cpu", bfloat16)
+    (what a PyTorch user does for bf16 speed)."""
+    import contextlib
+
     hidden = fast.hidden_size
     tm = getattr(torch.nn, name)(hidden, hidden)
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in fast.state_dict().items()})
     xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
     xg = xt.clone().requires_grad_(True)
 
+    def cast() -> Any:
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def infer() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), cast():
             tm(xt)
 
     def train() -> None:
         tm.zero_grad()
-        y, _ = tm(xg)
-        y.backward(dyt)
+        with cast():
+            y, _ = tm(xg)
+        y.backward(dyt.to(y.dtype))
 
     return {"inference": infer, "training": train}
 
@@ -147,9 +161,11 @@ def bench_one(
     peak: float,
     torch: Any,
     fma_peak: float | None = None,
+    precision: str = "fp32",
 ) -> list[Row]:
     fast_cls, ref_cls, torch_name, gates = CELLS[cell]
-    fast = fast_cls(hidden, hidden, seed=0)
+    fast = fast_cls(hidden, hidden, seed=0, precision=precision)
+    fast32 = fast_cls(hidden, hidden, seed=0) if precision != "fp32" else None
     ref = ref_cls(hidden, hidden)
     ref.load_state_dict(fast.state_dict())
     rng = np.random.default_rng(0)
@@ -168,7 +184,7 @@ def bench_one(
         [rel_diff(y_f, y_r), rel_diff(dx_f, dx_r)]
         + [rel_diff(fast.grads[k], ref.grads[k]) for k in ref.grads]
     )
-    torch_fns = _torch_fns(torch, torch_name, fast, x, dy) if torch is not None else {}
+    torch_fns = _torch_fns(torch, torch_name, fast, x, dy, precision) if torch is not None else {}
     work = flops(gates, steps, batch, hidden, hidden)
     rows = []
     for mode, fn_fast, fn_ref, mult in (
@@ -176,6 +192,10 @@ def bench_one(
         ("training", lambda: train(fast), lambda: train(ref), 3.0),
     ):
         fns = {"rnnfast": fn_fast, "reference": fn_ref}
+        if fast32 is not None:
+            fns["rnnfast_fp32"] = (
+                (lambda: fast32(x)) if mode == "inference" else (lambda: train(fast32))
+            )
         if torch_fns:
             fns["pytorch"] = torch_fns[mode]
         with OthersCpu() as others:
@@ -202,16 +222,20 @@ def bench_one(
                 noisy,
                 others.share,
                 None if fma_peak is None else 100.0 * gflops / fma_peak,
+                precision,
+                t["rnnfast_fp32"].median / fast_ms if "rnnfast_fp32" in t else None,
             )
         )
     return rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
+    with_fp32 = any(r.vs_fp32 is not None for r in rows)
     head = (
         f"{'cell':<5} {'T':>4} {'B':>3} {'H':>5} {'mode':<9} {'rnnfast':>9} {'+-':>4} "
         f"{'reference':>10} {'pytorch':>9} {'+-':>4} {'vs ref':>7} {'vs torch':>8} "
-        f"{'GFLOP/s':>8} {'% peak':>6} {'% FMA':>5} {'max diff':>8}"
+        + (f"{'vs fp32':>7} " if with_fp32 else "")
+        + f"{'GFLOP/s':>8} {'% peak':>6} {'% FMA':>5} {'max diff':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -219,11 +243,12 @@ def format_table(rows: Sequence[Row]) -> str:
         torch_ms = f"{t['median_ms']:9.3f} {100 * t['spread']:3.0f}%" if t else f"{'-':>9} {'':>4}"
         vs_torch = f"{r.vs_torch:7.2f}x" if r.vs_torch is not None else f"{'-':>8}"
         fma = f"{r.pct_fma:4.0f}%" if r.pct_fma is not None else f"{'-':>5}"
+        vs_fp32 = (f"{r.vs_fp32:6.2f}x " if r.vs_fp32 is not None else f"{'-':>7} ") * with_fp32
         lines.append(
             f"{r.cell:<5} {r.steps:>4} {r.batch:>3} {r.hidden:>5} {r.mode:<9} "
             f"{r.rnnfast['median_ms']:9.3f} {100 * r.rnnfast['spread']:3.0f}% "
             f"{r.reference['median_ms']:10.3f} {torch_ms} {r.vs_reference:6.1f}x {vs_torch} "
-            f"{r.gflops:8.1f} {r.pct_peak:5.0f}% {fma} {r.max_rel_diff:8.1e}"
+            f"{vs_fp32}{r.gflops:8.1f} {r.pct_peak:5.0f}% {fma} {r.max_rel_diff:8.1e}"
             + (" ~" if r.noisy else "")
             + (f" ! others {100 * (r.others_cpu or 0):.0f}%" if r.busy else "")
         )
@@ -245,12 +270,20 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def load_compare(path: str) -> dict[tuple, dict]:
-    """The rows of an earlier run's --json file, by (cell, T, B, H, mode)."""
+    """The rows of an earlier run's --json file, by (cell, T, B, H, mode, precision)."""
     try:
         data = json.loads(Path(path).read_text())
         rows = data["rows"]
         return {
-            (r["cell"], r["steps"], r["batch"], r["hidden"], r["mode"]): r["rnnfast"] for r in rows
+            (
+                r["cell"],
+                r["steps"],
+                r["batch"],
+                r["hidden"],
+                r["mode"],
+                r.get("precision", "fp32"),
+            ): r["rnnfast"]
+            for r in rows
         }
     except OSError as exc:
         raise ValueError(f"--compare {path}: cannot read it ({exc.strerror or exc})") from None
@@ -607,6 +640,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rounds", type=bounded_int(1, 100), help="interleaved rounds (default 5, 3 with --quick)"
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: rnnfast's products in bfloat16 (a `vs fp32` column: rnnfast float32 side by "
+        "side) and PyTorch under torch.autocast('cpu', bfloat16)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the speedups (needs matplotlib)")
@@ -684,13 +724,16 @@ def main(args: argparse.Namespace) -> int:
         "rounds": rounds,
         "min_time": min_time,
         "torch": torch.__version__ if torch else None,
+        "precision": args.precision,
         "machine": platform.machine(),
         "processor": platform.processor(),
     }
+    what = "float32" if args.precision == "fp32" else "float32, products in bf16"
     print(
-        f"rnnfast {_core.__version__} bench: float32, ISA {isa()}, {threads} threads, "
+        f"rnnfast {_core.__version__} bench: {what}, ISA {isa()}, {threads} threads, "
         f"{platform.processor() or platform.machine()}; "
         f"pytorch {'torch ' + torch.__version__ if torch else 'not installed'}"
+        + (" (under torch.autocast('cpu', bfloat16))" if torch and args.precision == "bf16" else "")
     )
     result: dict[str, Any] = {"meta": meta}
     if args.busy is not None:
@@ -731,7 +774,18 @@ def main(args: argparse.Namespace) -> int:
         for i, (cell, steps, batch, hidden) in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {cell} T={steps} B={batch} H={hidden}", file=sys.stderr)
             rows.extend(
-                bench_one(cell, steps, batch, hidden, rounds, min_time, peak, torch, fma_peak)
+                bench_one(
+                    cell,
+                    steps,
+                    batch,
+                    hidden,
+                    rounds,
+                    min_time,
+                    peak,
+                    torch,
+                    fma_peak,
+                    args.precision,
+                )
             )
         print(format_table(rows))
         result["rows"] = [asdict(r) for r in rows]
