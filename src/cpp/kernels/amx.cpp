@@ -89,4 +89,52 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
   _tile_release();
 }
 
+void amx_panel_product(index_t pairs, const uint32_t* a, index_t lda, const uint32_t* w,
+                       index_t w_stride, index_t gates, index_t blocks, bool first, float* out,
+                       index_t ldo) {
+  static const TileConfig kConfig = make_config();
+  _tile_loadconfig(&kConfig);
+  const auto a_bytes = static_cast<long>(lda * 4), w_bytes = static_cast<long>(gates * 16 * 4);
+  const auto o_bytes = static_cast<long>(ldo * 4);
+  auto b_of = [&](index_t j) { return w + (j / gates) * w_stride + (j % gates) * 16; };
+  for (index_t j = 0; j < blocks; j += 4) {  // four column blocks in C tiles 0-3
+    const index_t n = blocks - j < 4 ? blocks - j : 4;
+    float* o = out + j * 16;
+    if (first) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    } else {
+      _tile_loadd(0, o, o_bytes);
+      if (n > 1) _tile_loadd(1, o + 16, o_bytes);
+      if (n > 2) _tile_loadd(2, o + 32, o_bytes);
+      if (n > 3) _tile_loadd(3, o + 48, o_bytes);
+    }
+    for (index_t k = 0; k < pairs; k += kAmxDepth) {
+      const index_t q = k * gates * 16;  // pair row k of a block
+      _tile_loadd(4, a + k, a_bytes);
+      _tile_loadd(5, b_of(j) + q, w_bytes);
+      _tile_dpbf16ps(0, 4, 5);
+      if (n > 1) {
+        _tile_loadd(6, b_of(j + 1) + q, w_bytes);
+        _tile_dpbf16ps(1, 4, 6);
+      }
+      if (n > 2) {
+        _tile_loadd(7, b_of(j + 2) + q, w_bytes);
+        _tile_dpbf16ps(2, 4, 7);
+      }
+      if (n > 3) {
+        _tile_loadd(5, b_of(j + 3) + q, w_bytes);
+        _tile_dpbf16ps(3, 4, 5);
+      }
+    }
+    _tile_stored(0, o, o_bytes);
+    if (n > 1) _tile_stored(1, o + 16, o_bytes);
+    if (n > 2) _tile_stored(2, o + 32, o_bytes);
+    if (n > 3) _tile_stored(3, o + 48, o_bytes);
+  }
+  _tile_release();
+}
+
 }  // namespace rnnfast::kernels

@@ -6,6 +6,7 @@
 #error "define RNNFAST_ISA_NS and RNNFAST_ISA_ENUM before including kernel_impl.h"
 #endif
 
+#include "kernels/amx.h"
 #include "kernels/bf16.h"
 #include "kernels/table.h"
 
@@ -25,9 +26,11 @@ constexpr index_t smaller(index_t a, index_t b) {
 }
 
 #include "kernels/activations_impl.h"
-#include "kernels/gemm_impl.h"
-#include "kernels/madd_impl.h"
 #include "kernels/peak_impl.h"
+// The product policies first: the GEMM's and the recurrent step's tiles are written on them.
+#include "kernels/madd_impl.h"
+// Then the tiles.
+#include "kernels/gemm_impl.h"
 #include "kernels/recurrent_impl.h"
 // Each cell's recipe: its forward and backward step epilogues and its CellKernels.
 #include "kernels/cells/gru_common_impl.h"

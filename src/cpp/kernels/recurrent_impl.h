@@ -119,11 +119,57 @@ void rec_product_as(const kernels::Product<typename V::T>& p, const Ep& ep) {
         [&](index_t r, index_t rows) { rec_rows<V, Op, G, S::kRows, 1>(rows, p, r, g, ep); });
 }
 
+// The bf16 product on AMX tiles (kernels/amx.h), for 16 lanes a group: blocks of 16 rows and
+// four groups, A rounded to pairs a chunk of depth at a time (zero padded to whole tiles), the
+// sums in `out` between chunks; then the epilogue of each row and group from `out`.
+template <typename V, int G, typename Ep>
+void rec_product_amx(const kernels::Product<float>& p, const Ep& ep) {
+  constexpr index_t kRows = kernels::kAmxRows, kChunk = 256, kGroups = 4;  // chunk: pairs
+  constexpr index_t kLda = kChunk + 16, kLdo = kGroups * G * 16;
+  alignas(64) uint32_t a[kRows * kLda];
+  alignas(64) float out[kRows * kLdo];
+  const index_t pairs = (p.depth + 1) / 2;
+  for (index_t r0 = 0; r0 < p.rows; r0 += kRows) {
+    const index_t rows = smaller(kRows, p.rows - r0);
+    for (index_t g = p.g0; g < p.g1; g += kGroups) {
+      const index_t groups = smaller(kGroups, p.g1 - g);
+      for (index_t c0 = 0; c0 < pairs; c0 += kChunk) {
+        const index_t n = smaller(kChunk, pairs - c0), padded = kernels::round_up(n, 16);
+        for (index_t r = 0; r < kRows; ++r) {
+          uint32_t* dst = a + r * kLda;
+          const index_t done = r < rows ? n : 0;
+          if (r < rows)
+            with_bf16<V>([&](auto op) {
+              to_bf16_pairs<decltype(op)>(p.a + (r0 + r) * p.lda + 2 * c0,
+                                          smaller(2 * n, p.depth - 2 * c0), dst);
+            });
+          for (index_t q = done; q < padded; ++q) dst[q] = 0;
+        }
+        kernels::amx_panel_product(padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
+                                   p.w_stride, G, groups * G, c0 == 0, out, kLdo);
+      }
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t m = 0; m < groups; ++m) {
+          V acc[G];
+          for (int k = 0; k < G; ++k) acc[k] = V::load(out + r * kLdo + (m * G + k) * 16);
+          ep(r0 + r, g + m, acc);
+        }
+    }
+  }
+}
+
 // The product in the weights' format: float panels (p.w), or bf16 pairs (p.w_pairs, float only).
 template <typename V, int G, typename Ep>
 void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
   if constexpr (sizeof(typename V::T) == 4) {
-    if (p.w_pairs) return with_bf16<V>([&](auto op) { rec_product_as<V, decltype(op), G>(p, ep); });
+    if (p.w_pairs) {
+      if constexpr (V::kWidth == 16) {
+        // Under avx512_amx every bf16 product is on tiles, whatever the rows: a kernel chosen by
+        // the rows a thread gets would make the bits depend on the batch and the thread split.
+        if (kernels::amx_active()) return rec_product_amx<V, G>(p, ep);
+      }
+      return with_bf16<V>([&](auto op) { rec_product_as<V, decltype(op), G>(p, ep); });
+    }
   }
   rec_product_as<V, PlainMadd<V>, G>(p, ep);
 }

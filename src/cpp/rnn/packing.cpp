@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "kernels/amx.h"
 #include "kernels/bf16.h"
 #include "kernels/table.h"
 #include "runtime/threads.h"
@@ -66,7 +67,9 @@ void to_pairs(Panels<T>& p, index_t depth, index_t cols, index_t groups) {
   if constexpr (sizeof(T) != 4) {
     throw std::invalid_argument("precision: bf16 products need float32 weights");
   } else {
-    const index_t half = (depth + 1) / 2, stride = half * cols + kernels::kPanelPad;
+    // Rows of pairs zero padded to whole AMX tiles (kernels/amx.h), which read 16 at a time.
+    const index_t half = (depth + 1) / 2, rows = kernels::round_up(half, kernels::kAmxDepth);
+    const index_t stride = rows * cols + kernels::kPanelPad;
     p.pairs.assign(static_cast<size_t>(groups * stride), 0u);
     parallel_for(groups, 1, [&](index_t g0, index_t g1) {
       for (index_t g = g0; g < g1; ++g) {
