@@ -27,12 +27,16 @@ TileConfig make_config() {
   return cfg;
 }
 
-// A 16 x 16 float tile into C, clipped to rows x cols, added when accumulating.
+// A 16 x 16 float tile into C, clipped to rows x cols, added when accumulating: a masked vector
+// a row (a scalar loop here became a memmove call a row).
 void write_tile(const float (&tile)[16][16], index_t rows, index_t cols, float* c, index_t ldc,
                 bool accumulate) {
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t j = 0; j < cols; ++j)
-      c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+  const auto mask = static_cast<__mmask16>((1u << cols) - 1);
+  for (index_t r = 0; r < rows; ++r) {
+    __m512 v = _mm512_loadu_ps(tile[r]);
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, c + r * ldc));
+    _mm512_mask_storeu_ps(c + r * ldc, mask, v);
+  }
 }
 
 }  // namespace
