@@ -10,8 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._engine import check_params, check_tensor, follow_torch_threads
-from ._modules import _check_construction, _RecurrentMixin, twin_of
+from ._engine import (
+    autocast_precision,
+    check_params,
+    check_tensor,
+    follow_torch_threads,
+)
+from ._modules import _check_construction, _float, _RecurrentMixin, twin_of
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -54,6 +59,14 @@ class _CellMixin(_RecurrentMixin):
             return self.torch_twin()(input, hx)
         if not isinstance(input, Tensor):
             raise TypeError(f"input: expected a Tensor, got {type(input).__name__}")
+        # Under torch.autocast("cpu", bfloat16) torch's cells compute in bfloat16; RNNCell
+        # returns bfloat16, LSTMCell and GRUCell float32. The same here (see _modules.py).
+        w0 = self._parameters.get("weight_ih")  # type: ignore[attr-defined]
+        float32 = isinstance(w0, Tensor) and w0.dtype == torch.float32
+        precision = autocast_precision() if float32 else "fp32"
+        if precision == "bf16":
+            input = _float(input)
+            hx = tuple(_float(h) for h in hx) if isinstance(hx, (tuple, list)) else _float(hx)
         check_tensor(input, "input")
         if input.dim() not in (1, 2):
             raise ValueError(
@@ -82,13 +95,17 @@ class _CellMixin(_RecurrentMixin):
         h0, c0 = self._cell_state(hx, lstm, batched, batch, input.dtype)
         shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if not compiling and not _needs_grad(input, h0, c0, params):
-            return self._infer(stack, input, h0, c0, batch, shape)
-        x = input.reshape(1, batch, self.input_size).contiguous()
-        h0 = None if h0 is None else h0.reshape(1, batch, self.hidden_size).contiguous()
-        c0 = None if c0 is None else c0.reshape(1, batch, self.hidden_size).contiguous()
-        _, h_n, c_n = self._run(x, h0, c0, None, params, stack)
-        h = h_n.view(shape)
-        return (h, c_n.view(shape)) if lstm and c_n is not None else h
+            out = self._infer(stack, input, h0, c0, batch, shape, precision)
+        else:
+            x = input.reshape(1, batch, self.input_size).contiguous()
+            h0 = None if h0 is None else h0.reshape(1, batch, self.hidden_size).contiguous()
+            c0 = None if c0 is None else c0.reshape(1, batch, self.hidden_size).contiguous()
+            _, h_n, c_n = self._run(x, h0, c0, None, params, stack, precision)
+            h = h_n.view(shape)
+            out = (h, c_n.view(shape)) if lstm and c_n is not None else h
+        if precision == "bf16" and self.mode in ("RNN_TANH", "RNN_RELU"):  # RNNCell
+            return out.to(torch.bfloat16)
+        return out
 
     def _infer(
         self,
@@ -98,6 +115,7 @@ class _CellMixin(_RecurrentMixin):
         c0: Tensor | None,
         batch: int,
         shape: tuple[int, ...],
+        precision: str = "fp32",
     ) -> Any:
         """No autograd: one engine call on NumPy views (torch's own ops cost a microsecond
         each, as much as a small cell's product)."""
@@ -112,6 +130,7 @@ class _CellMixin(_RecurrentMixin):
             self._rnnfast_engine().version,
             0.0,
             0,
+            precision,
         )
         h = torch.from_numpy(h_n.reshape(shape))
         return (h, torch.from_numpy(c_n.reshape(shape))) if c_n is not None else h

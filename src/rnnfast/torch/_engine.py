@@ -118,6 +118,22 @@ class StackBinding:
         self._keys = []
 
 
+def autocast_precision() -> str:
+    """ "bf16" under torch.autocast("cpu", dtype=torch.bfloat16), where torch.nn's recurrent
+    modules compute their products in bfloat16 (measured: LSTM, GRU and RNN all differ from
+    float32 by ~1e-3 there); else "fp32".
+    """
+    if not torch.is_autocast_enabled("cpu"):
+        return "fp32"
+    return "bf16" if torch.get_autocast_dtype("cpu") == torch.bfloat16 else "fp32"
+
+
+# Which of torch.nn's modules return bfloat16 under autocast: LSTM and RNN do, GRU returns
+# float32 (torch 2.13's CPU autocast lists lstm and rnn_tanh/rnn_relu, not gru; its GRU's
+# matrix products are cast one by one). A projected LSTM (not oneDNN's) returns c_n float32.
+AUTOCAST_BF16_OUTPUTS = ("LSTM", "RNN_TANH", "RNN_RELU")
+
+
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().numpy()
 
@@ -137,14 +153,15 @@ class StackFunction(torch.autograd.Function):
         lengths: np.ndarray | None,
         dropout: float,
         key: int,
+        precision: str,
         *params: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         y, h_n, c_n, tape = stack.forward(
-            _np(x), _np(h0), _np(c0), lengths, True, engine.version, dropout, key
+            _np(x), _np(h0), _np(c0), lengths, True, engine.version, dropout, key, precision
         )
         ctx.stack, ctx.tape, ctx.engine = stack, tape, engine
         ctx.dtype = y.dtype
-        ctx.rerun = (lengths, dropout, key)
+        ctx.rerun = (lengths, dropout, key, precision)
         # Saved so that torch refuses a backward after any of them changed in place, and so that
         # a second backward (retain_graph=True) can make the spent tape again.
         ctx.save_for_backward(x, h0, c0, *params)
@@ -186,8 +203,10 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     tape = ctx.tape
     ctx.tape_version_checked = tape is not None
     if tape is None:  # a second backward through a retained graph: the same forward again
-        lengths, dropout, key = ctx.rerun
-        _, _, _, tape = ctx.stack.forward(_np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key)
+        lengths, dropout, key, precision = ctx.rerun
+        _, _, _, tape = ctx.stack.forward(
+            _np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key, precision
+        )
     ctx.tape = None
     grads = ctx.engine.new_grads(ctx.dtype)
     need_x = ctx.needs_input_grad[3]
@@ -207,7 +226,7 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     out_dh0 = torch.from_numpy(dh0) if need[4] else None
     out_dc0 = torch.from_numpy(dc0) if dc0 is not None and need[5] else None
     out_grads = [torch.from_numpy(g) for g in grads]
-    return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, *out_grads)
+    return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, None, *out_grads)
 
 
 def _contiguous(t: torch.Tensor | None) -> np.ndarray | None:

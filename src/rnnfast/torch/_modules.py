@@ -11,9 +11,11 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from ._engine import (
+    AUTOCAST_BF16_OUTPUTS,
     SUPPORTED_DTYPES,
     StackBinding,
     StackFunction,
+    autocast_precision,
     check_params,
     check_tensor,
     follow_torch_threads,
@@ -22,6 +24,11 @@ from ._engine import (
 from ._ops import stack_forward
 
 _KEY_RANGE = 2**63 - 1  # dropout keys: non-negative int64, so a compiled graph can hold them
+
+
+def _float(t: Any) -> Any:
+    """A bfloat16 tensor as float32 (differentiably); anything else as it is."""
+    return t.float() if isinstance(t, Tensor) and t.dtype == torch.bfloat16 else t
 
 
 def _check_construction(device: Any, dtype: Any) -> None:
@@ -161,10 +168,20 @@ class _RecurrentMixin:
             # torch.jit.trace, torch.onnx.export and torch.export record torch's operators
             # (aten::lstm, ...), which every runtime knows, not rnnfast's calls.
             return self.torch_twin()(input, hx)
+        # Under torch.autocast("cpu", bfloat16) torch.nn's modules compute their products in
+        # bfloat16; LSTM and RNN return bfloat16, GRU float32. The same here: products in bf16
+        # (precision "bf16", rnnfast.LSTM's) from float32 copies of a bfloat16 input or state.
+        w0 = self._flat_weights[0] if self._flat_weights else None
+        float32 = isinstance(w0, Tensor) and w0.dtype == torch.float32
+        precision = autocast_precision() if float32 else "fp32"
+        if precision == "bf16":
+            input = _float(input)
+            lstm_pair = self.mode == "LSTM" and isinstance(hx, (tuple, list))
+            hx = tuple(_float(h) for h in hx) if lstm_pair else _float(hx)
         packing = None
         if isinstance(input, PackedSequence):
             packing = _Packing(input)
-            data = input.data
+            data = input.data if precision == "fp32" else _float(input.data)
             check_tensor(data, "input")
             x = data.new_zeros(packing.steps, packing.batch, data.shape[-1])
             x = x.index_put((packing.t, packing.b), data)
@@ -197,7 +214,11 @@ class _RecurrentMixin:
         x = x.contiguous()
         h0, c0 = self._check_hx(hx, x.shape[1], unbatched, x.dtype)
         lengths = None if packing is None else packing.lengths
-        y, h_n, c_n = self._run(x, h0, c0, lengths, params, stack)
+        y, h_n, c_n = self._run(x, h0, c0, lengths, params, stack, precision)
+        if precision == "bf16" and self.mode in AUTOCAST_BF16_OUTPUTS:
+            y, h_n = y.to(torch.bfloat16), h_n.to(torch.bfloat16)
+            if c_n is not None and not self.proj_size:  # torch's projected LSTM: c_n float32
+                c_n = c_n.to(torch.bfloat16)
 
         lstm = self.mode == "LSTM"
         if packing is not None:
@@ -222,6 +243,7 @@ class _RecurrentMixin:
         lengths: Tensor | None,
         params: list[Tensor],
         stack: Any,
+        precision: str = "fp32",
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         lstm = self.mode == "LSTM"
         drop = self.dropout if self.training and self.num_layers > 1 else 0.0
@@ -241,6 +263,7 @@ class _RecurrentMixin:
                 self.proj_size,
                 float(drop),
                 key,
+                precision,
             )
             return y, h_n, (c_n if lstm else None)
         follow_torch_threads()
@@ -263,10 +286,13 @@ class _RecurrentMixin:
                 engine.version,
                 drop,
                 seed,
+                precision,
             )
             c_out = torch.from_numpy(c_n) if c_n is not None else None
             return torch.from_numpy(y), torch.from_numpy(h_n), c_out
-        outs = StackFunction.apply(engine, stack, lstm, x, h0, c0, lens, drop, seed, *params)
+        outs = StackFunction.apply(
+            engine, stack, lstm, x, h0, c0, lens, drop, seed, precision, *params
+        )
         return outs[0], outs[1], (outs[2] if lstm else None)
 
 

@@ -47,9 +47,10 @@ def _run_forward(
     training: bool,
     dropout: float,
     key: Tensor,
+    precision: str,
 ) -> Any:
     return stack.forward(
-        _np(x), _np(h0), _np(c0), _np(lengths), training, -1, dropout, int(key.item())
+        _np(x), _np(h0), _np(c0), _np(lengths), training, -1, dropout, int(key.item()), precision
     )
 
 
@@ -68,17 +69,19 @@ def stack_forward(
     proj: int,
     dropout: float,
     key: Tensor,
+    precision: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """y, h_n, c_n (empty but for LSTM) of the whole stack."""
+    """y, h_n, c_n (empty but for LSTM) of the whole stack; precision "fp32" or "bf16" (the
+    products, rnnfast.RNN's `precision`)."""
     stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
-    y, h_n, c_n, _ = _run_forward(stack, x, h0, c0, lengths, False, dropout, key)
+    y, h_n, c_n, _ = _run_forward(stack, x, h0, c0, lengths, False, dropout, key, precision)
     c_out = torch.from_numpy(c_n) if c_n is not None else x.new_empty(0)
     return torch.from_numpy(y), torch.from_numpy(h_n), c_out
 
 
 @stack_forward.register_fake
 def _(  # type: ignore[no-untyped-def]  # the custom op's signature, above
-    x, h0, c0, lengths, params, cell, hidden, layers, bidirectional, bias, proj, dropout, key
+    x, h0, c0, lengths, params, cell, hidden, layers, bidirectional, bias, proj, dropout, key, prec
 ):
     steps, batch = x.shape[0], x.shape[1]
     dirs, width = 2 if bidirectional else 1, proj or hidden
@@ -108,11 +111,12 @@ def stack_backward(
     proj: int,
     dropout: float,
     key: Tensor,
+    precision: str,
 ) -> list[Tensor]:
     """[dx, dh0, dc0 (empty but for LSTM), *parameter gradients]: the training forward again,
     then backward."""
     stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
-    _, _, _, tape = _run_forward(stack, x, h0, c0, lengths, True, dropout, key)
+    _, _, _, tape = _run_forward(stack, x, h0, c0, lengths, True, dropout, key, precision)
     grads = [torch.zeros(p.shape, dtype=p.dtype) for p in params]
     stack.set_grads([g.numpy() for g in grads])
     dx, dh0, dc0 = stack.backward(tape, _np(dy), _np(dh_n), _np(dc_n), True)
