@@ -28,7 +28,8 @@ int check(int status, const rnnfast_error& err) {
 
 int main() {
   const int64_t steps = 5, batch = 3, input = 4, hidden = 6, layers = 2;
-  rnnfast_spec spec = {RNNFAST_LSTM, RNNFAST_FLOAT32, input, hidden, layers, 0, 1, 0, 0};
+  rnnfast_spec spec = {
+      RNNFAST_LSTM, RNNFAST_FLOAT32, input, hidden, layers, 0, 1, 0, 0, RNNFAST_PRECISION_NATIVE};
   rnnfast_error err;
   rnnfast_stack* stack = nullptr;
   if (check(rnnfast_stack_create(&spec, &stack, &err), err)) return 1;

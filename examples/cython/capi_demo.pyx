@@ -36,6 +36,7 @@ def run(list params, float[:, :, ::1] x, float[:, :, ::1] dy, int64_t hidden, in
     spec.dtype = rnnfast.RNNFAST_FLOAT32
     spec.input_size, spec.hidden_size, spec.num_layers = inputs, hidden, layers
     spec.bidirectional, spec.bias, spec.proj_size, spec.peepholes = 0, 1, 0, 0
+    spec.precision = rnnfast.RNNFAST_PRECISION_NATIVE
     cdef const rnnfast.rnnfast_api* api = rnnfast.api()
     cdef rnnfast.rnnfast_stack* stack = NULL
     cdef rnnfast.rnnfast_tape* tape = NULL
@@ -88,6 +89,7 @@ def time_calls(list params, float[:, :, ::1] x, int64_t hidden, int64_t layers, 
     spec.cell, spec.dtype = rnnfast.RNNFAST_LSTM, rnnfast.RNNFAST_FLOAT32
     spec.input_size, spec.hidden_size, spec.num_layers = x.shape[2], hidden, layers
     spec.bidirectional, spec.bias, spec.proj_size, spec.peepholes = 0, 1, 0, 0
+    spec.precision = rnnfast.RNNFAST_PRECISION_NATIVE
     cdef const rnnfast.rnnfast_api* api = rnnfast.api()
     cdef rnnfast.rnnfast_stack* stack = NULL
     check(api.stack_create(&spec, &stack, &err), &err)

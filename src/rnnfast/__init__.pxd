@@ -19,6 +19,8 @@ cdef extern from "rnnfast.h":
         RNNFAST_GRU_RESET_BEFORE
         RNNFAST_FLOAT32
         RNNFAST_FLOAT64
+        RNNFAST_PRECISION_NATIVE
+        RNNFAST_PRECISION_BF16
 
     ctypedef struct rnnfast_error:
         int status
@@ -34,6 +36,7 @@ cdef extern from "rnnfast.h":
         int bias
         int64_t proj_size
         int peepholes
+        int precision
 
     ctypedef struct rnnfast_stack:
         pass

@@ -31,7 +31,8 @@ SCRIPT = textwrap.dedent(
     class Spec(ctypes.Structure):
         _fields_ = [("cell", ctypes.c_int), ("dtype", ctypes.c_int), ("input_size", i64),
                     ("hidden_size", i64), ("num_layers", i64), ("bidirectional", ctypes.c_int),
-                    ("bias", ctypes.c_int), ("proj_size", i64), ("peepholes", ctypes.c_int)]
+                    ("bias", ctypes.c_int), ("proj_size", i64), ("peepholes", ctypes.c_int),
+                    ("precision", ctypes.c_int)]
 
     err_p = ctypes.POINTER(Error)
     lib.rnnfast_stack_create.argtypes = [ctypes.POINTER(Spec), ctypes.POINTER(vp), err_p]
@@ -48,17 +49,19 @@ SCRIPT = textwrap.dedent(
     LSTM = 2
     out = {}
 
-    def create(name, input_size=3, hidden=4, layers=1):
+    def create(name, input_size=3, hidden=4, layers=1, dtype=0, precision=0):
         err, stack = Error(), vp()
-        spec = Spec(LSTM, 0, input_size, hidden, layers, 0, 1, 0, 0)
+        spec = Spec(LSTM, dtype, input_size, hidden, layers, 0, 1, 0, 0, precision)
         status = lib.rnnfast_stack_create(
             ctypes.byref(spec), ctypes.byref(stack), ctypes.byref(err))
         out[name] = [status, err.message.decode()]
         return stack
 
     for name, kw in {"input_2^62": dict(input_size=2**62), "hidden_2^40": dict(hidden=2**40),
-                     "layers_2^40": dict(layers=2**40), "hidden_0": dict(hidden=0)}.items():
-        create(name, **kw)
+                     "layers_2^40": dict(layers=2**40), "hidden_0": dict(hidden=0),
+                     "precision_7": dict(precision=7),
+                     "precision_bf16_float64": dict(precision=1, dtype=1)}.items():
+        lib.rnnfast_stack_free(create(name, **kw))
 
     keep = []
     def bound_stack():
@@ -138,6 +141,21 @@ SCRIPT = textwrap.dedent(
     forward(other, ctypes.byref(tape))
     out["backward_other_stack"] = backward(stack, tape, gptrs, n)
     lib.rnnfast_tape_free(tape)
+
+    # A bf16 stack computes what rnnfast.LSTM(precision="bf16") does, bit for bit.
+    import rnnfast
+    err, bf = Error(), vp()
+    spec = Spec(LSTM, 0, 3, 4, 1, 0, 1, 0, 0, 1)
+    lib.rnnfast_stack_create(ctypes.byref(spec), ctypes.byref(bf), ctypes.byref(err))
+    m = rnnfast.LSTM(3, 4, seed=2, precision="bf16")
+    arrays = [np.ascontiguousarray(a) for a in m.state_dict().values()]
+    lib.rnnfast_set_params(bf, (vp * 4)(*[a.ctypes.data for a in arrays]), 4, None)
+    xr = np.random.default_rng(3).standard_normal((T, B, 3)).astype(np.float32)
+    forward(bf, None, xp=xr.ctypes.data)
+    out["bf16_matches_module"] = bool(np.array_equal(y, m(xr)[0]))
+    m.precision = "fp32"
+    out["bf16_differs_from_fp32"] = not np.array_equal(y, m(xr)[0])
+    lib.rnnfast_stack_free(bf)
     print(json.dumps(out))
     """
 )
@@ -165,6 +183,8 @@ EINVAL = 1
         ("hidden_2^40", "hidden_size"),
         ("layers_2^40", "num_layers"),
         ("hidden_0", "hidden_size"),
+        ("precision_7", "precision: expected RNNFAST_PRECISION_NATIVE or RNNFAST_PRECISION_BF16"),
+        ("precision_bf16_float64", "precision: RNNFAST_PRECISION_BF16 needs dtype"),
         ("forward_2^61_steps_null_x", "steps x batch"),
         ("forward_null_x", "x: NULL"),
         ("forward_negative_batch", "steps, batch"),
@@ -189,3 +209,9 @@ def test_good_calls_and_sizes_still_work(results):
     assert results["backward_after_refusals"] == [0, ""]
     assert results["grads_untouched"], "a refused backward changed the gradients"
     assert results["param_size"] == [16 * 3, 16 * 4, 16, 16]
+
+
+def test_bf16_precision_through_the_c_api(results):
+    """RNNFAST_PRECISION_BF16 gives rnnfast.LSTM(precision="bf16")'s bits, not float32's."""
+    assert results["bf16_matches_module"]
+    assert results["bf16_differs_from_fp32"]

@@ -17,6 +17,7 @@
 struct rnnfast_stack {
   rnnfast::StackSpec spec;
   int dtype = RNNFAST_FLOAT32;
+  rnnfast::Precision precision = rnnfast::Precision::Native;
   std::unique_ptr<rnnfast::Stack<float>> f32;
   std::unique_ptr<rnnfast::Stack<double>> f64;
   std::vector<const void*> params;
@@ -129,7 +130,7 @@ void forward_typed(rnnfast_stack* s, rnnfast::Stack<T>& core, int64_t steps, int
   std::unique_ptr<rnnfast::Tape<T>> t = tape ? std::make_unique<rnnfast::Tape<T>>() : nullptr;
   core.forward(params, s->version.load(), steps, batch, static_cast<const T*>(x), nullptr,
                static_cast<const T*>(h0), static_cast<const T*>(c0), lengths, static_cast<T*>(y),
-               static_cast<T*>(h_n), static_cast<T*>(c_n), t.get());
+               static_cast<T*>(h_n), static_cast<T*>(c_n), t.get(), {}, nullptr, s->precision);
   if (tape) {
     auto out = std::make_unique<rnnfast_tape>();
     if constexpr (std::is_same_v<T, float>) {
@@ -167,6 +168,12 @@ int rnnfast_stack_create(const rnnfast_spec* spec, rnnfast_stack** out, rnnfast_
                                   std::to_string(spec->cell));
     if (spec->dtype != RNNFAST_FLOAT32 && spec->dtype != RNNFAST_FLOAT64)
       throw std::invalid_argument("dtype: expected RNNFAST_FLOAT32 or RNNFAST_FLOAT64");
+    if (spec->precision != RNNFAST_PRECISION_NATIVE && spec->precision != RNNFAST_PRECISION_BF16)
+      throw std::invalid_argument(
+          "precision: expected RNNFAST_PRECISION_NATIVE or RNNFAST_PRECISION_BF16, got " +
+          std::to_string(spec->precision));
+    if (spec->precision == RNNFAST_PRECISION_BF16 && spec->dtype != RNNFAST_FLOAT32)
+      throw std::invalid_argument("precision: RNNFAST_PRECISION_BF16 needs dtype RNNFAST_FLOAT32");
     const auto cell = static_cast<rnnfast::Cell>(spec->cell);
     auto s = std::make_unique<rnnfast_stack>();
     s->spec = {cell,
@@ -179,6 +186,8 @@ int rnnfast_stack_create(const rnnfast_spec* spec, rnnfast_stack** out, rnnfast_
                spec->peepholes != 0};
     s->spec.validate();
     s->dtype = spec->dtype;
+    s->precision = spec->precision == RNNFAST_PRECISION_BF16 ? rnnfast::Precision::Bf16
+                                                             : rnnfast::Precision::Native;
     if (s->dtype == RNNFAST_FLOAT32) {
       s->f32 = std::make_unique<rnnfast::Stack<float>>(s->spec);
     } else {

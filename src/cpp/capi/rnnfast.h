@@ -49,7 +49,8 @@ extern "C" {
 #define RNNFAST_API
 #endif
 
-#define RNNFAST_API_VERSION 1
+/* 2: rnnfast_spec gained `precision` (a struct of version 1 is one int shorter). */
+#define RNNFAST_API_VERSION 2
 
 enum rnnfast_status {
   RNNFAST_OK = 0,
@@ -66,6 +67,10 @@ enum rnnfast_cell {
 };
 enum rnnfast_dtype { RNNFAST_FLOAT32 = 0, RNNFAST_FLOAT64 = 1 };
 
+/* What the products compute in: the stack's dtype, or (float32 stacks) bfloat16 operands with
+ * float32 sums, as rnnfast.LSTM(precision="bf16") (its docstring states the error bound). */
+enum rnnfast_precision { RNNFAST_PRECISION_NATIVE = 0, RNNFAST_PRECISION_BF16 = 1 };
+
 typedef struct rnnfast_error {
   int status;
   char message[512];
@@ -78,6 +83,7 @@ typedef struct rnnfast_spec {
   int bidirectional, bias;
   int64_t proj_size; /* LSTM only; 0 for none */
   int peepholes;     /* LSTM only */
+  int precision;     /* enum rnnfast_precision; a zeroed spec computes in its dtype */
 } rnnfast_spec;
 
 typedef struct rnnfast_stack rnnfast_stack; /* opaque */
