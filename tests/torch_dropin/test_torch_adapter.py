@@ -328,7 +328,7 @@ def test_dropout_follows_torch_seed_and_mode():
             lambda: rt.LSTM(3, 4),
             lambda m: m(torch.randn(2, 1, 3, dtype=torch.float16)),
             TypeError,
-            "input: rnnfast runs float32 and float64; got torch.float16",
+            "input: rnnfast runs float32, float64 and bfloat16; got torch.float16",
         ),
         (
             lambda: rt.LSTM(3, 4),
@@ -340,7 +340,7 @@ def test_dropout_follows_torch_seed_and_mode():
             lambda: rt.GRU(3, 4).half(),
             lambda m: m(torch.randn(2, 1, 3)),
             TypeError,
-            "weight_ih_l0: rnnfast runs float32 and float64",
+            "weight_ih_l0: rnnfast runs float32, float64 and bfloat16",
         ),
         (
             lambda: rt.GRU(3, 4),

@@ -11,7 +11,10 @@ repeats them), `torch.compile` (through custom operators) and DistributedDataPar
 forward, one backward). `patch(model)` switches every torch RNN and cell inside a model to
 rnnfast in place, keeping its Parameter objects; `unpatch(model)` switches back.
 
-CPU only, float32 and float64; anything else gets an error, never a silent copy. Unless rnnfast's
+bfloat16 as torch does it: under `torch.autocast("cpu", dtype=torch.bfloat16)` the products run
+in bf16 (rnnfast's precision "bf16") and outputs take the dtypes torch.nn gives there; modules and
+inputs in torch.bfloat16 run bf16 from float32 copies of the parameters, refreshed every call.
+CPU only, float32, float64 and bfloat16; anything else gets an error. Unless rnnfast's
 thread count was chosen (`rnnfast.set_num_threads`, OMP_NUM_THREADS), calls from here use torch's
 (`torch.get_num_threads()`), so the two never run more threads than torch was given.
 """

@@ -59,12 +59,18 @@ class _CellMixin(_RecurrentMixin):
             return self.torch_twin()(input, hx)
         if not isinstance(input, Tensor):
             raise TypeError(f"input: expected a Tensor, got {type(input).__name__}")
-        # Under torch.autocast("cpu", bfloat16) torch's cells compute in bfloat16; RNNCell
-        # returns bfloat16, LSTMCell and GRUCell float32. The same here (see _modules.py).
+        # A bfloat16 cell computes in bf16 and returns bfloat16, as torch's; under
+        # torch.autocast("cpu", bfloat16) torch's cells compute in bf16 too, RNNCell returning
+        # bfloat16, LSTMCell and GRUCell float32. The same here (see _modules.py).
         w0 = self._parameters.get("weight_ih")  # type: ignore[attr-defined]
+        bf16_params = isinstance(w0, Tensor) and w0.dtype == torch.bfloat16
         float32 = isinstance(w0, Tensor) and w0.dtype == torch.float32
-        precision = autocast_precision() if float32 else "fp32"
+        precision = "bf16" if bf16_params else (autocast_precision() if float32 else "fp32")
         if precision == "bf16":
+            if bf16_params and input.dtype != torch.bfloat16:
+                raise TypeError(
+                    f"input: expected dtype torch.bfloat16 (the parameters'), got {input.dtype}"
+                )
             input = _float(input)
             hx = tuple(_float(h) for h in hx) if isinstance(hx, (tuple, list)) else _float(hx)
         check_tensor(input, "input")
@@ -87,7 +93,7 @@ class _CellMixin(_RecurrentMixin):
             stack = None
         else:
             stack = self._rnnfast_engine().stack_for(self, params)  # type: ignore[arg-type]
-        if input.dtype != params[0].dtype:
+        if input.dtype != params[0].dtype and not bf16_params:
             raise TypeError(
                 f"input: expected dtype {params[0].dtype} (the parameters'), got {input.dtype}"
             )
@@ -103,8 +109,12 @@ class _CellMixin(_RecurrentMixin):
             _, h_n, c_n = self._run(x, h0, c0, None, params, stack, precision)
             h = h_n.view(shape)
             out = (h, c_n.view(shape)) if lstm and c_n is not None else h
-        if precision == "bf16" and self.mode in ("RNN_TANH", "RNN_RELU"):  # RNNCell
-            return out.to(torch.bfloat16)
+        if precision == "bf16" and (bf16_params or self.mode in ("RNN_TANH", "RNN_RELU")):
+            return (
+                tuple(o.to(torch.bfloat16) for o in out)
+                if isinstance(out, tuple)
+                else (out.to(torch.bfloat16))
+            )
         return out
 
     def _infer(

@@ -23,7 +23,9 @@ import torch
 from .. import _core, _runtime
 from .._cells import of_torch_mode
 
-SUPPORTED_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+# The engine's dtype for each torch dtype: a bfloat16 module runs a float32 stack in precision
+# "bf16" from float32 copies of its parameters (StackBinding.stack_for).
+SUPPORTED_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "float32"}
 
 
 def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> dict[str, Any]:
@@ -58,11 +60,11 @@ def check_tensor(t: torch.Tensor, name: str) -> None:
     if not t.is_cpu:
         raise ValueError(f"{name}: rnnfast runs on the CPU; got a tensor on {t.device}")
     if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name}: rnnfast runs float32 and float64; got {t.dtype}")
+        raise TypeError(f"{name}: rnnfast runs float32, float64 and bfloat16; got {t.dtype}")
 
 
 def check_params(module: torch.nn.RNNBase, params: list[torch.Tensor]) -> None:
-    """Every parameter on the CPU, float32 or float64, all of one dtype."""
+    """Every parameter on the CPU, float32, float64 or bfloat16, all of one dtype."""
     for p, name in zip(params, module._flat_weights_names):
         if p is None:
             raise ValueError(f"{name}: the parameter is None")
@@ -75,13 +77,16 @@ class StackBinding:
     """One torch module's C++ stack and the parameters bound to it (not to be confused with
     rnnfast._recurrent.Engine, the protocol of rnnfast's own engines)."""
 
-    __slots__ = ("_keys", "_spec", "_stack", "layout", "lock", "version")
+    __slots__ = ("_keys", "_shadow", "_spec", "_stack", "layout", "lock", "version")
 
     def __init__(self) -> None:
         self._spec: dict[str, Any] | None = None
         self._stack: Any = None
         self.lock = threading.Lock()  # bind-and-run (grads) is one step
         self._keys: list = []  # (data_ptr, shape, stride) of each parameter when bound
+        # bfloat16 parameters: float32 copies, bound to the stack and refreshed at every call
+        # (the stack then compares their values with those it packed, as for float32).
+        self._shadow: list[torch.Tensor] = []
         # What the stack is told of the parameters' values: compare them (see the module doc).
         self.version = _core.VERIFY_PARAMS
         # Where each parameter's gradient sits in one flat array: (offset, size, shape).
@@ -98,8 +103,16 @@ class StackBinding:
             self._stack = _core.Stack(**spec)
             self._spec = spec
             moved = True
+        bound = params
+        if params[0].dtype == torch.bfloat16:
+            if moved:
+                self._shadow = [p.detach().float() for p in params]
+            else:
+                for copy, p in zip(self._shadow, params):
+                    copy.copy_(p.detach())
+            bound = self._shadow
         if moved:
-            self._stack.set_params([p.detach().numpy() for p in params])
+            self._stack.set_params([p.detach().numpy() for p in bound])
             self.layout, offset = [], 0
             for p in params:
                 self.layout.append((offset, p.numel(), tuple(p.shape)))
@@ -161,6 +174,7 @@ class StackFunction(torch.autograd.Function):
         )
         ctx.stack, ctx.tape, ctx.engine = stack, tape, engine
         ctx.dtype = y.dtype
+        ctx.param_dtype = params[0].dtype  # bfloat16 modules get bfloat16 gradients
         ctx.rerun = (lengths, dropout, key, precision)
         # Saved so that torch refuses a backward after any of them changed in place, and so that
         # a second backward (retain_graph=True) can make the spent tape again.
@@ -225,7 +239,7 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     out_dx = torch.from_numpy(dx) if dx is not None else None
     out_dh0 = torch.from_numpy(dh0) if need[4] else None
     out_dc0 = torch.from_numpy(dc0) if dc0 is not None and need[5] else None
-    out_grads = [torch.from_numpy(g) for g in grads]
+    out_grads = [torch.from_numpy(g).to(ctx.param_dtype) for g in grads]
     return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, None, *out_grads)
 
 

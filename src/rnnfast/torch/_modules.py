@@ -35,7 +35,9 @@ def _check_construction(device: Any, dtype: Any) -> None:
     if device is not None and torch.device(device).type != "cpu":
         raise ValueError(f"device: rnnfast runs on the CPU; got {device!r}")
     if dtype is not None and dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"dtype: rnnfast runs torch.float32 and torch.float64; got {dtype}")
+        raise TypeError(
+            f"dtype: rnnfast runs torch.float32, torch.float64 and torch.bfloat16; got {dtype}"
+        )
 
 
 class _Packing:
@@ -168,20 +170,13 @@ class _RecurrentMixin:
             # torch.jit.trace, torch.onnx.export and torch.export record torch's operators
             # (aten::lstm, ...), which every runtime knows, not rnnfast's calls.
             return self.torch_twin()(input, hx)
-        # Under torch.autocast("cpu", bfloat16) torch.nn's modules compute their products in
-        # bfloat16; LSTM and RNN return bfloat16, GRU float32. The same here: products in bf16
-        # (precision "bf16", rnnfast.LSTM's) from float32 copies of a bfloat16 input or state.
-        w0 = self._flat_weights[0] if self._flat_weights else None
-        float32 = isinstance(w0, Tensor) and w0.dtype == torch.float32
-        precision = autocast_precision() if float32 else "fp32"
+        precision, bf16_params = self._precision()
         if precision == "bf16":
-            input = _float(input)
-            lstm_pair = self.mode == "LSTM" and isinstance(hx, (tuple, list))
-            hx = tuple(_float(h) for h in hx) if lstm_pair else _float(hx)
+            input, hx = self._as_float32(input, hx, bf16_params)
         packing = None
         if isinstance(input, PackedSequence):
             packing = _Packing(input)
-            data = input.data if precision == "fp32" else _float(input.data)
+            data = input.data
             check_tensor(data, "input")
             x = data.new_zeros(packing.steps, packing.batch, data.shape[-1])
             x = x.index_put((packing.t, packing.b), data)
@@ -207,7 +202,7 @@ class _RecurrentMixin:
                 f"input: expected input_size {self.input_size} (last dimension), got {x.shape[-1]}"
             )
         params, stack = self._params()
-        if x.dtype != params[0].dtype:
+        if x.dtype != params[0].dtype and not bf16_params:
             raise TypeError(
                 f"input: expected dtype {params[0].dtype} (the parameters'), got {x.dtype}"
             )
@@ -215,9 +210,10 @@ class _RecurrentMixin:
         h0, c0 = self._check_hx(hx, x.shape[1], unbatched, x.dtype)
         lengths = None if packing is None else packing.lengths
         y, h_n, c_n = self._run(x, h0, c0, lengths, params, stack, precision)
-        if precision == "bf16" and self.mode in AUTOCAST_BF16_OUTPUTS:
+        if precision == "bf16" and (bf16_params or self.mode in AUTOCAST_BF16_OUTPUTS):
             y, h_n = y.to(torch.bfloat16), h_n.to(torch.bfloat16)
-            if c_n is not None and not self.proj_size:  # torch's projected LSTM: c_n float32
+            # (Under autocast torch's projected LSTM, not oneDNN's, keeps c_n float32.)
+            if c_n is not None and (bf16_params or not self.proj_size):
                 c_n = c_n.to(torch.bfloat16)
 
         lstm = self.mode == "LSTM"
@@ -234,6 +230,40 @@ class _RecurrentMixin:
         else:
             out = y.transpose(0, 1) if self.batch_first else y
         return out, ((h_n, c_n) if lstm else h_n)
+
+    def _precision(self) -> tuple[str, bool]:
+        """What the products compute in, and whether the parameters are bfloat16. As torch.nn:
+        a bfloat16 module computes in bf16; so does a float32 one under
+        torch.autocast("cpu", bfloat16), where torch's LSTM and RNN return bfloat16 and its
+        GRU float32 (AUTOCAST_BF16_OUTPUTS). bf16 here is rnnfast.LSTM's precision "bf16",
+        on float32 copies of bfloat16 tensors."""
+        w0 = self._flat_weights[0] if self._flat_weights else None
+        dtype = w0.dtype if isinstance(w0, Tensor) else None
+        if dtype == torch.bfloat16:
+            return "bf16", True
+        return (autocast_precision() if dtype == torch.float32 else "fp32"), False
+
+    def _as_float32(self, input: Any, hx: Any, bf16_params: bool) -> tuple[Any, Any]:
+        """The input and state of a bf16 run as float32 (differentiably); a bfloat16 module's
+        input must be bfloat16, as torch's must."""
+        data = input.data if isinstance(input, PackedSequence) else input
+        if bf16_params and isinstance(data, Tensor) and data.dtype != torch.bfloat16:
+            raise TypeError(
+                f"input: expected dtype torch.bfloat16 (the parameters'), got {data.dtype}"
+            )
+        if isinstance(input, PackedSequence):
+            input = input._replace(data=_float(input.data))
+        else:
+            input = _float(input)
+        lstm_pair = self.mode == "LSTM" and isinstance(hx, (tuple, list))
+        parts = tuple(hx) if lstm_pair else (hx,)
+        for part in parts:
+            if bf16_params and isinstance(part, Tensor) and part.dtype != torch.bfloat16:
+                raise TypeError(
+                    f"hx: expected dtype torch.bfloat16 (the input's), got {part.dtype}"
+                )
+        floats = tuple(_float(h) for h in parts)
+        return input, (floats if lstm_pair else floats[0])
 
     def _run(
         self,

@@ -18,6 +18,8 @@ from ._engine import SUPPORTED_DTYPES, follow_torch_threads
 
 
 def _stack(x: Tensor, params: list[Tensor], cfg: tuple) -> Any:
+    """A stack of x's dtype (float32 for a bfloat16 module: x comes converted) bound to the
+    parameters (as float32 copies when they are bfloat16)."""
     follow_torch_threads()
     cell, hidden, layers, bidirectional, bias, proj = cfg
     stack = _core.Stack(
@@ -30,8 +32,13 @@ def _stack(x: Tensor, params: list[Tensor], cfg: tuple) -> Any:
         dtype=SUPPORTED_DTYPES[x.dtype],
         proj_size=proj,
     )
-    stack.set_params([p.detach().contiguous().numpy() for p in params])
+    stack.set_params([_as_engine(p).contiguous().numpy() for p in params])
     return stack
+
+
+def _as_engine(p: Tensor) -> Tensor:
+    """A parameter in the engine's dtype: bfloat16 as a float32 copy, the others as they are."""
+    return p.detach().float() if p.dtype == torch.bfloat16 else p.detach()
 
 
 def _np(t: Tensor | None) -> Any:
@@ -117,11 +124,12 @@ def stack_backward(
     then backward."""
     stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
     _, _, _, tape = _run_forward(stack, x, h0, c0, lengths, True, dropout, key, precision)
-    grads = [torch.zeros(p.shape, dtype=p.dtype) for p in params]
+    grads = [torch.zeros(p.shape, dtype=x.dtype) for p in params]
     stack.set_grads([g.numpy() for g in grads])
     dx, dh0, dc0 = stack.backward(tape, _np(dy), _np(dh_n), _np(dc_n), True)
     dc0_t = torch.from_numpy(dc0) if dc0 is not None else x.new_empty(0)
-    return [torch.from_numpy(dx), torch.from_numpy(dh0), dc0_t, *grads]
+    out = [g.to(p.dtype) for g, p in zip(grads, params)]
+    return [torch.from_numpy(dx), torch.from_numpy(dh0), dc0_t, *out]
 
 
 @stack_backward.register_fake

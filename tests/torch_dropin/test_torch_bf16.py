@@ -1,7 +1,8 @@
-"""rnnfast.torch under torch.autocast("cpu", dtype=torch.bfloat16), as a PyTorch user's bf16
-training script runs it: the products in bfloat16 (precision "bf16"), the output dtypes torch.nn
-gives there (LSTM and RNN bfloat16, GRU float32), float32 gradients, within the bf16 error bound
-of a float64 torch.nn module; and nothing changed outside autocast."""
+"""rnnfast.torch in bfloat16 as PyTorch users get it: under torch.autocast("cpu",
+dtype=torch.bfloat16) (products in bf16, precision "bf16"; the output dtypes torch.nn gives
+there: LSTM and RNN bfloat16, GRU float32; float32 gradients) and as modules and inputs in
+torch.bfloat16 (everything bfloat16, as torch's); within the bf16 error bound of a float64
+torch.nn module; and nothing changed outside autocast."""
 
 from __future__ import annotations
 
@@ -158,3 +159,78 @@ def test_cells_under_autocast_follow_torch(name):
         for g, w, r in zip(got, want, ref):
             assert g.dtype == w.dtype
             assert U / 16 < _rel(g, r) <= NORM_BOUND
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize(("name", "kw"), MODULES, ids=IDS)
+def test_bfloat16_modules_match_torch_dtypes_and_float64_values(name, kw):
+    ours, theirs = _pair(name, kw, num_layers=2)
+    exact = getattr(torch.nn, name)(12, 20, num_layers=2, **kw)
+    exact.load_state_dict(theirs.state_dict())
+    ours.to(torch.bfloat16)
+    theirs.to(torch.bfloat16)
+    exact.double()
+    x = torch.randn(9, 4, 12).to(torch.bfloat16)
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, want = _flat(ours(x_ours)), _flat(theirs(x_theirs))
+    ref = _flat(exact(x.double()))
+    for g, w, r in zip(got, want, ref):
+        assert g.dtype == w.dtype == torch.bfloat16 and g.shape == w.shape
+        assert _rel(g, r) <= NORM_BOUND
+    got[0].float().sum().backward()
+    want[0].float().sum().backward()
+    assert x_ours.grad.dtype == torch.bfloat16
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert p.grad.dtype == q.grad.dtype == torch.bfloat16
+
+
+def test_bfloat16_module_sees_every_weight_update():
+    """Its float32 copies are refreshed at every call: after an optimiser step and a write
+    through .data (EMA helpers' way), the output is that of a fresh module with the new values."""
+    torch.manual_seed(2)
+    m = rt.GRU(12, 20).to(torch.bfloat16)
+    x = torch.randn(6, 3, 12).to(torch.bfloat16)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    for _ in range(2):
+        m(x)[0].float().sum().backward()
+        opt.step()
+        m.weight_hh_l0.data.mul_(0.5)
+        fresh = rt.GRU(12, 20).to(torch.bfloat16)
+        fresh.load_state_dict(m.state_dict())
+        with torch.no_grad():
+            assert torch.equal(m(x)[0], fresh(x)[0])
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_bfloat16_cells_match_torch_dtypes(name):
+    torch.manual_seed(0)
+    ours = getattr(rt, name)(12, 20).to(torch.bfloat16)
+    theirs = getattr(torch.nn, name)(12, 20).to(torch.bfloat16)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 12).to(torch.bfloat16)
+    got, want = ours(x), theirs(x)
+    got, want = (o if isinstance(o, tuple) else (o,) for o in (got, want))
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype == torch.bfloat16
+        assert _rel(g, w) <= 2 * NORM_BOUND
+
+
+def test_bfloat16_module_refuses_float32_input_by_name():
+    m = rt.LSTM(12, 20).to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"input: expected dtype torch\.bfloat16"):
+        m(torch.randn(5, 2, 12))
+    with pytest.raises(TypeError, match=r"hx: expected dtype torch\.bfloat16"):
+        m(torch.randn(5, 2, 12).to(torch.bfloat16), (torch.zeros(1, 2, 20), torch.zeros(1, 2, 20)))
+
+
+def test_bfloat16_module_under_torch_compile():
+    torch._dynamo.reset()
+    m = rt.LSTM(12, 20).to(torch.bfloat16)
+    x = torch.randn(6, 3, 12).to(torch.bfloat16).requires_grad_()
+    compiled = torch.compile(lambda x: m(x)[0].float().sum(), backend="aot_eager", fullgraph=True)
+    loss = compiled(x)
+    loss.backward()
+    with torch.no_grad():
+        eager = m(x.detach())[0].float().sum()
+    assert torch.equal(loss.detach(), eager)
+    assert m.weight_ih_l0.grad.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
