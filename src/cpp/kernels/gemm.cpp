@@ -59,10 +59,27 @@ void PackedB<T>::pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows sk
                    for (index_t p = p0; p < p1; ++p) {
                      uint32_t* dst = pairs_.get() + p * stride;
                      const index_t j0 = p * nr, cols = std::min(nr, n_ - j0);
-                     for (index_t q = 0; q < pairs; ++q)
-                       for (index_t j = 0; j < nr; ++j)
-                         dst[q * nr + j] =
-                             j < cols ? bf16_pair(at(2 * q, j0 + j), at(2 * q + 1, j0 + j)) : 0u;
+                     for (index_t q = 0; q < pairs; ++q) {
+                       uint32_t* row = dst + q * nr;
+                       std::fill(row + cols, row + nr, 0u);
+                       const index_t k0 = 2 * q, k1 = 2 * q + 1;
+                       if (trans == Trans::No) {  // two rows of b, paired a vector at a time
+                         const bool has0 = k0 < k_ && !skip.padding(k0);
+                         const bool has1 = k1 < k_ && !skip.padding(k1);
+                         if (!has0 && !has1) {
+                           std::fill(row, row + cols, 0u);
+                         } else if (has0) {
+                           kernels_->pair_rows_bf16(b + k0 * ldb + j0,
+                                                    has1 ? b + k1 * ldb + j0 : nullptr, cols, row);
+                         } else {  // only the odd row: pair it with zeros by hand
+                           for (index_t j = 0; j < cols; ++j)
+                             row[j] = bf16_pair(0.0f, b[k1 * ldb + j0 + j]);
+                         }
+                         continue;
+                       }
+                       for (index_t j = 0; j < cols; ++j)
+                         row[j] = bf16_pair(at(k0, j0 + j), at(k1, j0 + j));
+                     }
                    }
                  });
   }

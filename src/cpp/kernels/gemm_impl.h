@@ -135,23 +135,34 @@ void gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32_t* 
   });
 }
 
-// Rows of A (float, row i's depth p at a[i*rs + p*ks]) into bf16 pairs, dst[i*ld + p/2].
+// Rows of A (float, row i's depth p at a[i*rs + p*ks]) into bf16 pairs, dst[i*ld + p/2]: rows
+// of a row-major A (ks == 1), or columns of one (rs == 1: a transposed A, the weight gradients').
 template <typename V>
 void convert_a_bf16(index_t rows, index_t depth, const float* a, index_t rs, index_t ks,
                     uint32_t* dst, index_t ld) {
-  if (ks == 1) {
-    with_bf16<V>([&](auto op) {
+  with_bf16<V>([&](auto op) {
+    using Op = decltype(op);
+    if (ks == 1) {
+      for (index_t i = 0; i < rows; ++i) to_bf16_pairs<Op>(a + i * rs, depth, dst + i * ld);
+    } else if (rs == 1) {
+      Op::convert_columns(rows, depth, a, ks, dst, ld);
+    } else {  // no such caller: any strides, one pair at a time
       for (index_t i = 0; i < rows; ++i)
-        to_bf16_pairs<decltype(op)>(a + i * rs, depth, dst + i * ld);
-    });
-    return;
-  }
-  for (index_t i = 0; i < rows; ++i) {  // a transposed A: gathered one pair at a time
-    index_t p = 0;
-    for (; p + 1 < depth; p += 2)
-      dst[i * ld + p / 2] = bf16_pair(a[i * rs + p * ks], a[i * rs + (p + 1) * ks]);
-    if (p < depth) dst[i * ld + p / 2] = bf16_pair(a[i * rs + p * ks], 0.0f);
-  }
+        for (index_t p = 0; p < depth; p += 2)
+          dst[i * ld + p / 2] =
+              bf16_pair(a[i * rs + p * ks], p + 1 < depth ? a[i * rs + (p + 1) * ks] : 0.0f);
+    }
+  });
+}
+
+// dst[j] = the bf16 pair (even[j], odd[j]) for j < n (odd null: zeros): a row of pairs of a
+// packed B (kernels/gemm.h PackedB).
+template <typename V>
+void pair_rows_bf16(const float* even, const float* odd, index_t n, uint32_t* dst) {
+  with_bf16<V>([&](auto op) {
+    index_t j = decltype(op)::pair_rows(even, odd, n, dst);
+    for (; j < n; ++j) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
+  });
 }
 
 // ---- Packing -------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
   if constexpr (sizeof(typename V::T) == 4) {  // bf16 products: float tables only
     t.gemm_block_bf16 = &gemm_block_bf16<V>;
     t.convert_a_bf16 = &convert_a_bf16<V>;
+    t.pair_rows_bf16 = &pair_rows_bf16<V>;
   }
   t.pack_b_transposed = &pack_b_transposed<V>;
   t.exp = &exp_array<V>;

@@ -44,7 +44,16 @@ struct WideBf16 {
   static V madd(V acc, const Bcast& a, const Weights& w) {
     return fma(a.low, w.low, fma(a.high, w.high, acc));
   }
-  static index_t convert(const float*, index_t, uint32_t*) { return 0; }  // all left to scalar
+  // (No vector rounding here: every conversion is left to the scalar code of kernels/bf16.h.)
+  static index_t convert(const float*, index_t, uint32_t*) { return 0; }
+  static index_t pair_rows(const float*, const float*, index_t, uint32_t*) { return 0; }
+  static void convert_columns(index_t rows, index_t depth, const float* a, index_t lda,
+                              uint32_t* dst, index_t ld) {
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t p = 0; 2 * p < depth; ++p)
+        dst[i * ld + p] =
+            bf16_pair(a[2 * p * lda + i], 2 * p + 1 < depth ? a[(2 * p + 1) * lda + i] : 0.0f);
+  }
 };
 
 // n floats into ceil(n/2) bf16 pairs, whole vectors by the policy's instruction where it has one.

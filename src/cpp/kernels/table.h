@@ -43,6 +43,8 @@ struct KernelTable {
   // Rows of a float A (depth p of row i at a[i*rs + p*ks]) into bf16 pairs at dst[i*ld + p/2].
   void (*convert_a_bf16)(index_t rows, index_t depth, const float* a, index_t rs, index_t ks,
                          uint32_t* dst, index_t ld) = nullptr;
+  // dst[j] = the bf16 pair (even[j], odd[j]) (odd null: zeros) for j < n. Null in double tables.
+  void (*pair_rows_bf16)(const float* even, const float* odd, index_t n, uint32_t* dst) = nullptr;
   // One B panel of nr columns from `cols` rows of src (row stride ldb), zero padded:
   // dst[k*nr + j] = src[j*ldb + k].
   void (*pack_b_transposed)(index_t k, index_t cols, const T* src, index_t ldb, T* dst);
@@ -73,7 +75,7 @@ constexpr bool complete(const KernelTable<T>& t) {
   bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
             t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh &&
             t.fma_chain_count > 0 && t.fma_chains;
-  if (sizeof(T) == 4) ok = ok && t.gemm_block_bf16 && t.convert_a_bf16;
+  if (sizeof(T) == 4) ok = ok && t.gemm_block_bf16 && t.convert_a_bf16 && t.pair_rows_bf16;
   for (const CellKernels<T>& c : t.cells)
     ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;
   return ok;

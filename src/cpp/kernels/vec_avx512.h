@@ -83,6 +83,43 @@ struct NativeBf16 {
     }
     return i;
   }
+  // dst[j] = the pair (even[j], odd[j]) (odd null: zeros) for j < 16*floor(n/16); returns how
+  // many, the caller pairs the rest.
+  static index_t pair_rows(const float* even, const float* odd, index_t n, uint32_t* dst) {
+    index_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      const __m512 hi = odd ? _mm512_loadu_ps(odd + j) : _mm512_setzero_ps();
+      _mm512_storeu_si512(dst + j, interleave(_mm512_loadu_ps(even + j), hi));
+    }
+    return j;
+  }
+  // Columns of a row-major float A as rows of pairs (a transposed A): dst[i*ld + p] = the pair
+  // (a[2p*lda + i], a[(2p+1)*lda + i]) for i < rows, p < ceil(depth/2), 16 columns a vector.
+  static void convert_columns(index_t rows, index_t depth, const float* a, index_t lda,
+                              uint32_t* dst, index_t ld) {
+    const __m512i lanes =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(static_cast<int>(ld)));
+    for (index_t i = 0; i < rows; i += 16) {
+      const auto mask = static_cast<__mmask16>(rows - i >= 16 ? 0xffff : (1u << (rows - i)) - 1);
+      for (index_t p = 0; 2 * p < depth; ++p) {
+        const __m512 lo = _mm512_maskz_loadu_ps(mask, a + 2 * p * lda + i);
+        const __m512 hi = 2 * p + 1 < depth ? _mm512_maskz_loadu_ps(mask, a + (2 * p + 1) * lda + i)
+                                            : _mm512_setzero_ps();
+        _mm512_mask_i32scatter_epi32(dst + i * ld + p, mask, lanes, interleave(lo, hi), 4);
+      }
+    }
+  }
+
+ private:
+  // Sixteen (lo[l], hi[l]) bf16 pairs, lane l in word l.
+  static __m512i interleave(__m512 lo, __m512 hi) {
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // lo's 16 bf16, then hi's
+    const __m512i order =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(order, both);
+  }
 };
 #endif
 

@@ -284,7 +284,9 @@ void layer_backward_weights(const LayerBackward<T>& a) {
   // Padding rows of x and of the carried states are packed as zeros: their gate gradients are
   // zero, but 0 * NaN is not.
   const kernels::PaddingRows padding{a.lengths, batch};
-  const PackedB<T> h_rows(Trans::No, rows_all, sd, a.hs + (a.reverse ? bs : 0), sd, padding);
+  // In bf16 the weight gradients are bf16 products too, summed in float32 (kernels/bf16.h).
+  const Precision pr = a.packs->precision;
+  const PackedB<T> h_rows(Trans::No, rows_all, sd, a.hs + (a.reverse ? bs : 0), sd, padding, pr);
   // A team for the one-hot gradient when its n x rows additions are worth one.
   const int one_hot_team =
       static_cast<int>(std::clamp<index_t>(gh * rows_all / (1 << 17), 1, get_num_threads()));
@@ -298,9 +300,9 @@ void layer_backward_weights(const LayerBackward<T>& a) {
   const bool sums_from_one_hot = a.ids && a.db_ih && !lbr;
   // Every operand is packed before the first addition: a failure (memory) adds nothing.
   std::optional<PackedB<T>> x_rows, rh_rows, m_rows;
-  if (!a.ids) x_rows.emplace(Trans::No, rows_all, in, a.x, in, padding);
-  if (two_part) rh_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding);
-  if (proj) m_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding);
+  if (!a.ids) x_rows.emplace(Trans::No, rows_all, in, a.x, in, padding, pr);
+  if (two_part) rh_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding, pr);
+  if (proj) m_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding, pr);
   std::unique_lock<std::mutex> lock;
   if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
   if (a.ids) {  // one-hot x: dW_ih's columns gather their rows of dG, no product

@@ -71,7 +71,7 @@ template <typename T>
 std::shared_ptr<const ForwardPacks<T>> pack_forward(Cell cell, index_t input, index_t hidden,
                                                     index_t proj, const LayerWeights<T>& w,
                                                     Precision precision);
-// (bf16: the products backward runs with W, dx and dh_prev; the weight gradients stay float.)
+// (bf16: every product of backward, the weight gradients' too, runs in bf16.)
 template <typename T>
 std::shared_ptr<const BackwardPacks<T>> pack_backward(Cell cell, index_t input, index_t hidden,
                                                       index_t proj, const LayerWeights<T>& w,

@@ -9,7 +9,7 @@
 // A training forward fills a Tape (what backward needs, taken from the Stack's memory pool);
 // backward consumes it: gradients are added (+=) to the given arrays, dx and dstate0 written.
 // `precision` Bf16 (float32 stacks only) runs forward's products in bf16 (kernels/bf16.h), and
-// the backward of its tape likewise (dx and the recurrent dh; the weight gradients stay float32).
+// the backward of its tape likewise (every product, the weight gradients' too; sums in float32).
 // Packed weights are kept between calls while the caller's parameter version stays the same
 // (kNoCache: pack for this call only; kVerify: compare the values themselves); see Stack::forward.
 //
