@@ -17,8 +17,14 @@ import rnnfast
 from rnnfast import reference
 
 U = 2.0**-8  # bfloat16's unit roundoff (8 significant bits)
-NORM_BOUND = 4 * U  # |err| / |ref|, norm-wise over an array (measured: <= 1.5 U)
-MAX_BOUND = 8 * U  # max |err| / max |ref| (measured: <= 2 U)
+NORM_BOUND = 4 * U  # |err| / |ref|, norm-wise over an array (measured: <= 1.8 U)
+
+
+def max_bound(reduction: int) -> float:
+    """max |err| / max |ref| allowed, growing with log2 of the longest reduction of the call
+    (max(I, H, T*B)), as oneDNN's benchdnn bounds reduced precision (measured: 2 U at 60, 4.6 U
+    at 1088)."""
+    return (2 + np.log2(reduction)) * U
 # ReLU's derivative jumps where a pre-activation crosses zero; bf16 moves pre-activations by
 # about U |a|, so a few units near zero flip between gradient and none. Its backward gets a
 # looser norm-wise bound (measured: <= 0.11 over the grid below), still far from a wrong sum.
@@ -66,16 +72,32 @@ def test_bf16_within_bound_of_float64_reference(cls, kw, num_layers, bidirection
     lengths = rng.integers(1, steps + 1, 5)
     got_fwd, got_bwd = _run(fast, x, lengths)
     want_fwd, want_bwd = _run(ref, x.astype(np.float64), lengths)
+    _check_bound(kw, got_fwd, got_bwd, want_fwd, want_bwd, max(24, 37, steps * 5))
+
+
+def _check_bound(kw, got_fwd, got_bwd, want_fwd, want_bwd, reduction):
     relu = kw.get("nonlinearity") == "relu"
+    bound = max_bound(reduction)
     for name, want in want_fwd.items():
         norm, worst = _rel(got_fwd[name], want)
-        assert norm <= NORM_BOUND and worst <= MAX_BOUND, f"{name}: {norm:.2e}, {worst:.2e}"
+        assert norm <= NORM_BOUND and worst <= bound, f"{name}: {norm:.2e}, {worst:.2e}"
     for name, want in want_bwd.items():
         norm, worst = _rel(got_bwd[name], want)
         if relu:
             assert norm <= RELU_GRAD_BOUND, f"{name}: {norm:.2e}"
         else:
-            assert norm <= NORM_BOUND and worst <= MAX_BOUND, f"{name}: {norm:.2e}, {worst:.2e}"
+            assert norm <= NORM_BOUND and worst <= bound, f"{name}: {norm:.2e}, {worst:.2e}"
+
+
+@pytest.mark.parametrize(("input_size", "hidden"), [(1024, 64), (512, 300)])
+@pytest.mark.parametrize(("cls", "kw"), CELLS, ids=CELL_IDS)
+def test_bf16_bound_holds_for_long_reductions(cls, kw, input_size, hidden):
+    fast, ref = make_pair(cls, kw, input_size=input_size, hidden_size=hidden, seed=3)
+    fast.precision = "bf16"
+    x = np.random.default_rng(1).standard_normal((10, 8, input_size)).astype(np.float32)
+    got_fwd, got_bwd = _run(fast, x, None)
+    want_fwd, want_bwd = _run(ref, x.astype(np.float64), None)
+    _check_bound(kw, got_fwd, got_bwd, want_fwd, want_bwd, max(input_size, hidden, 80))
 
 
 @pytest.mark.parametrize(("cls", "kw"), CELLS, ids=CELL_IDS)
