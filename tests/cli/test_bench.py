@@ -51,6 +51,20 @@ def test_rows_are_shares_of_the_fma_peak(tmp_path, capsys):
         assert r["pct_fma"] == pytest.approx(100 * r["gflops"] / fma)
 
 
+def test_bf16_rows_carry_their_precision_and_the_fp32_ratio(tmp_path, capsys):
+    """--precision bf16: rnnfast's products in bf16, float32 timed beside it (`vs fp32`), and
+    the difference from the float64 reference of bf16's size, not float32's."""
+    out = tmp_path / "b.json"
+    assert main([*TINY, "--cells", "lstm", "--precision", "bf16", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "products in bf16" in text and "vs fp32" in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["precision"] == "bf16"
+    for r in data["rows"]:
+        assert r["precision"] == "bf16" and r["vs_fp32"] > 0
+        assert 1e-5 < r["max_rel_diff"] < 0.05
+
+
 @pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf"), 61.0])
 def test_fma_peak_refuses_bad_durations(seconds):
     with pytest.raises(ValueError, match=r"seconds: expected a number in \(0, 60\]"):

@@ -40,6 +40,7 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, caps
         ("reber", "lstm", []),
         ("mass-spring", "rnn", ["--seq-len", "20"]),
         ("adding", "rnn-relu", ["--seq-len", "10", "--init", "identity", "--optim", "rmsprop"]),
+        ("adding", "lstm", ["--seq-len", "10", "--precision", "bf16"]),
     ],
 )
 def test_every_task_trains_and_the_loss_falls(tmp_path, capsys, task, cell, args):
@@ -65,6 +66,7 @@ def test_every_task_trains_and_the_loss_falls(tmp_path, capsys, task, cell, args
     _, meta = checkpoint.load(tmp_path / "run.npz")
     losses = [h[1] for h in meta["config"]["history"]]
     assert losses[-1] < losses[0], losses
+    assert meta["config"]["precision"] == ("bf16" if "bf16" in args else "fp32")
 
 
 @pytest.mark.parametrize(

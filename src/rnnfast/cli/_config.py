@@ -24,6 +24,7 @@ class Config:
     seed: int = 0
     eval_every: int = 100
     eval_batch: int = 512
+    precision: str = "fp32"  # the recurrent layer's products: fp32 or bf16
     history: list[list[float]] = field(default_factory=list)  # [step, train loss, metric]
     losses: list[float] = field(default_factory=list)  # every step's training loss
     # --gradflow: [step, ||dE_T/dh_k|| at each FLOW_POINTS distance..., clipped fraction]

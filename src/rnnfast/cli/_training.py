@@ -49,7 +49,7 @@ class Model:
         spec = TASKS[cfg.task]
         cls, kw = CELLS[cfg.cell]
         self.spec = spec
-        self.rnn = cls(spec.inputs, cfg.hidden, seed=cfg.seed, **kw)
+        self.rnn = cls(spec.inputs, cfg.hidden, seed=cfg.seed, precision=cfg.precision, **kw)
         self.head = nn.Linear(cfg.hidden, spec.outputs, seed=cfg.seed + 1)
         schemes = {
             "orthogonal": ("xavier_uniform", "orthogonal"),

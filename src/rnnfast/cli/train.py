@@ -18,7 +18,7 @@ from ._training import CELLS, INITS, KIND, OPTIMIZERS, Resumed, run
 
 # What may change when a run is resumed (applied, and said); every other option is fixed by the
 # checkpoint (the architecture, the data, the optimiser) and refused when given differently.
-CHANGEABLE = ("steps", "lr", "clip", "eval_every")
+CHANGEABLE = ("steps", "lr", "clip", "eval_every", "precision")
 
 
 def _load_resume(path: str, cfg: Config, given: dict[str, Any]) -> tuple[Config, Resumed]:
@@ -30,7 +30,9 @@ def _load_resume(path: str, cfg: Config, given: dict[str, Any]) -> tuple[Config,
             f"{path}: a checkpoint of rnnfast charrnn; resume it with `rnnfast charrnn train "
             "--resume`"
         )
-    saved = checkpoint.config_from(meta, Config, path, KIND, optional=("losses", "flow"))
+    saved = checkpoint.config_from(
+        meta, Config, path, KIND, optional=("losses", "flow", "precision")
+    )
     if saved.task not in TASKS or saved.cell not in CELLS or saved.optim not in OPTIMIZERS:
         raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (unknown task/cell/optim)")
     for name, value in given.items():
@@ -91,6 +93,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--init", choices=INITS, help=f"initialisation of W_hh (default {d.init})")
     p.add_argument("--seed", type=seed, help=f"parameters and data (default {d.seed})")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help=f"the recurrent layer's products (default {d.precision}; bf16: see rnnfast.LSTM)",
+    )
     p.add_argument("--threads", type=THREADS, help="rnnfast threads (default: all cores)")
     p.add_argument(
         "--eval-every",
@@ -124,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 OPTIONS: tuple[str, ...] = ("cell", "hidden", "steps", "seq_len", "batch", "lr", "optim", "clip")
-OPTIONS = (*OPTIONS, "init", "seed", "eval_every")
+OPTIONS = (*OPTIONS, "init", "seed", "eval_every", "precision")
 
 
 def main(args: argparse.Namespace) -> int:
