@@ -14,7 +14,8 @@ namespace rnnfast::kernels {
 inline constexpr index_t kAmxRows = 16;   // rows of an A tile
 inline constexpr index_t kAmxDepth = 16;  // pairs of an A tile's row (64 bytes)
 
-inline index_t round_up(index_t n, index_t to) {
+// (static: each translation unit its own copy, as kernels/bf16.h's helpers.)
+static inline index_t round_up(index_t n, index_t to) {
   return (n + to - 1) / to * to;
 }
 

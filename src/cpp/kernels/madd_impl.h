@@ -4,8 +4,10 @@
 //
 // A policy has A and B (an element of A, of packed B), kDepth (depth values per element: 1, or 2
 // for bf16 pairs), Bcast/broadcast (an A element to every lane), Weights/load (kWidth B elements)
-// and madd(acc, Bcast, Weights). Each accumulator sums its depth in ascending order whatever the
-// tile, so results depend on neither the tile shape nor the thread split.
+// and madd(acc, Bcast, Weights); a bf16 one also rounds floats into pairs (convert, pair_rows,
+// convert_columns: with its instruction, or leaving the work to kernels/bf16.h's scalar code). Each
+// accumulator sums its depth in ascending order whatever the tile, so results depend on neither the
+// tile shape nor the thread split.
 #if !defined(RNNFAST_ISA_NS)
 #error "include from kernel_impl.h, inside an ISA's namespace"
 #endif
