@@ -119,57 +119,86 @@ void rec_product_as(const kernels::Product<typename V::T>& p, const Ep& ep) {
         [&](index_t r, index_t rows) { rec_rows<V, Op, G, S::kRows, 1>(rows, p, r, g, ep); });
 }
 
-// The bf16 product on AMX tiles (kernels/amx.h), for 16 lanes a group: blocks of 16 rows and
-// four groups, A rounded to pairs a chunk of depth at a time (zero padded to whole tiles), the
-// sums in `out` between chunks; then the epilogue of each row and group from `out`.
-template <typename V, int G, typename Ep>
-void rec_product_amx(const kernels::Product<float>& p, const Ep& ep) {
-  constexpr index_t kRows = kernels::kAmxRows, kChunk = 256, kGroups = 4;  // chunk: pairs
-  constexpr index_t kLda = kChunk + 16, kLdo = kGroups * G * 16;
-  alignas(64) uint32_t a[kRows * kLda];
-  alignas(64) float out[kRows * kLdo];
+// ---- The bf16 product: into a buffer, then the epilogue -----------------------------------
+// A bf16 product is computed a block at a time (16 rows, four groups) into `out`, then each
+// row's and group's epilogue reads its sums there. The products are instantiated once per gate
+// count and policy, not once per cell epilogue as the fused float path is (three policies per
+// epilogue had tripled the AVX-512 file's compile time).
+
+inline constexpr index_t kBlockRows = kernels::kAmxRows, kBlockGroups = 4;
+
+// The sums of rows [r0, r0 + rows) and groups [g, g + groups) of `p` on AMX tiles, A rounded to
+// pairs a chunk of depth at a time (zero padded to whole tiles): out[r][(m*G + k)*16 + lane].
+template <typename V, int G>
+void amx_block(const kernels::Product<float>& p, index_t r0, index_t rows, index_t g,
+               index_t groups, float* out, index_t ldo) {
+  constexpr index_t kChunk = 256, kLda = kChunk + 16;  // pairs
+  alignas(64) uint32_t a[kBlockRows * kLda];
   const index_t pairs = (p.depth + 1) / 2;
-  for (index_t r0 = 0; r0 < p.rows; r0 += kRows) {
-    const index_t rows = smaller(kRows, p.rows - r0);
-    for (index_t g = p.g0; g < p.g1; g += kGroups) {
-      const index_t groups = smaller(kGroups, p.g1 - g);
-      for (index_t c0 = 0; c0 < pairs; c0 += kChunk) {
-        const index_t n = smaller(kChunk, pairs - c0), padded = kernels::round_up(n, 16);
-        for (index_t r = 0; r < kRows; ++r) {
-          uint32_t* dst = a + r * kLda;
-          const index_t done = r < rows ? n : 0;
-          if (r < rows)
-            with_bf16<V>([&](auto op) {
-              to_bf16_pairs<decltype(op)>(p.a + (r0 + r) * p.lda + 2 * c0,
-                                          smaller(2 * n, p.depth - 2 * c0), dst);
-            });
-          for (index_t q = done; q < padded; ++q) dst[q] = 0;
-        }
-        kernels::amx_panel_product(padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
-                                   p.w_stride, G, groups * G, c0 == 0, out, kLdo);
+  for (index_t c0 = 0; c0 < pairs; c0 += kChunk) {
+    const index_t n = smaller(kChunk, pairs - c0), padded = kernels::round_up(n, 16);
+    for (index_t r = 0; r < kBlockRows; ++r) {
+      uint32_t* dst = a + r * kLda;
+      const index_t done = r < rows ? n : 0;
+      if (r < rows)
+        with_bf16<V>([&](auto op) {
+          to_bf16_pairs<decltype(op)>(p.a + (r0 + r) * p.lda + 2 * c0,
+                                      smaller(2 * n, p.depth - 2 * c0), dst);
+        });
+      for (index_t q = done; q < padded; ++q) dst[q] = 0;
+    }
+    kernels::amx_panel_product(padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
+                               p.w_stride, G, groups * G, c0 == 0, out, ldo);
+  }
+}
+
+// The same sums with vector instructions (vdpbf16ps, or widening), in the fused path's tiles.
+template <typename V, int G>
+void vector_block(const kernels::Product<float>& p, index_t r0, index_t rows, index_t g,
+                  index_t groups, float* out, index_t ldo) {
+  constexpr index_t W = V::kWidth;
+  kernels::Product<float> sub = p;
+  sub.a = p.a + r0 * p.lda;
+  sub.rows = rows;
+  sub.g0 = g;
+  sub.g1 = g + groups;
+  auto keep = [&](index_t r, index_t grp, const V* acc) {
+    for (int k = 0; k < G; ++k) acc[k].store(out + r * ldo + ((grp - g) * G + k) * W);
+  };
+  with_bf16<V>([&](auto op) { rec_product_as<V, decltype(op), G>(sub, keep); });
+}
+
+template <typename V, int G, typename Ep>
+void rec_product_bf16(const kernels::Product<float>& p, const Ep& ep) {
+  constexpr index_t W = V::kWidth, kLdo = kBlockGroups * G * W;
+  alignas(64) float out[kBlockRows * kLdo];
+  // Under avx512_amx every bf16 product is on tiles, whatever the rows: a kernel chosen by the
+  // rows a thread gets would make the bits depend on the batch and the thread split.
+  bool amx = false;
+  if constexpr (W == 16) amx = kernels::amx_active();
+  for (index_t r0 = 0; r0 < p.rows; r0 += kBlockRows) {
+    const index_t rows = smaller(kBlockRows, p.rows - r0);
+    for (index_t g = p.g0; g < p.g1; g += kBlockGroups) {
+      const index_t groups = smaller(kBlockGroups, p.g1 - g);
+      if constexpr (W == 16) {
+        if (amx) amx_block<V, G>(p, r0, rows, g, groups, out, kLdo);
       }
-      // The sums are read in place as vectors (V wraps __m512, which may alias floats; `out`
-      // is 64-byte aligned and a gate block is 64 bytes): a copy into a V array became a
-      // memmove call a gate (GCC's loop distribution), 10% of a step.
+      if (!amx) vector_block<V, G>(p, r0, rows, g, groups, out, kLdo);
+      // The sums are read in place as vectors (`out` is aligned, a gate block is a vector):
+      // copying them into a V array became a memmove call a gate (GCC's loop distribution).
       for (index_t r = 0; r < rows; ++r)
         for (index_t m = 0; m < groups; ++m)
-          ep(r0 + r, g + m, reinterpret_cast<const V*>(out + r * kLdo + m * G * 16));
+          ep(r0 + r, g + m, reinterpret_cast<const V*>(out + r * kLdo + m * G * W));
     }
   }
 }
 
-// The product in the weights' format: float panels (p.w), or bf16 pairs (p.w_pairs, float only).
+// The product in the weights' format: float panels (p.w), fused with the epilogue, or bf16
+// pairs (p.w_pairs, float only), through a buffer.
 template <typename V, int G, typename Ep>
 void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
   if constexpr (sizeof(typename V::T) == 4) {
-    if (p.w_pairs) {
-      if constexpr (V::kWidth == 16) {
-        // Under avx512_amx every bf16 product is on tiles, whatever the rows: a kernel chosen by
-        // the rows a thread gets would make the bits depend on the batch and the thread split.
-        if (kernels::amx_active()) return rec_product_amx<V, G>(p, ep);
-      }
-      return with_bf16<V>([&](auto op) { rec_product_as<V, decltype(op), G>(p, ep); });
-    }
+    if (p.w_pairs) return rec_product_bf16<V, G>(p, ep);
   }
   rec_product_as<V, PlainMadd<V>, G>(p, ep);
 }
