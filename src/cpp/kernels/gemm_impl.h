@@ -136,7 +136,8 @@ void gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32_t* 
 }
 
 // Rows of A (float, row i's depth p at a[i*rs + p*ks]) into bf16 pairs, dst[i*ld + p/2]: rows
-// of a row-major A (ks == 1), or columns of one (rs == 1: a transposed A, the weight gradients').
+// of a row-major A (ks == 1), or columns of one (else rs == 1: a transposed A, the weight
+// gradients'; kernels/gemm.cpp passes no other).
 template <typename V>
 void convert_a_bf16(index_t rows, index_t depth, const float* a, index_t rs, index_t ks,
                     uint32_t* dst, index_t ld) {
@@ -144,13 +145,8 @@ void convert_a_bf16(index_t rows, index_t depth, const float* a, index_t rs, ind
     using Op = decltype(op);
     if (ks == 1) {
       for (index_t i = 0; i < rows; ++i) to_bf16_pairs<Op>(a + i * rs, depth, dst + i * ld);
-    } else if (rs == 1) {
+    } else {  // the GEMM's only other A: a transposed one (rs == 1)
       Op::convert_columns(rows, depth, a, ks, dst, ld);
-    } else {  // no such caller: any strides, one pair at a time
-      for (index_t i = 0; i < rows; ++i)
-        for (index_t p = 0; p < depth; p += 2)
-          dst[i * ld + p / 2] =
-              bf16_pair(a[i * rs + p * ks], p + 1 < depth ? a[i * rs + (p + 1) * ks] : 0.0f);
     }
   });
 }
