@@ -10,7 +10,8 @@ namespace rnnfast::kernels {
 namespace {
 
 // Palette 1: tiles 0-3 accumulate C (2 x 2 blocks of 16 x 16 floats), 4-5 hold two A blocks
-// (16 rows x 16 pairs), 6-7 two B blocks (16 pairs x 16 columns): 64 bytes a row for each.
+// (16 rows x 16 pairs), 6-7 two B blocks (16 pairs x 16 columns): 64 bytes a row for each. (The
+// recurrent product: one A block in 4, B blocks in 5-7.)
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0;
   uint8_t reserved[14] = {};
@@ -18,11 +19,12 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-TileConfig make_config() {
+// Every tile 64 bytes a row; C and A tiles (below first_b) `rows` high, B tiles 16 pair rows.
+TileConfig make_config(index_t rows = kAmxRows, int first_b = 6) {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
     cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
+    cfg.rows[t] = static_cast<uint8_t>(t < first_b ? rows : kAmxRows);
   }
   return cfg;
 }
@@ -93,11 +95,13 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
   _tile_release();
 }
 
-void amx_panel_product(index_t pairs, const uint32_t* a, index_t lda, const uint32_t* w,
-                       index_t w_stride, index_t gates, index_t blocks, bool first, float* out,
-                       index_t ldo) {
-  static const TileConfig kConfig = make_config();
-  _tile_loadconfig(&kConfig);
+void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
+                       const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
+                       bool first, float* out, index_t ldo) {
+  // Tiles of `rows` rows: a multiply's time grows with them (a batch of 1 on 16-row tiles ran
+  // 16 rows of zeros), and a row's sums do not depend on the others.
+  const TileConfig config = make_config(rows, /*first_b=*/5);
+  _tile_loadconfig(&config);
   const auto a_bytes = static_cast<long>(lda * 4), w_bytes = static_cast<long>(gates * 16 * 4);
   const auto o_bytes = static_cast<long>(ldo * 4);
   auto b_of = [&](index_t j) { return w + (j / gates) * w_stride + (j % gates) * 16; };

@@ -27,12 +27,12 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
                          bool accumulate);
 
 // The recurrent product on tiles, one chunk of depth: out[r][16 j + n] = (first ? 0 : out) +
-// sum over `pairs` (a multiple of kAmxDepth) of A's row r (16 rows of pairs at a, lda words
-// apart, zero padded) times column block j < blocks of B, whose pair row q is at
+// sum over `pairs` (a multiple of kAmxDepth) of A's row r (rows <= 16 rows of pairs at a, lda
+// words apart, zero padded) times column block j < blocks of B, whose pair row q is at
 // w + (j / gates) * w_stride + (j % gates) * 16 + q * gates * 16 (a group's panel of
-// kernels/recurrent.h, 16 lanes, bf16 pairs). out: 16 rows, ldo floats apart.
-void amx_panel_product(index_t pairs, const uint32_t* a, index_t lda, const uint32_t* w,
-                       index_t w_stride, index_t gates, index_t blocks, bool first, float* out,
-                       index_t ldo);
+// kernels/recurrent.h, 16 lanes, bf16 pairs). out: `rows` rows, ldo floats apart.
+void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
+                       const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
+                       bool first, float* out, index_t ldo);
 
 }  // namespace rnnfast::kernels

@@ -128,7 +128,8 @@ void rec_product_as(const kernels::Product<typename V::T>& p, const Ep& ep) {
 inline constexpr index_t kBlockRows = kernels::kAmxRows, kBlockGroups = 4;
 
 // The sums of rows [r0, r0 + rows) and groups [g, g + groups) of `p` on AMX tiles, A rounded to
-// pairs a chunk of depth at a time (zero padded to whole tiles): out[r][(m*G + k)*16 + lane].
+// pairs a chunk of depth at a time (zero padded to whole tiles of depth; the tiles are `rows`
+// high): out[r][(m*G + k)*16 + lane].
 template <typename V, int G>
 void amx_block(const kernels::Product<float>& p, index_t r0, index_t rows, index_t g,
                index_t groups, float* out, index_t ldo) {
@@ -137,17 +138,15 @@ void amx_block(const kernels::Product<float>& p, index_t r0, index_t rows, index
   const index_t pairs = (p.depth + 1) / 2;
   for (index_t c0 = 0; c0 < pairs; c0 += kChunk) {
     const index_t n = smaller(kChunk, pairs - c0), padded = kernels::round_up(n, 16);
-    for (index_t r = 0; r < kBlockRows; ++r) {
+    for (index_t r = 0; r < rows; ++r) {
       uint32_t* dst = a + r * kLda;
-      const index_t done = r < rows ? n : 0;
-      if (r < rows)
-        with_bf16<V>([&](auto op) {
-          to_bf16_pairs<decltype(op)>(p.a + (r0 + r) * p.lda + 2 * c0,
-                                      smaller(2 * n, p.depth - 2 * c0), dst);
-        });
-      for (index_t q = done; q < padded; ++q) dst[q] = 0;
+      with_bf16<V>([&](auto op) {
+        to_bf16_pairs<decltype(op)>(p.a + (r0 + r) * p.lda + 2 * c0,
+                                    smaller(2 * n, p.depth - 2 * c0), dst);
+      });
+      for (index_t q = n; q < padded; ++q) dst[q] = 0;
     }
-    kernels::amx_panel_product(padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
+    kernels::amx_panel_product(rows, padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
                                p.w_stride, G, groups * G, c0 == 0, out, ldo);
   }
 }
