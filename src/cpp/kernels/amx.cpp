@@ -98,8 +98,8 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
 void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
                        const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
                        bool first, float* out, index_t ldo) {
-  // Tiles of `rows` rows: a multiply's time grows with them (a batch of 1 on 16-row tiles ran
-  // 16 rows of zeros), and a row's sums do not depend on the others.
+  // Tiles of `rows` rows: a batch of 1 on 16-row tiles loaded, multiplied and stored 15 rows of
+  // zeros. A row's sums do not depend on the other rows: the bits are the same.
   const TileConfig config = make_config(rows, /*first_b=*/5);
   _tile_loadconfig(&config);
   const auto a_bytes = static_cast<long>(lda * 4), w_bytes = static_cast<long>(gates * 16 * 4);

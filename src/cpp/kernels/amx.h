@@ -27,7 +27,7 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
                          bool accumulate);
 
 // The recurrent product on tiles, one chunk of depth: out[r][16 j + n] = (first ? 0 : out) +
-// sum over `pairs` (a multiple of kAmxDepth) of A's row r (rows <= 16 rows of pairs at a, lda
+// sum over `pairs` (a multiple of kAmxDepth) of A's row r (`rows` <= 16 rows of pairs at a, lda
 // words apart, zero padded) times column block j < blocks of B, whose pair row q is at
 // w + (j / gates) * w_stride + (j % gates) * 16 + q * gates * 16 (a group's panel of
 // kernels/recurrent.h, 16 lanes, bf16 pairs). out: `rows` rows, ldo floats apart.
