@@ -40,8 +40,7 @@ void tile(index_t steps, AView<typename Op::A> av, const typename Op::B* b, inde
     } else {
       typename Op::Weights bv[2 * P];
       for (int p = 0; p < P; ++p) {
-        prefetch(b + p * b_stride + (k + kPrefetchSteps) * NR);
-        prefetch(b + p * b_stride + (k + kPrefetchSteps) * NR + NR / 2);
+        prefetch<NR * sizeof(*b)>(b + p * b_stride + (k + kPrefetchSteps) * NR);
         bv[2 * p] = Op::load(b + p * b_stride + k * NR);
         bv[2 * p + 1] = Op::load(b + p * b_stride + k * NR + W);
       }

@@ -36,11 +36,10 @@ RNNFAST_INLINE void rec_accumulate(V (&acc)[R][G * M], const typename Op::A* a, 
               Op::madd(acc[0][m * G + g], ar, Op::load(w + m * w_stride + (k * G + g) * W));
     } else {  // b is reused by R rows: loaded once into registers
       typename Op::Weights b[N];
-      for (int m = 0; m < M; ++m)
-        for (int g = 0; g < G; ++g) {
-          prefetch(w + m * w_stride + ((k + kPrefetchSteps) * G + g) * W);
-          b[m * G + g] = Op::load(w + m * w_stride + (k * G + g) * W);
-        }
+      for (int m = 0; m < M; ++m) {
+        prefetch<G * W * sizeof(*w)>(w + m * w_stride + (k + kPrefetchSteps) * G * W);
+        for (int g = 0; g < G; ++g) b[m * G + g] = Op::load(w + m * w_stride + (k * G + g) * W);
+      }
       for (int r = 0; r < R; ++r) {
         const auto ar = Op::broadcast(a[r * lda + k]);
         for (int j = 0; j < N; ++j) acc[r][j] = Op::madd(acc[r][j], ar, b[j]);
