@@ -262,6 +262,7 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
     tape->version = version;
     tape->owner = identity_;
     tape->packs = packs;
+    if (version != kNoCache) tape->backward_packs = backward_packs(params, version, precision);
     tape->dropout = dropout;
     if (lengths) tape->lengths.assign(lengths, lengths + batch);
     // The tape owns x's copy: whatever the caller does with its memory next, backward sees x.
@@ -345,7 +346,8 @@ void Stack<T>::backward(const StackParams<T>& params, uint64_t version, Tape<T>&
   const index_t dirs = spec_.directions, bh = batch * hd, bs = batch * sd, width = dirs * sd;
   // The precision forward ran with (what the tape's gates were computed in).
   const Precision precision = tape.packs.empty() ? Precision::Native : tape.packs[0]->precision;
-  const auto packs = backward_packs(params, tape.version, precision);
+  const auto packs = tape.backward_packs.empty() ? backward_packs(params, tape.version, precision)
+                                                 : tape.backward_packs;
   const int64_t* lens = tape.lengths.empty() ? nullptr : tape.lengths.data();
   // Everything the call needs beyond the layers' small workspaces, before the tape is touched: a
   // failure to get it leaves the tape as it was, for a retry.

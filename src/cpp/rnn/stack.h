@@ -84,6 +84,10 @@ class Tape {
   std::vector<Buffer<T>> inputs;      // each layer's input (layer 0: x's copy)
   std::vector<Buffer<T>> gates, hs, cs, extra;                // l*D + d
   std::vector<std::shared_ptr<const ForwardPacks<T>>> packs;  // what forward ran with
+  // What backward multiplies by, packed from the same values as `packs` when forward could name
+  // them (a cached version): backward then never reads the parameters again, so a write between
+  // forward and backward that no version saw cannot mix two sets of weights into one gradient.
+  std::vector<std::shared_ptr<const BackwardPacks<T>>> backward_packs;
   index_t bytes() const;
 };
 
@@ -105,7 +109,8 @@ class Stack {
 
   // Throws std::invalid_argument, naming what is wrong, unless `tape` was made by this stack's
   // training forward, is not used yet, and the parameters' `version` (as given to forward) is
-  // the one it was made with (not checked when either is kNoCache).
+  // the one it was made with (not checked when either is kNoCache: backward then computes the
+  // gradient at the weights forward ran with, from the tape's packs).
   void check_tape(const Tape<T>& tape, const StackParams<T>& params, uint64_t version);
 
   // check_tape first. dy, dh_n, dc_n may be null (zeros); dx null when no input gradient is
