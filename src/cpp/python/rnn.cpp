@@ -88,8 +88,13 @@ class PyStack {
   void set_params(const py::list& arrays) {
     visit([&](auto& t) { bind(t, arrays, false); });
   }
-  void set_grads(const py::list& arrays) {
-    visit([&](auto& t) { bind(t, arrays, true); });
+  // The gradients' arrays, added to by backward, or with `assign` written (their values ignored:
+  // a fresh np.empty needs no zeroing).
+  void set_grads(const py::list& arrays, bool assign) {
+    visit([&](auto& t) {
+      bind(t, arrays, true);
+      t.grads.assign = assign;
+    });
   }
 
   py::tuple forward(const py::array& x, const py::object& h0, const py::object& c0,
@@ -384,7 +389,8 @@ void init_rnn(py::module_& m) {
            py::arg("bidirectional"), py::arg("bias"), py::arg("dtype"), py::arg("proj_size") = 0,
            py::arg("peepholes") = false)
       .def("set_params", &PyStack::set_params, py::arg("arrays"))
-      .def("set_grads", &PyStack::set_grads, py::arg("arrays"))
+      .def("set_grads", &PyStack::set_grads, py::arg("arrays"), py::arg("assign") = false,
+           "Binds the gradients' arrays: backward adds to them, or with assign writes them.")
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"), py::arg("dropout") = 0.0, py::arg("dropout_key") = 0,

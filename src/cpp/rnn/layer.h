@@ -77,6 +77,7 @@ struct LayerBackward {
   T* dc_states = nullptr;            // or LSTM [T, B, H]: dL/dc_t
   T* dh_all = nullptr;  // projected LSTM: [T, B, S] room for dL/dh of every step (both parts)
   std::mutex* grad_lock;
+  bool assign_grads = false;  // write the weight gradients (their arrays hold anything), not add
   std::shared_ptr<BufferPool> pool;
   Interrupt* interrupt = nullptr;
 };

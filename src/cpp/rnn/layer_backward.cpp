@@ -269,11 +269,31 @@ void layer_backward_steps(const LayerBackward<T>& a) {
 
 // The weight gradients, one product each over all timesteps, from the gate gradients the steps
 // left in the tape.
+// Zeros in the weight gradients that are added to rather than written (assign_grads), or in all
+// of them when there is nothing to add.
+template <typename T>
+void zero_weight_grads(const LayerBackward<T>& a, bool all) {
+  const CellInfo& info = cell_info(a.cell);
+  const index_t hd = a.hidden, gh = info.gates * hd, sd = a.proj ? a.proj : hd;
+  auto zero = [](T* p, index_t n) {
+    if (p) std::fill(p, p + n, T(0));
+  };
+  if (all || a.ids) zero(a.dw_ih, gh * a.input);
+  if (all) zero(a.dw_hh, gh * sd);
+  if (all && a.proj) zero(a.dw_hr, sd * hd);
+  zero(a.db_ih, gh);
+  zero(a.db_hh, gh);
+  zero(a.dw_p, 3 * hd);
+}
+
 template <typename T>
 void layer_backward_weights(const LayerBackward<T>& a) {
   const CellInfo& info = cell_info(a.cell);
   const index_t steps = a.steps, batch = a.batch, hd = a.hidden, in = a.input;
-  if (steps == 0 || batch == 0) return;
+  if (steps == 0 || batch == 0) {
+    if (a.assign_grads) zero_weight_grads(a, true);
+    return;
+  }
   const FlushDenormals flush;
   const index_t sd = a.proj ? a.proj : hd;
   const index_t gh = info.gates * hd, bs = batch * sd, rows_all = steps * batch;
@@ -305,6 +325,9 @@ void layer_backward_weights(const LayerBackward<T>& a) {
   if (proj) m_rows.emplace(Trans::No, rows_all, hd, a.extra, hd, padding, pr);
   std::unique_lock<std::mutex> lock;
   if (a.grad_lock) lock = std::unique_lock<std::mutex>(*a.grad_lock);
+  // Written: the products' first K block stores instead of adding; the rest add to zeros.
+  const bool add = !a.assign_grads;
+  if (!add) zero_weight_grads(a, false);
   if (a.ids) {  // one-hot x: dW_ih's columns gather their rows of dG, no product
     if (lbr) {
       add_one_hot_gradient(rows_all, 2 * hd, dg, ld, a.ids, in, padding, a.dw_ih, space,
@@ -317,21 +340,21 @@ void layer_backward_weights(const LayerBackward<T>& a) {
     }
   } else {
     if (lbr) {
-      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, ld, *x_rows, true, a.dw_ih, in);
-      gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, *x_rows, true,
+      gemm(Trans::Yes, 2 * hd, in, rows_all, dg, ld, *x_rows, add, a.dw_ih, in);
+      gemm(Trans::Yes, hd, in, rows_all, static_cast<const T*>(a.extra), hd, *x_rows, add,
            a.dw_ih + 2 * hd * in, in);
     } else {
-      gemm(Trans::Yes, gh, in, rows_all, dg, ld, *x_rows, true, a.dw_ih, in);
+      gemm(Trans::Yes, gh, in, rows_all, dg, ld, *x_rows, add, a.dw_ih, in);
     }
   }
   if (two_part) {  // W_hn multiplies r * h_prev, kept in extra
-    gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, ld, h_rows, true, a.dw_hh, hd);
-    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, *rh_rows, true, a.dw_hh + 2 * hd * hd, hd);
+    gemm(Trans::Yes, 2 * hd, hd, rows_all, dg, ld, h_rows, add, a.dw_hh, hd);
+    gemm(Trans::Yes, hd, hd, rows_all, dg + 2 * hd, ld, *rh_rows, add, a.dw_hh + 2 * hd * hd, hd);
   } else {
-    gemm(Trans::Yes, gh, sd, rows_all, dg, ld, h_rows, true, a.dw_hh, sd);
+    gemm(Trans::Yes, gh, sd, rows_all, dg, ld, h_rows, add, a.dw_hh, sd);
   }
   if (proj) {  // dW_hr += dH^T m (m of an ended row is zero, and its dh too)
-    gemm(Trans::Yes, sd, hd, rows_all, dhs, sd, *m_rows, true, a.dw_hr, hd);
+    gemm(Trans::Yes, sd, hd, rows_all, dhs, sd, *m_rows, add, a.dw_hr, hd);
   }
   if (a.db_ih) {  // the sums of dg's columns go to both biases: computed once
     if (!sums_from_one_hot) {

@@ -399,6 +399,7 @@ void Stack<T>::backward(const StackParams<T>& params, uint64_t version, Tape<T>&
       a.db_hh = spec_.bias ? grads.b_hh[k] : nullptr;
       a.dw_hr = spec_.proj ? grads.w_hr[k] : nullptr;
       a.dw_p = spec_.peepholes ? grads.w_p[k] : nullptr;
+      a.assign_grads = grads.assign;
       a.grad_lock = &grad_mutex_;
       a.pool = pool_;
       a.interrupt = interrupt;

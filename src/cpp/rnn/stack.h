@@ -61,6 +61,7 @@ struct StackParams {
 template <typename T>
 struct StackGrads {
   std::vector<T*> w_ih, w_hh, b_ih, b_hh, w_hr, w_p;  // l*D + d (w_hr, w_p: LSTM options)
+  bool assign = false;  // backward writes them (their values are ignored) instead of adding
 };
 
 inline constexpr uint64_t kNoCache = ~uint64_t{0};

@@ -535,7 +535,7 @@ def adapter_overhead(torch: Any, rt: Any, rounds: int, min_time: float) -> dict[
 
     def raw_train() -> None:
         _, _, _, tape = stack.forward(xn, None, None, None, True, engine.version)
-        stack.set_grads(grads)
+        stack.set_grads(grads, assign=True)  # as the adapter does
         stack.backward(tape, ones, None, None, True)
 
     def adapter_train() -> None:

@@ -124,8 +124,8 @@ def stack_backward(
     then backward."""
     stack = _stack(x, params, (cell, hidden, layers, bidirectional, bias, proj))
     _, _, _, tape = _run_forward(stack, x, h0, c0, lengths, True, dropout, key, precision)
-    grads = [torch.zeros(p.shape, dtype=x.dtype) for p in params]
-    stack.set_grads([g.numpy() for g in grads])
+    grads = [torch.empty(p.shape, dtype=x.dtype) for p in params]
+    stack.set_grads([g.numpy() for g in grads], assign=True)
     dx, dh0, dc0 = stack.backward(tape, _np(dy), _np(dh_n), _np(dc_n), True)
     dc0_t = torch.from_numpy(dc0) if dc0 is not None else x.new_empty(0)
     out = [g.to(p.dtype) for g, p in zip(grads, params)]
