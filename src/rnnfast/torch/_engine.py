@@ -48,7 +48,11 @@ def stack_spec(module: torch.nn.RNNBase, dtype: torch.dtype) -> dict[str, Any]:
 
 def module_cell(module: torch.nn.RNNBase) -> str:
     """The core's cell name of a torch module (rnnfast._cells)."""
-    return of_torch_mode(module.mode, getattr(module, "linear_before_reset", True)).name
+    mode = module.mode
+    # Only a GRU has the attribute; a missing one costs torch.nn.Module.__getattr__'s exception,
+    # a microsecond on every call of a small module.
+    lbr = getattr(module, "linear_before_reset", True) if mode == "GRU" else True
+    return of_torch_mode(mode, lbr).name
 
 
 def follow_torch_threads() -> None:
