@@ -267,8 +267,6 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   }
 }
 
-// The weight gradients, one product each over all timesteps, from the gate gradients the steps
-// left in the tape.
 // Zeros in the weight gradients that are added to rather than written (assign_grads), or in all
 // of them when there is nothing to add.
 template <typename T>
@@ -286,6 +284,8 @@ void zero_weight_grads(const LayerBackward<T>& a, bool all) {
   zero(a.dw_p, 3 * hd);
 }
 
+// The weight gradients, one product each over all timesteps, from the gate gradients the steps
+// left in the tape.
 template <typename T>
 void layer_backward_weights(const LayerBackward<T>& a) {
   const CellInfo& info = cell_info(a.cell);
