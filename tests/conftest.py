@@ -24,7 +24,10 @@ def make(engine: Any, cls: str, kw: dict, **extra: Any) -> rnnfast.RecurrentBase
 
 
 def make_pair(cls: str, kw: dict, **extra: Any) -> tuple[Any, Any]:
-    """The fast module and a float64 reference module with the same weights."""
+    """The fast module and a float64 reference module with the same weights, seeded (0 unless
+    given): unseeded, one run in ~2000 of test_proj's tiny float32 case drew weights whose
+    projection gradient rounds to 1.16e-5 of its scale, over RTOL."""
+    extra.setdefault("seed", 0)
     fast = make(rnnfast, cls, kw, **extra)
     extra64 = {**extra, "dtype": np.float64}
     ref = make(reference, cls, kw, **extra64)
