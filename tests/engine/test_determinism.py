@@ -80,3 +80,27 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
     want = _outputs(ref, x, lengths, dy)
     for i, (a, b) in enumerate(zip(two, want)):
         assert_close(a, b, 1e-10, f"output {i}")
+
+
+def test_rows_from_fewer_rows_when_w_hh_fits_in_l2(threads):
+    """rnn/plan.cpp: a thread that can keep all of W_hh in its own L2 owns rows of the batch from
+    4 rows on (8 when W_hh fills up to half of L2); beyond that, from 12."""
+    from rnnfast import _core
+
+    threads(2)
+    l2 = _core.l2_cache_bytes()
+    assert l2 >= 64 * 1024
+
+    def plan(batch, hidden, dtype="float32"):
+        return _core.recurrence_plan("lstm", 50, batch, hidden, hidden, dtype)
+
+    quarter = int((l2 / 4 / 16) ** 0.5)  # LSTM float32: 16 H^2 bytes of W_hh
+    assert 16 * quarter**2 <= l2 // 4
+    assert plan(8, quarter) == (2, "rows")
+    assert plan(7, quarter) == (2, "units")
+    # The same H in float64 is twice the bytes: within half of L2, so 8 rows a thread.
+    assert plan(16, quarter, "float64") == (2, "rows")
+    assert plan(15, quarter, "float64") == (2, "units")
+    beyond = int((l2 / 2 / 16) ** 0.5) + 16
+    assert plan(23, beyond) == (2, "units")
+    assert plan(24, beyond) == (2, "rows")

@@ -8,6 +8,7 @@
 #include "python/arrays.h"
 #include "rnn/cell.h"
 #include "rnn/plan.h"
+#include "runtime/cache.h"
 #include "runtime/isa.h"
 #include "runtime/threads.h"
 
@@ -92,15 +93,19 @@ void init_runtime(py::module_& m) {
       "recurrence_plan",
       [](const std::string& cell, index_t steps, index_t batch, index_t input, index_t hidden,
          const std::string& dtype) {
-        const index_t width = parse_dtype(dtype) == Dtype::F32
-                                  ? kernels::active_kernels<float>().width
-                                  : kernels::active_kernels<double>().width;
-        const auto plan = plan_recurrence(parse_cell(cell), steps, batch, input, hidden, width);
+        const bool f32 = parse_dtype(dtype) == Dtype::F32;
+        const index_t width =
+            f32 ? kernels::active_kernels<float>().width : kernels::active_kernels<double>().width;
+        const auto plan =
+            plan_recurrence(parse_cell(cell), steps, batch, input, hidden, width, f32 ? 4 : 8);
         return py::make_tuple(plan.threads, plan.by_rows ? "rows" : "units");
       },
       py::arg("cell"), py::arg("steps"), py::arg("batch"), py::arg("input"), py::arg("hidden"),
       py::arg("dtype"),
       "How the recurrence of such a layer is split now: (threads, 'rows' or 'units').");
+  m.def("l2_cache_bytes", &l2_cache_bytes,
+        "The L2 size of one core as the OS reports it (1 MiB when it does not): the recurrence "
+        "plan compares W_hh's size with it.");
 }
 
 }  // namespace rnnfast::python

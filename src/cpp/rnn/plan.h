@@ -12,8 +12,9 @@ struct RecurrencePlan {
 };
 
 // `steps` and `input`: the whole call's work decides whether a team is worth starting at all.
+// `value_bytes`: the size of an element of the recurrent weights as computed with (4 for float).
 RecurrencePlan plan_recurrence(Cell cell, index_t steps, index_t batch, index_t input,
-                               index_t hidden, index_t width);
+                               index_t hidden, index_t width, index_t value_bytes);
 
 // Rows [first, last) or groups [first, last) of thread `member` of `team`: contiguous, balanced.
 struct Share {
