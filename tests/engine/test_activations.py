@@ -7,9 +7,14 @@ below it, within one subnormal step; overflow gives inf, NaN propagates.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+import rnnfast
 from rnnfast import _core
 
 BOUND_ULP = {"exp": 2.0, "tanh": 4.0, "sigmoid": 4.0}
@@ -82,3 +87,40 @@ def test_every_length_and_tail(n: int) -> None:
 def test_bad_activation_name() -> None:
     with pytest.raises(ValueError, match=r"name: expected 'exp', 'tanh' or 'sigmoid', got 'relu'"):
         _core.activation("relu", np.zeros(3, np.float32))
+
+
+_DIGEST = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_activations import sweep
+from rnnfast import _core
+h = hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    x = sweep(dtype)
+    for name in ("exp", "tanh", "sigmoid"):
+        h.update(_core.activation(name, x).tobytes())
+print(hashlib.sha256(h.digest()).hexdigest())
+"""
+
+
+@pytest.mark.skipif("RNNFAST_ISA" in os.environ, reason="already running under a forced ISA")
+def test_same_bits_on_every_simd_isa() -> None:
+    """exp scales by 2^n with AVX-512's vscalef and elsewhere in two exact halves: the same
+    bits (activations_impl.h), which bf16's equal bits across ISAs rely on too."""
+    supported = rnnfast.show_config()["supported_isas"]
+    isas = [i for i in ("avx512", "avx2", "neon") if i in supported]
+    if len(isas) < 2:
+        pytest.skip(f"one SIMD ISA here ({isas})")
+    digests = {}
+    for isa in isas:
+        out = subprocess.run(
+            [sys.executable, "-c", _DIGEST, os.path.dirname(__file__)],
+            env={**os.environ, "RNNFAST_ISA": isa},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests[isa] = out.stdout.strip()
+    assert len(set(digests.values())) == 1, digests

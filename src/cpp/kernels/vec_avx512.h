@@ -46,6 +46,7 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
   }
+  static VecF32 scalef(VecF32 p, VecF32 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
   friend VecF32 pow2(VecF32 n) {
     const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
     return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
@@ -159,6 +160,7 @@ struct VecF64 {
   friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
     return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
   }
+  static VecF64 scalef(VecF64 p, VecF64 n) { return {_mm512_scalef_pd(p.v, n.v)}; }
   friend VecF64 pow2(VecF64 n) {
     const __m512i e =
         _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(n.v)), _mm512_set1_epi64(1023));
