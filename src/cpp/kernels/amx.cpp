@@ -1,5 +1,6 @@
-// AMX kernels: this file alone is compiled with -mamx-tile -mamx-bf16 (and runs only under the
-// avx512_amx ISA, which the process asked the kernel for: runtime/isa.cpp).
+// The AMX GEMM block: compiled with -mamx-tile -mamx-bf16 (as the AVX-512 kernels' file, whose
+// recurrent product uses tiles too) and run only under the avx512_amx ISA, which the process
+// asked the kernel for: runtime/isa.cpp.
 #include "kernels/amx.h"
 
 #include <immintrin.h>
@@ -8,26 +9,6 @@
 
 namespace rnnfast::kernels {
 namespace {
-
-// Palette 1: tiles 0-3 accumulate C (2 x 2 blocks of 16 x 16 floats), 4-5 hold two A blocks
-// (16 rows x 16 pairs), 6-7 two B blocks (16 pairs x 16 columns): 64 bytes a row for each. (The
-// recurrent product: one A block in 4, B blocks in 5-7.)
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Every tile 64 bytes a row; C and A tiles (below first_b) `rows` high, B tiles 16 pair rows.
-TileConfig make_config(index_t rows = kAmxRows, int first_b = 6) {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = static_cast<uint8_t>(t < first_b ? rows : kAmxRows);
-  }
-  return cfg;
-}
 
 // A 16 x 16 float tile into C, clipped to rows x cols, added when accumulating: a masked vector
 // a row (a scalar loop here became a memmove call a row).
@@ -46,7 +27,9 @@ void write_tile(const float (&tile)[16][16], index_t rows, index_t cols, float* 
 void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32_t* a, index_t lda,
                          const uint32_t* b, index_t b_stride, index_t nr, float* c, index_t ldc,
                          bool accumulate) {
-  static const TileConfig kConfig = make_config();
+  // Tiles 0-3 accumulate C (2 x 2 blocks of 16 x 16 floats), 4-5 hold two A blocks (16 rows x
+  // 16 pairs), 6-7 two B blocks (16 pairs x 16 columns).
+  static const AmxTileConfig kConfig = amx_tile_config(kAmxRows, 6);
   _tile_loadconfig(&kConfig);
   const auto a_bytes = static_cast<long>(lda * 4), b_bytes = static_cast<long>(nr * 4);
   float out[4][16][16];
@@ -91,56 +74,6 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
                      c + (i0 + kAmxRows) * ldc + j0 + 16, ldc, accumulate);
       }
     }
-  }
-  _tile_release();
-}
-
-void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
-                       const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
-                       bool first, float* out, index_t ldo) {
-  // Tiles of `rows` rows: a batch of 1 on 16-row tiles loaded, multiplied and stored 15 rows of
-  // zeros. A row's sums do not depend on the other rows: the bits are the same.
-  const TileConfig config = make_config(rows, /*first_b=*/5);
-  _tile_loadconfig(&config);
-  const auto a_bytes = static_cast<long>(lda * 4), w_bytes = static_cast<long>(gates * 16 * 4);
-  const auto o_bytes = static_cast<long>(ldo * 4);
-  auto b_of = [&](index_t j) { return w + (j / gates) * w_stride + (j % gates) * 16; };
-  for (index_t j = 0; j < blocks; j += 4) {  // four column blocks in C tiles 0-3
-    const index_t n = blocks - j < 4 ? blocks - j : 4;
-    float* o = out + j * 16;
-    if (first) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-    } else {
-      _tile_loadd(0, o, o_bytes);
-      if (n > 1) _tile_loadd(1, o + 16, o_bytes);
-      if (n > 2) _tile_loadd(2, o + 32, o_bytes);
-      if (n > 3) _tile_loadd(3, o + 48, o_bytes);
-    }
-    for (index_t k = 0; k < pairs; k += kAmxDepth) {
-      const index_t q = k * gates * 16;  // pair row k of a block
-      _tile_loadd(4, a + k, a_bytes);
-      _tile_loadd(5, b_of(j) + q, w_bytes);
-      _tile_dpbf16ps(0, 4, 5);
-      if (n > 1) {
-        _tile_loadd(6, b_of(j + 1) + q, w_bytes);
-        _tile_dpbf16ps(1, 4, 6);
-      }
-      if (n > 2) {
-        _tile_loadd(7, b_of(j + 2) + q, w_bytes);
-        _tile_dpbf16ps(2, 4, 7);
-      }
-      if (n > 3) {
-        _tile_loadd(5, b_of(j + 3) + q, w_bytes);
-        _tile_dpbf16ps(3, 4, 5);
-      }
-    }
-    _tile_stored(0, o, o_bytes);
-    if (n > 1) _tile_stored(1, o + 16, o_bytes);
-    if (n > 2) _tile_stored(2, o + 32, o_bytes);
-    if (n > 3) _tile_stored(3, o + 48, o_bytes);
   }
   _tile_release();
 }

@@ -26,13 +26,23 @@ void amx_gemm_block_bf16(index_t pairs, index_t rows, index_t cols, const uint32
                          const uint32_t* b, index_t b_stride, index_t nr, float* c, index_t ldc,
                          bool accumulate);
 
-// The recurrent product on tiles, one chunk of depth: out[r][16 j + n] = (first ? 0 : out) +
-// sum over `pairs` (a multiple of kAmxDepth) of A's row r (`rows` <= 16 rows of pairs at a, lda
-// words apart, zero padded) times column block j < blocks of B, whose pair row q is at
-// w + (j / gates) * w_stride + (j % gates) * 16 + q * gates * 16 (a group's panel of
-// kernels/recurrent.h, 16 lanes, bf16 pairs). out: `rows` rows, ldo floats apart.
-void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
-                       const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
-                       bool first, float* out, index_t ldo);
+// Palette 1's tile configuration (what _tile_loadconfig reads): every tile 64 bytes a row, tiles
+// below first_b `rows` high (C and A tiles), the others 16 pair rows (B tiles). Plain data, so
+// that the recurrent product (kernels/recurrent_impl.h, compiled in the AVX-512 file with the AMX
+// flags) and the GEMM block here share it.
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+inline AmxTileConfig amx_tile_config(index_t rows, int first_b) {
+  AmxTileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = static_cast<uint8_t>(t < first_b ? rows : kAmxRows);
+  }
+  return cfg;
+}
 
 }  // namespace rnnfast::kernels

@@ -122,20 +122,107 @@ void rec_product_as(const kernels::Product<typename V::T>& p, const Ep& ep) {
 }
 
 // ---- The bf16 product: into a buffer, then the epilogue -----------------------------------
-// A bf16 product is computed a block at a time (16 rows, four groups) into `out`, then each
+// A bf16 product is computed a block at a time (32 rows, four groups) into `out`, then each
 // row's and group's epilogue reads its sums there. The products are instantiated once per gate
 // count and policy, not once per cell epilogue as the fused float path is (three policies per
 // epilogue had tripled the AVX-512 file's compile time).
 
-inline constexpr index_t kBlockRows = kernels::kAmxRows, kBlockGroups = 4;
+inline constexpr index_t kBlockRows = 2 * kernels::kAmxRows, kBlockGroups = 4;
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+inline constexpr index_t kAmxChunk = 256;  // pairs of A rounded at a time, on the stack
+
+// ---- The bf16 product on AMX tiles, beside the previous block's epilogue ---------------------
+// The tiles multiply in their own unit while the vector units are free: each step of depth
+// below (a few tile products) is followed by tick(), which runs one epilogue of the block
+// before, so that the activations run while the tiles do (a block's epilogues had cost about as
+// much as its tiles, one after the other).
+
+// out[r][16 j + n] = (first ? 0 : out) + the sums over `pairs` (a multiple of kAmxDepth) of A's
+// row r (`rows` <= 32 rows of pairs at a, lda words apart, zero padded) times column block
+// j < blocks of the weights, whose pair row q is at w + (j / gates) * w_stride + (j % gates) *
+// 16 + q * gates * 16 (a group's panel of kernels/recurrent.h, 16 lanes, bf16 pairs). A row's
+// sums do not depend on the other rows: the bits are the same in a tile of any height.
+template <typename Tick>
+void amx_panel_product(index_t rows, index_t pairs, const uint32_t* a, index_t lda,
+                       const uint32_t* w, index_t w_stride, index_t gates, index_t blocks,
+                       bool first, float* out, index_t ldo, const Tick& tick) {
+  constexpr index_t R = kernels::kAmxRows;
+  const bool two_rows = rows > R;
+  // One row tile: C in tiles 0-3 (four column blocks), A in 4, B in 5-7 then 5 again. Two row
+  // tiles: C in 0-1 (top) and 2-3 (bottom), A in 4 and 5, B in 6 and 7, so that each block of
+  // weights loaded serves both.
+  kernels::AmxTileConfig config = kernels::amx_tile_config(two_rows ? R : rows, two_rows ? 6 : 5);
+  if (two_rows) config.rows[2] = config.rows[3] = config.rows[5] = static_cast<uint8_t>(rows - R);
+  _tile_loadconfig(&config);
+  const auto a_bytes = static_cast<long>(lda * 4), w_bytes = static_cast<long>(gates * 16 * 4);
+  const auto o_bytes = static_cast<long>(ldo * 4);
+  auto b_of = [&](index_t j) { return w + (j / gates) * w_stride + (j % gates) * 16; };
+  const index_t per = two_rows ? 2 : 4;  // column blocks a pass
+  for (index_t j = 0; j < blocks; j += per) {
+    const index_t n = smaller(per, blocks - j);
+    float* o = out + j * 16;
+    // C tile t's place: column block t % 2 (two rows) or t, rows 16 lower for tiles 2-3.
+    auto c_at = [&](int t) { return two_rows ? o + (t / 2) * R * ldo + (t % 2) * 16 : o + t * 16; };
+    auto used = [&](int t) { return two_rows ? (t % 2) < n : t < n; };
+    if (first) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    } else {
+      _tile_loadd(0, c_at(0), o_bytes);
+      if (used(1)) _tile_loadd(1, c_at(1), o_bytes);
+      if (used(2)) _tile_loadd(2, c_at(2), o_bytes);
+      if (used(3)) _tile_loadd(3, c_at(3), o_bytes);
+    }
+    for (index_t k = 0; k < pairs; k += kernels::kAmxDepth) {
+      const index_t q = k * gates * 16;  // pair row k of a block
+      if (two_rows) {
+        _tile_loadd(4, a + k, a_bytes);
+        _tile_loadd(5, a + R * lda + k, a_bytes);
+        _tile_loadd(6, b_of(j) + q, w_bytes);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if (n > 1) {
+          _tile_loadd(7, b_of(j + 1) + q, w_bytes);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      } else {
+        _tile_loadd(4, a + k, a_bytes);
+        _tile_loadd(5, b_of(j) + q, w_bytes);
+        _tile_dpbf16ps(0, 4, 5);
+        if (n > 1) {
+          _tile_loadd(6, b_of(j + 1) + q, w_bytes);
+          _tile_dpbf16ps(1, 4, 6);
+        }
+        if (n > 2) {
+          _tile_loadd(7, b_of(j + 2) + q, w_bytes);
+          _tile_dpbf16ps(2, 4, 7);
+        }
+        if (n > 3) {
+          _tile_loadd(5, b_of(j + 3) + q, w_bytes);
+          _tile_dpbf16ps(3, 4, 5);
+        }
+      }
+      tick();
+    }
+    _tile_stored(0, c_at(0), o_bytes);
+    if (used(1)) _tile_stored(1, c_at(1), o_bytes);
+    if (used(2)) _tile_stored(2, c_at(2), o_bytes);
+    if (used(3)) _tile_stored(3, c_at(3), o_bytes);
+  }
+  _tile_release();
+}
 
 // The sums of rows [r0, r0 + rows) and groups [g, g + groups) of `p` on AMX tiles, A rounded to
 // pairs a chunk of depth at a time (zero padded to whole tiles of depth; the tiles are `rows`
-// high): out[r][(m*G + k)*16 + lane].
-template <typename V, int G>
+// high): out[r][(m*G + k)*16 + lane]. tick() as amx_panel_product's.
+template <typename V, int G, typename Tick>
 void amx_block(const kernels::Product<float>& p, index_t r0, index_t rows, index_t g,
-               index_t groups, float* out, index_t ldo) {
-  constexpr index_t kChunk = 256, kLda = kChunk + 16;  // pairs
+               index_t groups, float* out, index_t ldo, const Tick& tick) {
+  constexpr index_t kChunk = kAmxChunk, kLda = kChunk + 16;  // pairs
   alignas(64) uint32_t a[kBlockRows * kLda];
   const index_t pairs = (p.depth + 1) / 2;
   for (index_t c0 = 0; c0 < pairs; c0 += kChunk) {
@@ -148,10 +235,85 @@ void amx_block(const kernels::Product<float>& p, index_t r0, index_t rows, index
       });
       for (index_t q = n; q < padded; ++q) dst[q] = 0;
     }
-    kernels::amx_panel_product(rows, padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16,
-                               p.w_stride, G, groups * G, c0 == 0, out, ldo);
+    amx_panel_product(rows, padded, a, kLda, p.w_pairs + g * p.w_stride + c0 * G * 16, p.w_stride,
+                      G, groups * G, c0 == 0, out, ldo, tick);
   }
 }
+
+// The epilogues of one block of sums (rows x groups at `out`), run a few at a time: ep(row,
+// group, sums) for each, in the order rows then groups.
+template <typename V, int G, typename Ep>
+class PendingEpilogues {
+ public:
+  explicit PendingEpilogues(const Ep& ep) : ep_(ep) {}
+  void start(const float* out, index_t ldo, index_t r0, index_t rows, index_t g, index_t groups) {
+    out_ = out;
+    ldo_ = ldo;
+    r0_ = r0;
+    g_ = g;
+    groups_ = groups;
+    next_ = 0;
+    count_ = rows * groups;
+  }
+  // Spreads what is left over `ticks` calls of run_some.
+  void spread_over(index_t ticks) {
+    const index_t left = count_ - next_;
+    per_tick_ = ticks > 0 ? (left + ticks - 1) / ticks : left;
+  }
+  RNNFAST_INLINE void run_some() {
+    for (index_t i = 0; i < per_tick_ && next_ < count_; ++i) run_next();
+  }
+  void run_all() {
+    while (next_ < count_) run_next();
+  }
+
+ private:
+  RNNFAST_INLINE void run_next() {
+    const index_t r = next_ / groups_, m = next_ % groups_;
+    ++next_;
+    // The sums are read in place as vectors (`out` is aligned, a gate block is a vector).
+    ep_(r0_ + r, g_ + m, reinterpret_cast<const V*>(out_ + r * ldo_ + m * G * V::kWidth));
+  }
+
+  const Ep& ep_;
+  const float* out_ = nullptr;
+  index_t ldo_ = 0, r0_ = 0, g_ = 0, groups_ = 1, next_ = 0, count_ = 0, per_tick_ = 1;
+};
+
+// How many times amx_block calls tick() for a block of `rows` and `groups` (G gates) over
+// `depth`: once per step of depth (kAmxDepth pairs) and pass over the column blocks.
+template <int G>
+index_t amx_ticks(index_t rows, index_t groups, index_t depth) {
+  const index_t per = rows > kernels::kAmxRows ? 2 : 4, blocks = groups * G;
+  constexpr index_t kChunk = kAmxChunk;
+  const index_t pairs = (depth + 1) / 2, full = pairs / kChunk, rest = pairs % kChunk;
+  const index_t steps = full * (kChunk / kernels::kAmxDepth) +
+                        kernels::round_up(rest, kernels::kAmxDepth) / kernels::kAmxDepth;
+  return (blocks + per - 1) / per * steps;
+}
+
+// Every block of `p` on tiles, double buffered: while block b multiplies, block b-1's epilogues
+// run (`out` holds two blocks of kBlockRows rows, ldo floats apart).
+template <typename V, int G, typename Ep>
+void amx_product_bf16(const kernels::Product<float>& p, const Ep& ep, float* out, index_t ldo) {
+  PendingEpilogues<V, G, Ep> pending(ep);
+  const auto tick = [&] { pending.run_some(); };
+  int half = 0;
+  for (index_t r0 = 0; r0 < p.rows; r0 += kBlockRows) {
+    const index_t rows = smaller(kBlockRows, p.rows - r0);
+    for (index_t g = p.g0; g < p.g1; g += kBlockGroups) {
+      const index_t groups = smaller(kBlockGroups, p.g1 - g);
+      float* block = out + half * kBlockRows * ldo;
+      pending.spread_over(amx_ticks<G>(rows, groups, p.depth));
+      amx_block<V, G>(p, r0, rows, g, groups, block, ldo, tick);
+      pending.run_all();
+      pending.start(block, ldo, r0, rows, g, groups);
+      half ^= 1;
+    }
+  }
+  pending.run_all();
+}
+#endif
 
 // The same sums with vector instructions (vdpbf16ps, or widening), in the fused path's tiles.
 template <typename V, int G>
@@ -172,19 +334,20 @@ void vector_block(const kernels::Product<float>& p, index_t r0, index_t rows, in
 template <typename V, int G, typename Ep>
 void rec_product_bf16(const kernels::Product<float>& p, const Ep& ep) {
   constexpr index_t W = V::kWidth, kLdo = kBlockGroups * G * W;
-  alignas(64) float out[kBlockRows * kLdo];
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
   // Under avx512_amx every bf16 product is on tiles, whatever the rows: a kernel chosen by the
   // rows a thread gets would make the bits depend on the batch and the thread split.
-  bool amx = false;
-  if constexpr (W == 16) amx = kernels::amx_active();
+  if (kernels::amx_active()) {
+    alignas(64) float out[2 * kBlockRows * kLdo];
+    return amx_product_bf16<V, G>(p, ep, out, kLdo);
+  }
+#endif
+  alignas(64) float out[kBlockRows * kLdo];
   for (index_t r0 = 0; r0 < p.rows; r0 += kBlockRows) {
     const index_t rows = smaller(kBlockRows, p.rows - r0);
     for (index_t g = p.g0; g < p.g1; g += kBlockGroups) {
       const index_t groups = smaller(kBlockGroups, p.g1 - g);
-      if constexpr (W == 16) {
-        if (amx) amx_block<V, G>(p, r0, rows, g, groups, out, kLdo);
-      }
-      if (!amx) vector_block<V, G>(p, r0, rows, g, groups, out, kLdo);
+      vector_block<V, G>(p, r0, rows, g, groups, out, kLdo);
       // The sums are read in place as vectors (`out` is aligned, a gate block is a vector):
       // copying them into a V array became a memmove call a gate (GCC's loop distribution).
       for (index_t r = 0; r < rows; ++r)
