@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +86,22 @@ def check_gradients_by_finite_differences(m: Any, x: np.ndarray, state: Any, len
         for name, p in params.items():
             numeric = numeric_grad(loss, p)
             np.testing.assert_allclose(m.grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def digests_under_isas(code: str, isas: list[str], *args: str) -> dict[str, str]:
+    """What `python -c code *args` prints (a digest) in a process forced to each ISA."""
+    digests = {}
+    for isa in isas:
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env={**os.environ, "RNNFAST_ISA": isa},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests[isa] = out.stdout.strip()
+    return digests
 
 
 def state_arrays(state: Any) -> list[np.ndarray]:

@@ -8,11 +8,10 @@ below it, within one subnormal step; overflow gives inf, NaN propagates.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import digests_under_isas
 
 import rnnfast
 from rnnfast import _core
@@ -90,9 +89,9 @@ def test_bad_activation_name() -> None:
 
 
 _DIGEST = """
-import hashlib, sys
+import hashlib, os, sys
 import numpy as np
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]  # the test file, tests/conftest.py
 from test_activations import sweep
 from rnnfast import _core
 h = hashlib.sha256()
@@ -112,15 +111,5 @@ def test_same_bits_on_every_simd_isa() -> None:
     isas = [i for i in ("avx512", "avx2", "neon") if i in supported]
     if len(isas) < 2:
         pytest.skip(f"one SIMD ISA here ({isas})")
-    digests = {}
-    for isa in isas:
-        out = subprocess.run(
-            [sys.executable, "-c", _DIGEST, os.path.dirname(__file__)],
-            env={**os.environ, "RNNFAST_ISA": isa},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        digests[isa] = out.stdout.strip()
+    digests = digests_under_isas(_DIGEST, isas, os.path.dirname(__file__))
     assert len(set(digests.values())) == 1, digests

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import CELL_IDS, CELLS, make_pair, state_arrays
+from conftest import CELL_IDS, CELLS, digests_under_isas, make_pair, state_arrays
 
 import rnnfast
 from rnnfast import reference
@@ -259,15 +257,5 @@ def test_bf16_bits_equal_across_simd_isas():
     ]
     if len(isas) < 2:
         pytest.skip(f"one SIMD ISA here ({isas})")
-    digests = {}
-    for isa in isas:
-        out = subprocess.run(
-            [sys.executable, "-c", _DIGEST],
-            env={**os.environ, "RNNFAST_ISA": isa},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        digests[isa] = out.stdout.strip()
+    digests = digests_under_isas(_DIGEST, isas)
     assert len(set(digests.values())) == 1, digests
