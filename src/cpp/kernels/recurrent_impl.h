@@ -134,9 +134,9 @@ inline constexpr index_t kAmxChunk = 256;  // pairs of A rounded at a time, on t
 
 // ---- The bf16 product on AMX tiles, beside the previous block's epilogue ---------------------
 // The tiles multiply in their own unit while the vector units are free: each step of depth
-// below (a few tile products) is followed by tick(), which runs one epilogue of the block
-// before, so that the activations run while the tiles do (a block's epilogues had cost about as
-// much as its tiles, one after the other).
+// below (a few tile products) is followed by tick(), which runs a share of the previous block's
+// epilogues (spread evenly over the block's ticks), so that the activations run while the tiles
+// do (a block's epilogues had cost about as much as its tiles, one after the other).
 
 // out[r][16 j + n] = (first ? 0 : out) + the sums over `pairs` (a multiple of kAmxDepth) of A's
 // row r (`rows` <= 32 rows of pairs at a, lda words apart, zero padded) times column block
