@@ -287,3 +287,65 @@ def test_an_empty_batch_gives_empty_outputs_and_gradients(kind):
     assert [g.shape for g in got] == [w.shape for w in want] == [(0, 7)] * len(want)
     sum(o.sum() for o in got).backward()
     assert x.grad.shape == (0, 5)
+
+
+@pytest.mark.parametrize("batch", [0, 3], ids=["unbatched", "b3"])
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_gradcheck_of_one_step_over_input_state_and_weights(kind, batch):
+    """torch.autograd.gradcheck (central differences in float64) of the cell's autograd node,
+    the parameters included through torch.func.functional_call."""
+    _, ours = _pair(kind, dtype=torch.float64)
+    torch.manual_seed(2)
+    x = torch.randn((batch, 5) if batch else (5,), dtype=torch.float64, requires_grad=True)
+    state = _flat(_state(kind, batch, torch.float64, True))
+    names = [n for n, _ in ours.named_parameters()]
+    weights = [p.detach().clone().requires_grad_() for p in ours.parameters()]
+
+    def step(x, *rest):
+        hx = rest[: len(state)]
+        params = dict(zip(names, rest[len(state) :]))
+        return torch.func.functional_call(ours, params, (x, hx if kind == "lstm" else hx[0]))
+
+    assert torch.autograd.gradcheck(step, (x, *state, *weights))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_retained_graph_gives_the_same_gradients_twice(kind):
+    _, ours = _pair(kind, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    loss = _flat(ours(x, _state(kind, 3, torch.float64, True)))[0].square().sum()
+    first = torch.autograd.grad(loss, [x, *ours.parameters()], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, *ours.parameters()])
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        torch.autograd.grad(loss, [x])
+
+
+def test_only_the_cell_state_used_still_gives_gradients():
+    native, ours = _pair("lstm", dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for cell in (native, ours):
+        _, c = cell(x)
+        grads.append(torch.autograd.grad(c.sum(), [x, *cell.parameters()], allow_unused=True))
+    for w, g in zip(*grads):
+        torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+
+def test_an_input_changed_in_place_after_the_step_is_refused_at_backward():
+    _, ours = _pair("lstm", dtype=torch.float32)
+    x = torch.randn(2, 5, requires_grad=True)
+    h = torch.randn(2, 7)
+    out, _ = ours(x, (h, torch.zeros(2, 7)))
+    h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_differentiating_a_cells_gradient_again_fails_loudly():
+    _, ours = _pair("gru", dtype=torch.float64)
+    x = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    (dx,) = torch.autograd.grad(ours(x).sum(), [x], create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        dx.sum().backward()

@@ -11,10 +11,13 @@ import torch
 from torch import Tensor
 
 from ._engine import (
+    StackBinding,
     autocast_precision,
     check_params,
     check_tensor,
     follow_torch_threads,
+    once_differentiable,
+    param_grads,
 )
 from ._modules import _check_construction, _float, _RecurrentMixin, twin_of
 
@@ -102,6 +105,10 @@ class _CellMixin(_RecurrentMixin):
         shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if not compiling and not _needs_grad(input, h0, c0, params):
             out = self._infer(stack, input, h0, c0, batch, shape, precision)
+        elif not compiling:
+            follow_torch_threads()
+            call = _CellCall(self._rnnfast_engine(), stack, precision, input.shape, shape, batch)
+            out = CellFunction.apply(call, input, h0, c0, *params)
         else:
             x = input.reshape(1, batch, self.input_size).contiguous()
             h0 = None if h0 is None else h0.reshape(1, batch, self.hidden_size).contiguous()
@@ -179,6 +186,111 @@ def _needs_grad(x: Tensor, h0: Tensor | None, c0: Tensor | None, params: list[Te
 def _array(t: Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """A C-contiguous NumPy view (a copy only when `t` is strided) of `t` in `shape`."""
     return np.ascontiguousarray(t.detach().numpy()).reshape(shape)
+
+
+def _optional_array(t: Tensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    return None if t is None else _array(t, shape)
+
+
+class _CellCall:
+    """What one CellFunction call runs with besides its tensors: the stack and the shapes of a
+    T = 1 call and of the cell's own tensors."""
+
+    __slots__ = ("engine", "input_shape", "precision", "shape", "stack", "state", "x")
+
+    def __init__(
+        self,
+        engine: StackBinding,
+        stack: Any,
+        precision: str,
+        input_shape: torch.Size,
+        shape: tuple[int, ...],
+        batch: int,
+    ) -> None:
+        self.engine, self.stack, self.precision = engine, stack, precision
+        self.input_shape, self.shape = input_shape, shape
+        self.x = (1, batch, input_shape[-1])
+        self.state = (1, batch, shape[-1])
+
+
+class CellFunction(torch.autograd.Function):
+    """h (and c for LSTM) = one cell step, with autograd: the engine's T = 1 forward and backward
+    (as StackFunction) on the cell's own shapes. One node in torch's graph, where reshaping to
+    (1, B, .) around StackFunction added a view node on each side: a sixth of a B = 1 step."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        call: _CellCall,
+        x: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
+        *params: Tensor,
+    ) -> Any:
+        _, h_n, c_n, tape = call.stack.forward(
+            _array(x, call.x),
+            _optional_array(h0, call.state),
+            _optional_array(c0, call.state),
+            None,
+            True,
+            call.engine.version,
+            0.0,
+            0,
+            call.precision,
+        )
+        ctx.call, ctx.tape, ctx.dtype = call, tape, h_n.dtype
+        ctx.param_dtype = params[0].dtype  # bfloat16 cells get bfloat16 gradients
+        # Saved so that torch refuses a backward after any of them changed in place, and so that
+        # a second backward (retain_graph=True) can make the spent tape again.
+        ctx.save_for_backward(x, h0, c0, *params)
+        ctx.set_materialize_grads(False)
+        h = torch.from_numpy(h_n.reshape(call.shape))
+        return h if c_n is None else (h, torch.from_numpy(c_n.reshape(call.shape)))
+
+    @staticmethod
+    def backward(ctx: Any, dh: Any, dc: Any = None) -> tuple[Any, ...]:
+        create_graph = torch.is_grad_enabled()
+        with torch.no_grad():
+            grads = _cell_backward(ctx, dh, dc)
+        return once_differentiable(grads, create_graph)
+
+
+def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any, ...]:
+    """CellFunction's gradients: (None, dx, dh0, dc0, the parameters' gradients)."""
+    x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
+    call: _CellCall = ctx.call
+    tape = ctx.tape
+    if tape is None:  # a second backward through a retained graph: the same forward again
+        _, _, _, tape = call.stack.forward(
+            _array(x, call.x),
+            _optional_array(h0, call.state),
+            _optional_array(c0, call.state),
+            None,
+            True,
+            -1,
+            0.0,
+            0,
+            call.precision,
+        )
+    ctx.tape = None
+    engine = call.engine
+    grads = engine.new_grads(ctx.dtype)
+    need = ctx.needs_input_grad
+    with engine.lock:
+        call.stack.set_grads(grads, assign=True)
+        dx, dh0, dc0 = call.stack.backward(
+            tape,
+            None,
+            _optional_array(dh, call.state),
+            _optional_array(dc, call.state),
+            need[1],
+            False,
+            -1,  # the tape's own packs: nothing to compare (see _engine.py)
+        )
+    out_dx = torch.from_numpy(dx.reshape(call.input_shape)) if dx is not None else None
+    out_dh0 = torch.from_numpy(dh0.reshape(call.shape)) if need[2] else None
+    out_dc0 = torch.from_numpy(dc0.reshape(call.shape)) if dc0 is not None and need[3] else None
+    return (None, out_dx, out_dh0, out_dc0, *param_grads(grads, ctx.param_dtype))
 
 
 class RNNCell(_CellMixin, torch.nn.RNNCellBase):

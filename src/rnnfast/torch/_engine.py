@@ -198,12 +198,17 @@ class StackFunction(torch.autograd.Function):
         create_graph = torch.is_grad_enabled()
         with torch.no_grad():
             grads = _backward(ctx, dy, dh_n, dc_n)
-        if not create_graph:
-            return grads
-        # A graph of the gradients was asked for (create_graph=True): differentiating them again
-        # must fail loudly rather than give zero.
-        fail = torch._C._functions.DelayedError(_NO_DOUBLE_BACKWARD, len(grads))
-        return fail(*[_fake_requires_grad(g) for g in grads])
+        return once_differentiable(grads, create_graph)
+
+
+def once_differentiable(grads: tuple[Any, ...], create_graph: bool) -> tuple[Any, ...]:
+    """A backward's gradients as they are, or, when a graph of them was asked for
+    (create_graph=True), wrapped so that differentiating them again fails loudly rather than
+    giving zero."""
+    if not create_graph:
+        return grads
+    fail = torch._C._functions.DelayedError(_NO_DOUBLE_BACKWARD, len(grads))
+    return fail(*[_fake_requires_grad(g) for g in grads])
 
 
 _NO_DOUBLE_BACKWARD = (
@@ -248,8 +253,14 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     out_dx = torch.from_numpy(dx) if dx is not None else None
     out_dh0 = torch.from_numpy(dh0) if need[4] else None
     out_dc0 = torch.from_numpy(dc0) if dc0 is not None and need[5] else None
-    out_grads = [torch.from_numpy(g).to(ctx.param_dtype) for g in grads]
+    out_grads = param_grads(grads, ctx.param_dtype)
     return (None, None, None, out_dx, out_dh0, out_dc0, None, None, None, None, *out_grads)
+
+
+def param_grads(grads: list[np.ndarray], dtype: torch.dtype) -> list[torch.Tensor]:
+    """The parameters' gradients as tensors of their dtype (bfloat16 modules get bfloat16)."""
+    out = [torch.from_numpy(g) for g in grads]
+    return out if out[0].dtype == dtype else [g.to(dtype) for g in out]
 
 
 def _contiguous(t: torch.Tensor | None) -> np.ndarray | None:
