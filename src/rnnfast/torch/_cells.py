@@ -227,17 +227,7 @@ class CellFunction(torch.autograd.Function):
         c0: Tensor | None,
         *params: Tensor,
     ) -> Any:
-        _, h_n, c_n, tape = call.stack.forward(
-            _array(x, call.x),
-            _optional_array(h0, call.state),
-            _optional_array(c0, call.state),
-            None,
-            True,
-            call.engine.version,
-            0.0,
-            0,
-            call.precision,
-        )
+        h_n, c_n, tape = _step_with_tape(call, x, h0, c0, call.engine.version)
         ctx.call, ctx.tape, ctx.dtype = call, tape, h_n.dtype
         ctx.param_dtype = params[0].dtype  # bfloat16 cells get bfloat16 gradients
         # Saved so that torch refuses a backward after any of them changed in place, and so that
@@ -255,23 +245,31 @@ class CellFunction(torch.autograd.Function):
         return once_differentiable(grads, create_graph)
 
 
+def _step_with_tape(
+    call: _CellCall, x: Tensor, h0: Tensor | None, c0: Tensor | None, version: int
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """The engine's T = 1 training forward: (h_n, c_n or None, tape)."""
+    _, h_n, c_n, tape = call.stack.forward(
+        _array(x, call.x),
+        _optional_array(h0, call.state),
+        _optional_array(c0, call.state),
+        None,
+        True,
+        version,
+        0.0,
+        0,
+        call.precision,
+    )
+    return h_n, c_n, tape
+
+
 def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any, ...]:
     """CellFunction's gradients: (None, dx, dh0, dc0, the parameters' gradients)."""
     x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
     call: _CellCall = ctx.call
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
-        _, _, _, tape = call.stack.forward(
-            _array(x, call.x),
-            _optional_array(h0, call.state),
-            _optional_array(c0, call.state),
-            None,
-            True,
-            -1,
-            0.0,
-            0,
-            call.precision,
-        )
+        tape = _step_with_tape(call, x, h0, c0, -1)[2]
     ctx.tape = None
     engine = call.engine
     grads = engine.new_grads(ctx.dtype)
