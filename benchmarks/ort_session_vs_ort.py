@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the point: see the comment there)
 """A word-level language model exported by torch, run by onnxruntime and by
 rnnfast.onnx.InferenceSession (onnxruntime with the recurrent nodes on rnnfast), side by side.
 
@@ -10,9 +11,19 @@ engine can give there.
 
     python benchmarks/ort_session_vs_ort.py [--cell lstm|gru] [--vocab 10000] [--hidden 200]
         [--seq-len 35] [--batch 1 16] [--exporter dynamo|legacy] [--rounds 6] [--seconds 8]
+        [--torch-first]
 """
 
 from __future__ import annotations
+
+import sys
+
+# Who loads libgomp decides how long rnnfast's idle threads spin: rnnfast loads it with
+# GOMP_SPINCOUNT=30000 (src/rnnfast/_openmp.py), but torch loads its own under the same soname
+# with libgomp's default (300,000), which rnnfast then shares. --torch-first measures that case.
+if "--torch-first" in sys.argv:
+    import torch
+import rnnfast
 
 import argparse
 import json
@@ -25,7 +36,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-import rnnfast
 import rnnfast.onnx
 from rnnfast._timing import SPREAD_FLAG, interleaved
 
@@ -94,6 +104,11 @@ def main() -> None:
     p.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=8.0, help="time per session and batch")
+    p.add_argument(
+        "--torch-first",
+        action="store_true",
+        help="import torch before rnnfast (libgomp's default spinning; see the imports)",
+    )
     a = p.parse_args()
 
     torch.manual_seed(0)
@@ -107,7 +122,8 @@ def main() -> None:
             f"{a.exporter} export of embedding -> 2 x {a.cell.upper()}({a.hidden}) -> linear, "
             f"vocabulary {a.vocab}, T={a.seq_len}; onnxruntime {ort.__version__}, "
             f"{rnnfast.get_num_threads()} rnnfast threads; rnnfast runs {len(ours.rnnfast_nodes)} "
-            f"node(s){', skipped: ' + str(ours.rnnfast_skipped) if ours.rnnfast_skipped else ''}"
+            f"node(s){', skipped: ' + str(ours.rnnfast_skipped) if ours.rnnfast_skipped else ''}; "
+            f"libgomp loaded by {'torch' if a.torch_first else 'rnnfast'}"
         )
         print(
             f"{'batch':>5} {'onnxruntime ms':>15} {'rnnfast session ms':>19} {'ratio':>7} "

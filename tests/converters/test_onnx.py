@@ -48,7 +48,9 @@ def test_onnx_backend_node_cases(case):
             np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # ONNX's own tolerances
 
 
-def _node_model(op, cell_kw, direction, layout, with_seq, with_state, dtype, rng, peep=False):
+def _node_model(
+    op, cell_kw, direction, layout, with_seq, with_state, dtype, rng, peep=False, only_h0=False
+):
     hidden, inputs, steps, batch = 4, 3, 5, 3
     dirs = 2 if direction == "bidirectional" else 1
     gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
@@ -67,10 +69,10 @@ def _node_model(op, cell_kw, direction, layout, with_seq, with_state, dtype, rng
     names.append("S" if with_seq else "")
     state_shape = [batch, dirs, hidden] if layout else [dirs, batch, hidden]
     for name in ("H0", "C0")[: 2 if op == "LSTM" else 1]:
-        if with_state:
+        if with_state and not (only_h0 and name == "C0"):
             feeds[name] = rng.standard_normal(state_shape).astype(dtype)
             graph_inputs.append(helper.make_tensor_value_info(name, elem, state_shape))
-        names.append(name if with_state else "")
+        names.append(name if name in feeds else "")
     if peep:
         p = rng.uniform(-0.8, 0.8, (dirs, 3 * hidden)).astype(dtype)
         inits.append(onnx.numpy_helper.from_array(p, "P"))
@@ -129,6 +131,26 @@ def test_backend_matches_onnxruntime(op, kw, direction, layout, with_seq, with_s
     rep = backend.prepare(model)
     got = rep.run([feeds[i.name] for i in model.graph.input])
     assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_empty_sequences_and_a_lone_initial_h_match_onnxruntime(op, direction):
+    """A sequence of length 0 gets zeros in Y, Y_h and Y_c as onnxruntime gives it (not its
+    initial state), the others their own results; an LSTM given initial_h alone starts from
+    c = 0."""
+    model, feeds = _node_model(
+        op, {}, direction, 0, True, True, np.float32, np.random.default_rng(1), only_h0=True
+    )
+    feeds["S"] = np.array([5, 0, 3], np.int32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )
+    got = backend.prepare(model).run([feeds[i.name] for i in model.graph.input])
+    assert np.any(feeds["H0"][:, 1]) and not any(np.any(g[..., 1, :]) for g in got[1:])
+    assert not np.any(got[0][:, :, 1]) and np.all(np.any(got[0][:3, :, 2], axis=-1))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 

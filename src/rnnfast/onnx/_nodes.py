@@ -128,6 +128,21 @@ def _lengths(seq: Any, what: str, batch: int, steps: int) -> np.ndarray:
     return lengths
 
 
+def _run_module(module: Any, x: np.ndarray, state: Any, lens: Any) -> tuple[Any, Any, Any]:
+    """y, h_n and c_n (None but for LSTM) of the module over x, whose sequences all run;
+    ONNX's reverse direction is rnnfast's forward one over each sequence reversed."""
+    reverse = module.onnx_direction == "reverse"
+    if reverse:
+        steps, batch = x.shape[:2]
+        full = np.full(batch, steps, np.int64) if lens is None else lens
+        x = _flip(x, full)
+    y, s_n = module(x, state, lens)
+    if reverse:
+        y = _flip(y, full)
+    h_n, c_n = s_n if isinstance(s_n, tuple) else (s_n, None)
+    return y, h_n, c_n
+
+
 def run_recurrent(
     op: str, attrs: dict[str, Any], inputs: list[Any], module: Any = None, where: str = ""
 ) -> list:
@@ -161,29 +176,33 @@ def run_recurrent(
         else _lengths(seq, f"{at} input sequence_lens", batch, steps)
     )
     lstm = op == "LSTM"
-    zeros = np.zeros((dirs, batch, hidden), x.dtype)
-    h0 = zeros if h0 is None else np.ascontiguousarray(h0)
-    c0 = zeros if c0 is None else np.ascontiguousarray(c0)
-    y = np.zeros((steps, batch, dirs * hidden), x.dtype)
-    h_n, c_n = h0.copy(), c0.copy()
-    run = lengths > 0  # an empty sequence keeps its initial state and outputs zeros
-    if run.any() and steps:
-        xs, lens = np.ascontiguousarray(x[:, run]), lengths[run]
-        reverse = module.onnx_direction == "reverse"
-        if reverse:  # rnnfast's forward direction over each sequence reversed
-            xs = _flip(xs, lens)
-        state = (h0[:, run], c0[:, run]) if lstm else h0[:, run]
-        ys, s_n = module(xs, state, None if seq is None else lens)
-        if reverse:
-            ys = _flip(ys, lens)
-        y[:, run] = ys
+    run = lengths > 0
+    if steps and run.all():  # every sequence runs: no gathering, no copies of X or Y
+        state: Any = h0
         if lstm:
-            h_n[:, run], c_n[:, run] = s_n
-        else:
-            h_n[:, run] = s_n
+            zeros = np.zeros((dirs, batch, hidden), x.dtype)
+            given = h0 is not None or c0 is not None
+            state = (zeros if h0 is None else h0, zeros if c0 is None else c0) if given else None
+        y, h_n, c_n = _run_module(module, x, state, None if seq is None else lengths)
+    else:
+        # onnxruntime's answer for a sequence of length 0 (or T = 0): zeros in Y, Y_h and Y_c.
+        zeros = np.zeros((dirs, batch, hidden), x.dtype)
+        h0 = zeros if h0 is None else np.ascontiguousarray(h0)
+        c0 = zeros if c0 is None else np.ascontiguousarray(c0)
+        y = np.zeros((steps, batch, dirs * hidden), x.dtype)
+        h_n, c_n = zeros.copy(), zeros.copy()
+        if run.any() and steps:
+            state = (h0[:, run], c0[:, run]) if lstm else h0[:, run]
+            ys, hs, cs = _run_module(
+                module, x[:, run], state, None if seq is None else lengths[run]
+            )
+            y[:, run], h_n[:, run] = ys, hs
+            if lstm:
+                c_n[:, run] = cs
     y4 = y.reshape(steps, batch, dirs, hidden).transpose(0, 2, 1, 3)  # [T, D, B, H]
     if layout:
-        y4, h_n, c_n = y4.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
+        y4, h_n = y4.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2)
+        c_n = c_n.transpose(1, 0, 2) if lstm else None
     outs = [np.ascontiguousarray(y4), np.ascontiguousarray(h_n)]
     return [*outs, np.ascontiguousarray(c_n)] if lstm else outs
 
