@@ -180,7 +180,7 @@ void gemm_rows(Interrupt* interrupt, index_t m, index_t n, index_t k, const T* a
 template <typename Body>
 void run_layer_team(Team& team, const Body& body) {
   std::atomic<bool> met{false};  // a team met at barriers: a trial worth recording
-  run_team(
+  const bool fresh = run_team(
       team.wanted(),
       [&](int id, int size) {
         if (size > 1 && !team.plan.by_rows) {
@@ -195,7 +195,7 @@ void run_layer_team(Team& team, const Body& body) {
         if (team.barrier) team.barrier->finish(id, &Team::poll_while_waiting, &team);
       },
       /*learn=*/team.plan.by_rows);  // a team meeting every step learns at its barriers
-  if (met) contention::record(team.went_solo);
+  if (met && !fresh) contention::record(team.went_solo);  // (fresh: see run_team)
 }
 
 // Rows [r0, r1) of the input projection x W_ih^T when x is one-hot: row ids[r] of W_ih^T.

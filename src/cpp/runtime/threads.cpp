@@ -163,6 +163,13 @@ int team_for(int wanted) {
   return n;
 }
 
+bool team_is_new(int n) {
+  thread_local int pool = 1;  // the largest team libgomp has started for this thread
+  if (n <= pool) return false;
+  pool = n;
+  return true;
+}
+
 void learn_from_region(std::chrono::steady_clock::time_point start,
                        std::chrono::steady_clock::time_point master_done,
                        std::chrono::steady_clock::time_point end) {

@@ -39,6 +39,9 @@ bool in_forked_child();
 
 namespace detail {
 int team_for(int wanted);  // usable_threads() capped by `wanted`; records that a team ran
+// Whether a team of n started from this thread needs threads libgomp has not made for it yet
+// (its pools are per calling thread, and grow on demand); records that it will have them.
+bool team_is_new(int n);
 // After a team region: the master's own work ended at `master_done`, the region at `end`.
 void learn_from_region(std::chrono::steady_clock::time_point start,
                        std::chrono::steady_clock::time_point master_done,
@@ -50,11 +53,16 @@ void learn_from_region(std::chrono::steady_clock::time_point start,
 // machine's history (see contention below) may make it 1. With `learn`, how long the master
 // waited for its teammates at the end teaches that history: a teammate that lost its core to
 // another process makes the master wait a scheduler's time slice, far longer than the work.
+// A region that has libgomp start its threads teaches nothing: starting them took 0.1-7 ms on
+// a 2-vCPU VM, and the first call of every process then backed the next four off to one
+// thread. Returns whether this region was such a one.
 template <typename Body>
-void run_team(int wanted, const Body& body, bool learn = true) {
+bool run_team(int wanted, const Body& body, bool learn = true) {
   const int n = detail::team_for(wanted);
 #ifdef RNNFAST_HAVE_OPENMP
   if (n > 1) {
+    const bool fresh = detail::team_is_new(n);
+    learn = learn && !fresh;
     using Clock = std::chrono::steady_clock;
     const Clock::time_point start = Clock::now();
     Clock::time_point master_done = start;
@@ -65,11 +73,12 @@ void run_team(int wanted, const Body& body, bool learn = true) {
       if (learn && omp_get_thread_num() == 0) master_done = Clock::now();
     }
     if (learn) detail::learn_from_region(start, master_done, Clock::now());
-    return;
+    return fresh;
   }
 #endif
   const FlushDenormals flush;
   body(0, 1);
+  return false;
 }
 
 // Calls body(begin, end) on contiguous chunks of [0, n), each at least `grain` long, one chunk a
