@@ -439,4 +439,3 @@ def test_every_way_to_run_reports_an_rnnfast_nodes_error():
     session.run_async(None, bad, callback, None)
     assert done.wait(60)
     assert seen["outputs"] is None and "sequence_lens" in seen["err"]
-

@@ -109,12 +109,26 @@ class _RecurrentMixin:
         self._rnnfast_engine().invalidate()
 
     def _params(self) -> tuple[list[Tensor], Any]:
-        """The parameters, checked, and (eager mode) the C++ stack bound to them."""
+        """The parameters, checked, and (eager mode) the C++ stack bound to them. Refreshed
+        first as torch's forward refreshes them: torch.func.functional_call and
+        parametrizations (weight_norm, orthogonal, ...) hand the module other tensors than
+        `_flat_weights` holds, and the stale ones gave their own values and no gradient."""
+        self._refresh_flat_weights()
         params = self._flat_weights
         if torch.compiler.is_compiling():  # traced once: the custom operator gets them
             check_params(self, params)  # type: ignore[arg-type]  # a mixin of RNNBase
             return params, None
         return params, self._rnnfast_engine().stack_for(self, params)  # type: ignore[arg-type]
+
+    def _refresh_flat_weights(self) -> None:
+        """torch's `_update_flat_weights`, after a cheap look: when every weight is still the
+        Parameter `_flat_weights` holds, nothing changed (torch's own check goes through
+        Module.__getattr__ twice a weight: 11 us a call of a 2-layer LSTM)."""
+        found, flat = self._parameters, self._flat_weights  # type: ignore[attr-defined]
+        for name, held in zip(self._flat_weights_names, flat):  # type: ignore[attr-defined]
+            if found.get(name) is not held:
+                self._update_flat_weights()  # type: ignore[attr-defined]  # RNNBase's
+                return
 
     def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)

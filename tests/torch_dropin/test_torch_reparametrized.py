@@ -1,0 +1,117 @@
+"""Weights a patched module does not own as plain Parameters, as third-party code hands them:
+torch.func.functional_call (meta-learning loops, model ensembles), torch.nn.utils'
+parametrizations (weight_norm, spectral_norm, orthogonal: the notes' orthogonal recurrent
+weights kept orthogonal while training) and pruning's forward pre-hook. torch.nn recomputes
+such weights at every call; a module that kept the tensors it first saw ran the old values and
+gave the new ones no gradient, with no error. Each case runs torch.nn and the patched copy side
+by side, in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pytest
+
+torch = pytest.importorskip("torch")
+rt = pytest.importorskip("rnnfast.torch")
+from torch.nn.utils import parametrizations, prune  # noqa: E402
+
+TOL = 1e-9  # float64: both engines agree to rounding
+STEPS = 3
+MODULES = {
+    "lstm": lambda: torch.nn.LSTM(5, 4, num_layers=2, dtype=torch.float64),
+    "gru": lambda: torch.nn.GRU(5, 4, bidirectional=True, dtype=torch.float64),
+    "rnn": lambda: torch.nn.RNN(5, 4, nonlinearity="relu", dtype=torch.float64),
+    "lstm_cell": lambda: torch.nn.LSTMCell(5, 4, dtype=torch.float64),
+    "gru_cell": lambda: torch.nn.GRUCell(5, 4, dtype=torch.float64),
+}
+
+
+def _twins(kind: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    ref = MODULES[kind]()
+    return ref, rt.patch(copy.deepcopy(ref))
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 5, generator=g, dtype=torch.float64)
+    return x, torch.randn(3, 4, generator=g, dtype=torch.float64)
+
+
+def _loss(
+    kind: str, module: torch.nn.Module, call: Callable[..., Any] | None = None
+) -> torch.Tensor:
+    """A loss on every output a user reads; cells run one step from a non-zero state, so that
+    W_hh gets a gradient. `call(module, args)` runs the module (default: module(*args))."""
+    x, h = _inputs()
+    call = call or (lambda m, args: m(*args))
+    if not kind.endswith("_cell"):
+        out = call(module, (x,))[0]
+    else:
+        hx = (h, h) if kind == "lstm_cell" else h
+        out = call(module, (x[0], hx))
+        out = out[0] if isinstance(out, tuple) else out
+    return (out * out).sum()
+
+
+def _recurrent_weight(kind: str) -> str:
+    return "weight_hh" if kind.endswith("_cell") else "weight_hh_l0"
+
+
+@pytest.mark.parametrize("kind", MODULES)
+def test_functional_call_runs_the_tensors_it_is_given(kind):
+    """Outputs from the given tensors and gradients to them, as torch.nn's; a patched LSTM
+    ran its own weights instead and left the given ones without gradient."""
+    ref, pat = _twins(kind)
+    g = torch.Generator().manual_seed(2)
+    given = {n: torch.randn(p.shape, generator=g, dtype=p.dtype) for n, p in ref.named_parameters()}
+    losses, grads = [], []
+    for module in (ref, pat):
+        params = {n: t.clone().requires_grad_() for n, t in given.items()}
+        loss = _loss(kind, module, lambda m, args, p=params: torch.func.functional_call(m, p, args))
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad for n, p in params.items()})
+    assert abs(losses[0] - _loss(kind, ref).item()) > 1e-3  # the given tensors matter here
+    assert losses[1] == pytest.approx(losses[0], rel=TOL)
+    for name, want in grads[0].items():
+        assert grads[1][name] is not None, name
+        torch.testing.assert_close(grads[1][name], want, rtol=TOL, atol=TOL)
+    assert all(p.grad is None for p in pat.parameters())  # the module's own: untouched
+    assert _loss(kind, pat).item() == pytest.approx(
+        _loss(kind, ref).item(), rel=TOL
+    )  # and still its own
+
+
+REPARAMETRIZE = {
+    "weight_norm": lambda m, name: parametrizations.weight_norm(m, name),
+    "spectral_norm": lambda m, name: parametrizations.spectral_norm(m, name),
+    "orthogonal": lambda m, name: parametrizations.orthogonal(m, name),
+    "pruned": lambda m, name: prune.l1_unstructured(m, name, amount=0.4),
+}
+
+
+@pytest.mark.parametrize("how", REPARAMETRIZE)
+@pytest.mark.parametrize("kind", MODULES)
+def test_reparametrized_recurrent_weights_train_as_torchs(kind, how):
+    """W_hh computed by a parametrization (or pruning's mask) at every call: the same losses
+    step after step and the same trained originals as torch.nn's."""
+    ref, pat = _twins(kind)
+    for module in (ref, pat):
+        torch.manual_seed(3)  # spectral_norm starts its power iteration from random vectors
+        REPARAMETRIZE[how](module, _recurrent_weight(kind))
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (ref, pat)]
+    for _ in range(STEPS):
+        losses = []
+        for module, opt in zip((ref, pat), opts):
+            opt.zero_grad()
+            loss = _loss(kind, module)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[1] == pytest.approx(losses[0], rel=TOL)
+    for (name, want), (_, got) in zip(ref.named_parameters(), pat.named_parameters()):
+        torch.testing.assert_close(got, want, rtol=TOL, atol=TOL, msg=name)
