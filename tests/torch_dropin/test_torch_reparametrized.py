@@ -115,3 +115,50 @@ def test_reparametrized_recurrent_weights_train_as_torchs(kind, how):
         assert losses[1] == pytest.approx(losses[0], rel=TOL)
     for (name, want), (_, got) in zip(ref.named_parameters(), pat.named_parameters()):
         torch.testing.assert_close(got, want, rtol=TOL, atol=TOL, msg=name)
+
+
+def _transforms(kind: str) -> dict[str, Callable[[torch.nn.Module], Any]]:
+    """torch.func's transforms as meta-learning and sensitivity code applies them: over the
+    parameters through functional_call, or over the input."""
+    x = _inputs()[0]
+
+    def out(module: torch.nn.Module, params: dict, inp: torch.Tensor) -> torch.Tensor:
+        args = (inp,) if not kind.endswith("_cell") else (inp, None)
+        res = torch.func.functional_call(module, params, args)
+        return res[0] if isinstance(res, tuple) else res
+
+    inp = x[:, :2] if not kind.endswith("_cell") else x[0, :2]
+    own = lambda m: dict(m.named_parameters())  # noqa: E731
+    return {
+        "grad": lambda m: torch.func.grad(lambda p: out(m, p, inp).square().sum())(own(m)),
+        "jacrev": lambda m: torch.func.jacrev(lambda i: out(m, own(m), i))(inp),
+        "jacfwd": lambda m: torch.func.jacfwd(lambda i: out(m, own(m), i))(inp),
+        "jvp": lambda m: torch.func.jvp(lambda i: out(m, own(m), i), (inp,), (inp.cos(),))[1],
+        "vmap": lambda m: torch.func.vmap(lambda i: out(m, own(m), i))(torch.stack([inp, -inp])),
+    }
+
+
+# torch's own warnings inside its transforms (its scripted helpers, a batching fallback).
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+@pytest.mark.parametrize("transform", ["grad", "jacrev", "jacfwd", "jvp", "vmap"])
+@pytest.mark.parametrize("kind", MODULES)
+def test_torch_func_transforms_behave_as_on_torch_nn(kind, transform):
+    """Inside a transform the tensors are torch.func's wrappers, without storage for the engine:
+    torch's own operators run there, so the results are torch.nn's exactly, and what torch
+    refuses (vmap of an LSTM, having no batching rule) is refused with torch's error. Before,
+    every transform failed with "Cannot access data pointer of Tensor that doesn't have
+    storage" or a demand for setup_context."""
+    ref, pat = _twins(kind)
+    run = _transforms(kind)[transform]
+    try:
+        want = run(ref)
+    except RuntimeError as torch_error:
+        with pytest.raises(RuntimeError) as ours:
+            run(pat)
+        assert str(ours.value) == str(torch_error)
+        return
+    got = run(pat)
+    pairs = [(got[k], want[k]) for k in want] if isinstance(want, dict) else [(got, want)]
+    for g, w in pairs:
+        torch.testing.assert_close(g, w, rtol=0, atol=0)

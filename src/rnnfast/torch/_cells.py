@@ -18,6 +18,7 @@ from ._engine import (
     follow_torch_threads,
     once_differentiable,
     param_grads,
+    torch_runs_it,
 )
 from ._modules import _check_construction, _float, _RecurrentMixin, twin_of
 
@@ -58,7 +59,7 @@ class _CellMixin(_RecurrentMixin):
         return out
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        if torch_runs_it():
             return self.torch_twin()(input, hx)
         if not isinstance(input, Tensor):
             raise TypeError(f"input: expected a Tensor, got {type(input).__name__}")

@@ -141,6 +141,20 @@ class StackBinding:
         self._keys = []
 
 
+def torch_runs_it() -> bool:
+    """Whether torch's own operators must run instead of rnnfast's engine: while tracing or
+    exporting (the graph records aten::lstm, ..., which every runtime knows), and inside a
+    torch.func transform (grad, jacrev, jacfwd, jvp, vmap), whose wrapped tensors have no
+    storage for the engine to read and whose forward-mode and batching rules rnnfast does not
+    have: torch then gives its own results, or its own refusal (vmap of an LSTM)."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return True
+    if torch.compiler.is_compiling():  # torch.compile keeps rnnfast's operator in its graph
+        return False
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
 def autocast_precision() -> str:
     """ "bf16" under torch.autocast("cpu", dtype=torch.bfloat16), where torch.nn's recurrent
     modules compute their products in bfloat16 (measured: LSTM, GRU and RNN all differ from

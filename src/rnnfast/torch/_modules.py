@@ -20,6 +20,7 @@ from ._engine import (
     check_tensor,
     follow_torch_threads,
     module_cell,
+    torch_runs_it,
 )
 from ._ops import stack_forward
 
@@ -166,8 +167,9 @@ class _RecurrentMixin:
         module is left as it is): what tracing, exporting and scripting see."""
         if self.mode == "GRU" and not getattr(self, "linear_before_reset", True):
             raise RuntimeError(
-                "a GRU with linear_before_reset=False has no torch.nn form to trace, export or "
-                "script (torch.nn.GRU does not compute it); only rnnfast runs it"
+                "a GRU with linear_before_reset=False has no torch.nn form to trace, export, "
+                "script or transform with torch.func (torch.nn.GRU does not compute it); only "
+                "rnnfast runs it"
             )
         cls: type[torch.nn.RNNBase] = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}.get(
             self.mode, torch.nn.RNN
@@ -180,9 +182,7 @@ class _RecurrentMixin:
         return self.torch_twin()
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
-        if torch.jit.is_tracing() or torch.compiler.is_exporting():
-            # torch.jit.trace, torch.onnx.export and torch.export record torch's operators
-            # (aten::lstm, ...), which every runtime knows, not rnnfast's calls.
+        if torch_runs_it():
             return self.torch_twin()(input, hx)
         precision, bf16_params = self._precision()
         if precision == "bf16":
