@@ -6,7 +6,8 @@ not a subclass of nn.LSTM, which torch.compile refuses to trace) whose forward r
 C++ engine, batched, unbatched or on a PackedSequence, with autograd (gradients for the input,
 the initial state and every parameter; a double backward raises), `torch.no_grad()` taking the
 inference path, dropout in training mode (masks from torch's generator: `torch.manual_seed`
-repeats them), `torch.compile` (through custom operators) and DistributedDataParallel.
+repeats them), `torch.compile` (through custom operators) and DistributedDataParallel; tracing,
+exporting and torch.func transforms run torch's own module with the same Parameters.
 `RNNCell`, `LSTMCell` and `GRUCell` do the same for torch's cells (one timestep: one C++ call
 forward, one backward). `patch(model)` switches every torch RNN and cell inside a model to
 rnnfast in place, keeping its Parameter objects; `unpatch(model)` switches back.
