@@ -168,12 +168,63 @@ def test_no_grad_and_inference_mode_take_the_inference_path():
     assert y.grad_fn is not None  # the parameters require grad: a tape
 
 
-def test_double_backward_is_refused():
-    m = rt.GRU(3, 4).double()
+SECOND_ORDER = {
+    "lstm_2_layers_bi": lambda: torch.nn.LSTM(3, 4, 2, bidirectional=True, dtype=torch.float64),
+    "lstm_proj": lambda: torch.nn.LSTM(3, 4, proj_size=2, dtype=torch.float64),
+    "gru": lambda: torch.nn.GRU(3, 4, batch_first=True, dtype=torch.float64),
+    "rnn_relu": lambda: torch.nn.RNN(3, 4, nonlinearity="relu", dtype=torch.float64),
+    "gru_eval_dropout": lambda: torch.nn.GRU(3, 4, 2, dropout=0.5, dtype=torch.float64).eval(),
+}
+
+
+@pytest.mark.parametrize("kind", SECOND_ORDER)
+def test_second_derivatives_as_torchs(kind):
+    """A gradient penalty (the norm of dL/dx, differentiated again: WGAN-GP, input-gradient
+    regularisers) from an initial state that needs gradients too: the penalty's gradients for
+    every parameter, the input and the state equal torch.nn's (torch's operators compute the
+    differentiable backward: rnnfast's engine backward is not itself differentiable)."""
+    torch.manual_seed(0)
+    native = SECOND_ORDER[kind]()
+    ours = rt.patch(copy.deepcopy(native))
+    layers = native.num_layers * (2 if native.bidirectional else 1)
+    got = []
+    for m in (native, ours):
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(4, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(layers, 4 if m.batch_first else 3, native.proj_size or 4, generator=g)
+        h0 = h0.double().requires_grad_()
+        y, _ = m(x, (h0, torch.zeros(layers, h0.shape[1], 4).double()) if m.mode == "LSTM" else h0)
+        (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+        (dx * dx).sum().backward()
+        got.append([x.grad, h0.grad, *[p.grad for p in m.parameters()]])
+    for a, b in zip(*got):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rt.GRU(3, 4, 2, dropout=0.5).double().train(),  # rnnfast's own masks
+        lambda: rt.GRU(3, 4, linear_before_reset=False).double(),  # no torch.nn form
+    ],
+    ids=["dropout_in_training", "gru_linear_before_reset_false"],
+)
+def test_a_double_backward_torch_cannot_recompute_is_refused(make):
+    m = make()
     x = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
     y, _ = m(x)
     (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="double backward is not supported"):
+    with pytest.raises(RuntimeError, match="double backward is not supported here"):
+        g.sum().backward()
+
+
+def test_a_double_backward_over_variable_lengths_is_refused():
+    m = rt.LSTM(3, 4).double()
+    x = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, [3, 2])
+    y, _ = m(packed)
+    (g,) = torch.autograd.grad(y.data.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported here"):
         g.sum().backward()
 
 

@@ -4,10 +4,11 @@
 constructor, `nn.Parameter`s under the same names, state dicts, `.to(dtype)`, hooks, optimisers;
 not a subclass of nn.LSTM, which torch.compile refuses to trace) whose forward runs rnnfast's
 C++ engine, batched, unbatched or on a PackedSequence, with autograd (gradients for the input,
-the initial state and every parameter; a double backward raises), `torch.no_grad()` taking the
-inference path, dropout in training mode (masks from torch's generator: `torch.manual_seed`
-repeats them), `torch.compile` (through custom operators) and DistributedDataParallel; tracing,
-exporting and torch.func transforms run torch's own module with the same Parameters.
+the initial state and every parameter; second derivatives from torch's operators run again),
+`torch.no_grad()` taking the inference path, dropout in training mode (masks from torch's
+generator: `torch.manual_seed` repeats them), `torch.compile` (through custom operators) and
+DistributedDataParallel; tracing, exporting and torch.func transforms run torch's own module
+with the same Parameters.
 `RNNCell`, `LSTMCell` and `GRUCell` do the same for torch's cells (one timestep: one C++ call
 forward, one backward). `patch(model)` switches every torch RNN and cell inside a model to
 rnnfast in place, keeping its Parameter objects; `unpatch(model)` switches back.

@@ -15,6 +15,7 @@ from ._engine import (
     autocast_precision,
     check_params,
     check_tensor,
+    differentiable_grads,
     follow_torch_threads,
     once_differentiable,
     param_grads,
@@ -213,6 +214,17 @@ class _CellCall:
         self.x = (1, batch, input_shape[-1])
         self.state = (1, batch, shape[-1])
 
+    # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
+    def inputs(self, x: Tensor, h0: Tensor | None, c0: Tensor | None) -> tuple[Any, ...]:
+        return (
+            x.reshape(self.x),
+            None if h0 is None else h0.reshape(self.state),
+            None if c0 is None else c0.reshape(self.state),
+        )
+
+    def outputs(self, outs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return tuple(o.reshape(self.shape) for o in outs[1:])
+
 
 class CellFunction(torch.autograd.Function):
     """h (and c for LSTM) = one cell step, with autograd: the engine's T = 1 forward and backward
@@ -241,6 +253,14 @@ class CellFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dh: Any, dc: Any = None) -> tuple[Any, ...]:
         create_graph = torch.is_grad_enabled()
+        call: _CellCall = ctx.call
+        if create_graph and call.precision == "fp32":  # a graph of the gradients: torch's ops
+            x, h0, c0, *params = ctx.saved_tensors
+            ctx.tape = None
+            second = differentiable_grads(
+                call.engine.spec, ctx.needs_input_grad[1:], (x, h0, c0, params), (dh, dc), call
+            )
+            return (None, *second)
         with torch.no_grad():
             grads = _cell_backward(ctx, dh, dc)
         return once_differentiable(grads, create_graph)

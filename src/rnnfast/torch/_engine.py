@@ -128,6 +128,12 @@ class StackBinding:
             self._keys = keys
         return self._stack
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What the bound stack was built from (stack_spec)."""
+        assert self._spec is not None, "no stack bound yet"
+        return self._spec
+
     def new_grads(self, dtype: np.dtype) -> list[np.ndarray]:
         """Gradient arrays for the parameters, views of one allocation, not zeroed: backward
         writes them (set_grads(assign=True)). Zeroing them was a tenth of a step of a one-step
@@ -200,6 +206,7 @@ class StackFunction(torch.autograd.Function):
         ctx.dtype = y.dtype
         ctx.param_dtype = params[0].dtype  # bfloat16 modules get bfloat16 gradients
         ctx.rerun = (lengths, dropout, key, precision)
+        ctx.full = lengths is None or bool(np.all(lengths == x.shape[0]))  # every step runs
         # Saved so that torch refuses a backward after any of them changed in place, and so that
         # a second backward (retain_graph=True) can make the spent tape again.
         ctx.save_for_backward(x, h0, c0, *params)
@@ -210,15 +217,76 @@ class StackFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> tuple[Any, ...]:
         create_graph = torch.is_grad_enabled()
+        _, dropout, _, precision = ctx.rerun
+        torch_has_it = ctx.engine.spec["cell"] in TORCH_CELLS
+        if create_graph and ctx.full and dropout == 0 and precision == "fp32" and torch_has_it:
+            x, h0, c0, *params = ctx.saved_tensors
+            ctx.tape = None
+            second = differentiable_grads(
+                ctx.engine.spec, ctx.needs_input_grad[3:], (x, h0, c0, params), (dy, dh_n, dc_n)
+            )
+            return (None, None, None, *second[:3], None, None, None, None, *second[3:])
         with torch.no_grad():
             grads = _backward(ctx, dy, dh_n, dc_n)
         return once_differentiable(grads, create_graph)
 
 
+TORCH_CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")  # the cells torch's _VF computes
+
+
+def torch_forward(spec: dict[str, Any], x: Any, h0: Any, c0: Any, params: list[Any]) -> tuple:
+    """(y, h_n[, c_n]) of a time-major stack computed by torch's own operators (_VF, as
+    torch.nn's forward calls them), differentiable to any order; no dropout."""
+    cell, layers, bidir = spec["cell"], spec["num_layers"], spec["bidirectional"]
+    dirs, batch = 2 if bidir else 1, x.shape[1]
+    out = spec["proj_size"] or spec["hidden_size"]
+    if h0 is None:
+        h0 = x.new_zeros(layers * dirs, batch, out)
+    args = (params, spec["bias"], layers, 0.0, False, bidir, False)
+    if cell == "lstm":
+        if c0 is None:
+            c0 = x.new_zeros(layers * dirs, batch, spec["hidden_size"])
+        return tuple(torch._VF.lstm(x, (h0, c0), *args))
+    return tuple(getattr(torch._VF, cell)(x, h0, *args))
+
+
+def differentiable_grads(
+    spec: dict[str, Any],
+    need: tuple[bool, ...],
+    inputs: tuple[Any, Any, Any, list[Any]],
+    grad_outputs: tuple[Any, ...],
+    reshape: Any = None,
+) -> list[Any]:
+    """Gradients for (x, h0, c0, *params) with a graph of their own (create_graph=True: a
+    gradient penalty, a Hessian-vector product), from torch's operators run again on the
+    tensors the forward saw: the engine's backward is not itself differentiable. `reshape`
+    maps the inputs to a time-major stack's and its outputs back (the cells')."""
+    x, h0, c0, params = inputs
+    with torch.enable_grad():
+        args = reshape.inputs(x, h0, c0) if reshape else (x, h0, c0)
+        outs = torch_forward(spec, args[0], args[1], args[2], list(params))
+        outs = reshape.outputs(outs) if reshape else outs
+        pairs = [(o, g) for o, g in zip(outs, grad_outputs) if g is not None]
+        wrt = [t for t, n in zip((x, h0, c0, *params), need) if n and t is not None]
+        got = iter(
+            torch.autograd.grad(
+                [o for o, _ in pairs],
+                wrt,
+                [g for _, g in pairs],
+                create_graph=True,
+                allow_unused=True,
+            )
+            if pairs and wrt
+            else [None] * len(wrt)
+        )
+    return [next(got) if n and t is not None else None for t, n in zip((x, h0, c0, *params), need)]
+
+
 def once_differentiable(grads: tuple[Any, ...], create_graph: bool) -> tuple[Any, ...]:
     """A backward's gradients as they are, or, when a graph of them was asked for
-    (create_graph=True), wrapped so that differentiating them again fails loudly rather than
-    giving zero."""
+    (create_graph=True) where torch cannot recompute the forward (dropout, packed lengths,
+    bf16, a GRU torch lacks), wrapped so that differentiating them again fails loudly rather
+    than giving zero."""
     if not create_graph:
         return grads
     fail = torch._C._functions.DelayedError(_NO_DOUBLE_BACKWARD, len(grads))
@@ -226,8 +294,9 @@ def once_differentiable(grads: tuple[Any, ...], create_graph: bool) -> tuple[Any
 
 
 _NO_DOUBLE_BACKWARD = (
-    b"rnnfast.torch: double backward is not supported (the engine's backward is not itself "
-    b"differentiable); use torch.nn's module for second derivatives"
+    b"rnnfast.torch: double backward is not supported here (dropout in training, variable "
+    b"lengths, bf16 or a GRU with linear_before_reset=False: torch cannot recompute that "
+    b"forward); use torch.nn's module for second derivatives"
 )
 
 
