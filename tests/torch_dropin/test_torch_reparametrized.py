@@ -86,6 +86,47 @@ def test_functional_call_runs_the_tensors_it_is_given(kind):
     )  # and still its own
 
 
+@pytest.mark.parametrize("kind", MODULES)
+def test_a_second_order_maml_step_as_torchs(kind):
+    """MAML: gradients of the task loss with create_graph=True, one SGD step on them through
+    functional_call, and the meta-gradient of the query loss back through that step: the inner
+    gradients and the meta-gradients equal torch.nn's."""
+    ref, pat = _twins(kind)
+    inner, meta = [], []
+    for module in (ref, pat):
+        params = {n: p.detach().clone().requires_grad_() for n, p in module.named_parameters()}
+        call = lambda m, args, p=params: torch.func.functional_call(m, p, args)  # noqa: E731
+        grads = torch.autograd.grad(
+            _loss(kind, module, call), list(params.values()), create_graph=True
+        )
+        fast = {n: p - 0.1 * g for (n, p), g in zip(params.items(), grads)}
+        query = _loss(kind, module, lambda m, args, f=fast: torch.func.functional_call(m, f, args))
+        query.backward()
+        inner.append(grads)
+        meta.append([p.grad for p in params.values()])
+    for got, want in zip(inner[1] + tuple(meta[1]), inner[0] + tuple(meta[0])):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", MODULES)
+def test_a_retained_graphs_second_backward_uses_its_own_forwards_weights(kind):
+    """backward(retain_graph=True), then a forward on other tensors (functional_call), then the
+    retained graph's second backward: the same gradients as the first, as torch's; the rerun of
+    that forward read the tensors bound last, and gave their gradients."""
+    ref, pat = _twins(kind)
+    g = torch.Generator().manual_seed(4)
+    other = {n: torch.randn(p.shape, generator=g, dtype=p.dtype) for n, p in ref.named_parameters()}
+    for module in (ref, pat):
+        loss = _loss(kind, module)
+        loss.backward(retain_graph=True)
+        first = [p.grad.clone() for p in module.parameters()]
+        module.zero_grad()
+        _loss(kind, module, lambda m, args: torch.func.functional_call(m, other, args))
+        loss.backward()
+        for p, want in zip(module.parameters(), first):
+            torch.testing.assert_close(p.grad, want, rtol=TOL, atol=TOL)
+
+
 REPARAMETRIZE = {
     "weight_norm": lambda m, name: parametrizations.weight_norm(m, name),
     "spectral_norm": lambda m, name: parametrizations.spectral_norm(m, name),

@@ -255,8 +255,7 @@ class CellFunction(torch.autograd.Function):
         create_graph = torch.is_grad_enabled()
         call: _CellCall = ctx.call
         if create_graph and call.precision == "fp32":  # a graph of the gradients: torch's ops
-            x, h0, c0, *params = ctx.saved_tensors
-            ctx.tape = None
+            x, h0, c0, *params = ctx.saved_tensors  # (the tape stays for a first-order pass)
             second = differentiable_grads(
                 call.engine.spec, ctx.needs_input_grad[1:], (x, h0, c0, params), (dh, dc), call
             )
@@ -286,11 +285,12 @@ def _step_with_tape(
 
 def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any, ...]:
     """CellFunction's gradients: (None, dx, dh0, dc0, the parameters' gradients)."""
-    x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
+    x, h0, c0, *params = ctx.saved_tensors  # raises if any changed in place since forward
     call: _CellCall = ctx.call
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
-        tape = _step_with_tape(call, x, h0, c0, -1)[2]
+        with call.engine.lock, call.engine.bound_to(params):
+            tape = _step_with_tape(call, x, h0, c0, -1)[2]
     ctx.tape = None
     engine = call.engine
     grads = engine.new_grads(ctx.dtype)

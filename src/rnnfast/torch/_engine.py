@@ -19,6 +19,8 @@ compared too.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -146,6 +148,21 @@ class StackBinding:
         """Forget the packed weights (after writes torch did not count)."""
         self._keys = []
 
+    @contextmanager
+    def bound_to(self, params: list[torch.Tensor]) -> Iterator[None]:
+        """The stack reading `params` (the tensors a forward saw) for a rerun of that forward
+        with no packed-weight cache, then rebound to the module's own at the next call: since
+        that forward, functional_call or a later step may have bound other tensors, and the
+        rerun read those (the second backward of a retained graph got their gradient)."""
+        dtype = np.dtype(self.spec["dtype"])
+        arrays = [p.detach().numpy() if p.dtype != torch.bfloat16 else _f32(p) for p in params]
+        self._stack.set_params([a.astype(dtype, copy=False) for a in arrays])
+        self._keys = []
+        try:
+            yield
+        finally:
+            self._keys = []
+
 
 def torch_runs_it() -> bool:
     """Whether torch's own operators must run instead of rnnfast's engine: while tracing or
@@ -175,6 +192,10 @@ def autocast_precision() -> str:
 # float32 (torch 2.13's CPU autocast lists lstm and rnn_tanh/rnn_relu, not gru; its GRU's
 # matrix products are cast one by one). A projected LSTM (not oneDNN's) returns c_n float32.
 AUTOCAST_BF16_OUTPUTS = ("LSTM", "RNN_TANH", "RNN_RELU")
+
+
+def _f32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().numpy()
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -220,10 +241,10 @@ class StackFunction(torch.autograd.Function):
         _, dropout, _, precision = ctx.rerun
         torch_has_it = ctx.engine.spec["cell"] in TORCH_CELLS
         if create_graph and ctx.full and dropout == 0 and precision == "fp32" and torch_has_it:
-            x, h0, c0, *params = ctx.saved_tensors
-            ctx.tape = None
+            x, h0, c0, *params = ctx.saved_tensors  # (the tape stays for a first-order pass)
+            need = ctx.needs_input_grad  # forward's arguments: 3 before x, 4 between c0 and params
             second = differentiable_grads(
-                ctx.engine.spec, ctx.needs_input_grad[3:], (x, h0, c0, params), (dy, dh_n, dc_n)
+                ctx.engine.spec, (*need[3:6], *need[10:]), (x, h0, c0, params), (dy, dh_n, dc_n)
             )
             return (None, None, None, *second[:3], None, None, None, None, *second[3:])
         with torch.no_grad():
@@ -311,13 +332,14 @@ def _fake_requires_grad(t: Any) -> Any:
 def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     """The gradients of StackFunction.backward: (None for the non-tensors, dx, dh0, dc0, ...,
     the parameter gradients)."""
-    x, h0, c0, *_ = ctx.saved_tensors  # raises if any changed in place since forward
+    x, h0, c0, *params = ctx.saved_tensors  # raises if any changed in place since forward
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
         lengths, dropout, key, precision = ctx.rerun
-        _, _, _, tape = ctx.stack.forward(
-            _np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key, precision
-        )
+        with ctx.engine.lock, ctx.engine.bound_to(params):
+            _, _, _, tape = ctx.stack.forward(
+                _np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key, precision
+            )
     ctx.tape = None
     grads = ctx.engine.new_grads(ctx.dtype)
     need_x = ctx.needs_input_grad[3]
