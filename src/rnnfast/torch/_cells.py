@@ -198,7 +198,7 @@ class _CellCall:
     """What one CellFunction call runs with besides its tensors: the stack and the shapes of a
     T = 1 call and of the cell's own tensors."""
 
-    __slots__ = ("engine", "input_shape", "precision", "shape", "stack", "state", "x")
+    __slots__ = ("engine", "input_shape", "precision", "shape", "spec", "stack", "state", "x")
 
     def __init__(
         self,
@@ -210,6 +210,7 @@ class _CellCall:
         batch: int,
     ) -> None:
         self.engine, self.stack, self.precision = engine, stack, precision
+        self.spec = engine.spec  # `stack`'s, for torch's operators in a create_graph backward
         self.input_shape, self.shape = input_shape, shape
         self.x = (1, batch, input_shape[-1])
         self.state = (1, batch, shape[-1])
@@ -257,7 +258,7 @@ class CellFunction(torch.autograd.Function):
         if create_graph and call.precision == "fp32":  # a graph of the gradients: torch's ops
             x, h0, c0, *params = ctx.saved_tensors  # (the tape stays for a first-order pass)
             second = differentiable_grads(
-                call.engine.spec, ctx.needs_input_grad[1:], (x, h0, c0, params), (dh, dc), call
+                call.spec, ctx.needs_input_grad[1:], (x, h0, c0, params), (dh, dc), call
             )
             return (None, *second)
         with torch.no_grad():
@@ -289,7 +290,7 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
     call: _CellCall = ctx.call
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
-        with call.engine.lock, call.engine.bound_to(params):
+        with call.engine.lock, call.engine.bound_to(call.stack, params):
             tape = _step_with_tape(call, x, h0, c0, -1)[2]
     ctx.tape = None
     engine = call.engine

@@ -149,14 +149,12 @@ class StackBinding:
         self._keys = []
 
     @contextmanager
-    def bound_to(self, params: list[torch.Tensor]) -> Iterator[None]:
-        """The stack reading `params` (the tensors a forward saw) for a rerun of that forward
-        with no packed-weight cache, then rebound to the module's own at the next call: since
-        that forward, functional_call or a later step may have bound other tensors, and the
-        rerun read those (the second backward of a retained graph got their gradient)."""
-        dtype = np.dtype(self.spec["dtype"])
-        arrays = [p.detach().numpy() if p.dtype != torch.bfloat16 else _f32(p) for p in params]
-        self._stack.set_params([a.astype(dtype, copy=False) for a in arrays])
+    def bound_to(self, stack: Any, params: list[torch.Tensor]) -> Iterator[None]:
+        """`stack` (a forward's) reading `params` (the tensors that forward saw) for a rerun of
+        it with no packed-weight cache; the module rebinds its own at its next call. Since that
+        forward, functional_call or a later step may have bound other tensors, and the rerun
+        read those (the second backward of a retained graph got their gradient)."""
+        stack.set_params([_f32(p) if p.dtype == torch.bfloat16 else _np(p) for p in params])
         self._keys = []
         try:
             yield
@@ -227,6 +225,7 @@ class StackFunction(torch.autograd.Function):
         ctx.dtype = y.dtype
         ctx.param_dtype = params[0].dtype  # bfloat16 modules get bfloat16 gradients
         ctx.rerun = (lengths, dropout, key, precision)
+        ctx.spec = engine.spec  # `stack`'s, for torch's operators in a create_graph backward
         ctx.full = lengths is None or bool(np.all(lengths == x.shape[0]))  # every step runs
         # Saved so that torch refuses a backward after any of them changed in place, and so that
         # a second backward (retain_graph=True) can make the spent tape again.
@@ -239,12 +238,12 @@ class StackFunction(torch.autograd.Function):
     def backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> tuple[Any, ...]:
         create_graph = torch.is_grad_enabled()
         _, dropout, _, precision = ctx.rerun
-        torch_has_it = ctx.engine.spec["cell"] in TORCH_CELLS
+        torch_has_it = ctx.spec["cell"] in TORCH_CELLS
         if create_graph and ctx.full and dropout == 0 and precision == "fp32" and torch_has_it:
             x, h0, c0, *params = ctx.saved_tensors  # (the tape stays for a first-order pass)
             need = ctx.needs_input_grad  # forward's arguments: 3 before x, 4 between c0 and params
             second = differentiable_grads(
-                ctx.engine.spec, (*need[3:6], *need[10:]), (x, h0, c0, params), (dy, dh_n, dc_n)
+                ctx.spec, (*need[3:6], *need[10:]), (x, h0, c0, params), (dy, dh_n, dc_n)
             )
             return (None, None, None, *second[:3], None, None, None, None, *second[3:])
         with torch.no_grad():
@@ -336,7 +335,7 @@ def _backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...]:
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
         lengths, dropout, key, precision = ctx.rerun
-        with ctx.engine.lock, ctx.engine.bound_to(params):
+        with ctx.engine.lock, ctx.engine.bound_to(ctx.stack, params):
             _, _, _, tape = ctx.stack.forward(
                 _np(x), _np(h0), _np(c0), lengths, True, -1, dropout, key, precision
             )
