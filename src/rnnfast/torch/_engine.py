@@ -155,7 +155,6 @@ class StackBinding:
         forward, functional_call or a later step may have bound other tensors, and the rerun
         read those (the second backward of a retained graph got their gradient)."""
         stack.set_params([_f32(p) if p.dtype == torch.bfloat16 else _np(p) for p in params])
-        self._keys = []
         try:
             yield
         finally:
