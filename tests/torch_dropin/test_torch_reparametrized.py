@@ -203,3 +203,38 @@ def test_torch_func_transforms_behave_as_on_torch_nn(kind, transform):
     pairs = [(got[k], want[k]) for k in want] if isinstance(want, dict) else [(got, want)]
     for g, w in pairs:
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("tangent_on", ["input", "weight"])
+@pytest.mark.parametrize("kind", MODULES)
+def test_forward_mode_ad_behaves_as_on_torch_nn(kind, tangent_on):
+    """torch.autograd.forward_ad (dual tensors: jvp-based sensitivities, forward-mode Hessian
+    products): a tangent on the input or on W_hh reaches the output's tangent as on torch.nn.
+    Before, a patched module raised "You must implement the jvp function" there."""
+    import torch.autograd.forward_ad as fwad
+
+    ref, pat = _twins(kind)
+    results = []
+    for module in (ref, pat):
+        weight = _recurrent_weight(kind)
+        with fwad.dual_level():
+            x, h = _inputs()
+            if tangent_on == "input":
+                x = fwad.make_dual(x, x.sin())
+                params = dict(module.named_parameters())
+            else:
+                w = getattr(module, weight)
+                params = {**dict(module.named_parameters()), weight: fwad.make_dual(w, w.cos())}
+            args = (
+                (x,) if not kind.endswith("_cell") else (x[0], (h, h) if kind == "lstm_cell" else h)
+            )
+            out = torch.func.functional_call(module, params, args)
+            out = out[0] if isinstance(out, tuple) else out
+            primal, tangent = fwad.unpack_dual(out)
+            assert tangent is not None
+            results.append((primal.detach().clone(), tangent.clone()))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # outside the dual level the engine runs again
+    assert not rt._engine.torch_runs_it()

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 from .. import _core, _runtime
 from .._cells import of_torch_mode
@@ -166,8 +167,12 @@ def torch_runs_it() -> bool:
     exporting (the graph records aten::lstm, ..., which every runtime knows), and inside a
     torch.func transform (grad, jacrev, jacfwd, jvp, vmap), whose wrapped tensors have no
     storage for the engine to read and whose forward-mode and batching rules rnnfast does not
-    have: torch then gives its own results, or its own refusal (vmap of an LSTM)."""
+    have: torch then gives its own results, or its own refusal (vmap of an LSTM). Likewise
+    inside torch.autograd.forward_ad.dual_level(), where inputs or weights may carry tangents
+    (forward-mode AD) that only torch's operators propagate."""
     if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return True
+    if getattr(forward_ad, "_current_level", -1) >= 0:
         return True
     if torch.compiler.is_compiling():  # torch.compile keeps rnnfast's operator in its graph
         return False
