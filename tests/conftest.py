@@ -14,6 +14,11 @@ import pytest
 import rnnfast
 from rnnfast import _cells, reference
 
+# Every call on the whole team (runtime/threads.h CallTeam): tests compare thread counts with
+# calls that come after the reference's NumPy work, which the engine takes for a pause before a
+# small call and runs alone. (Read at the first engine call; subprocesses inherit it.)
+os.environ.setdefault("RNNFAST_ALWAYS_TEAM", "1")
+
 # (class name, constructor keywords): every cell and variant of the registry (rnnfast._cells,
 # checked against the C++ core by test_package_structure.py).
 CELLS = [(kind.module, dict(kind.kwargs)) for kind in _cells.CELLS.values()]

@@ -1,5 +1,6 @@
 // _core's array operations: the GEMM and activations (for tests and the peak measurement), and
 // the fused optimiser updates, one typed entry point each.
+#include <algorithm>
 #include <string>
 
 #include "kernels/gemm.h"
@@ -7,6 +8,7 @@
 #include "ops/loss.h"
 #include "ops/optim.h"
 #include "python/arrays.h"
+#include "runtime/threads.h"
 
 namespace rnnfast::python {
 namespace {
@@ -49,6 +51,8 @@ py::object matmul_typed(const py::array& a, const py::array& b, bool transpose_a
   T* pc = out.is_none() ? static_cast<T*>(c.mutable_data()) : output<T>("out", c, {m, n});
   {
     py::gil_scoped_release release;
+    const CallTeam team(static_cast<index_t>(std::min(
+        9.0e18, static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k))));
     namespace k_ = kernels;
     const k_::PackedB<T> packed(transpose_b ? k_::Trans::Yes : k_::Trans::No, k, n, pb, b.shape(1));
     k_::gemm(transpose_a ? k_::Trans::Yes : k_::Trans::No, m, n, k, pa, a.shape(1), packed,

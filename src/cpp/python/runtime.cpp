@@ -89,6 +89,9 @@ void init_runtime(py::module_& m) {
       },
       "(regions still to run on one thread, how many the next solo skips): the memory of a busy "
       "machine.");
+  m.def("call_runs_alone", &call_runs_alone, py::arg("macs"),
+        "Whether a call of `macs` multiply-adds started now from this thread runs on it alone "
+        "(a small call after a pause: see runtime/threads.h CallTeam).");
   m.def(
       "recurrence_plan",
       [](const std::string& cell, index_t steps, index_t batch, index_t input, index_t hidden,

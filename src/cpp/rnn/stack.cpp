@@ -83,6 +83,19 @@ void StackSpec::validate() const {
                                 std::to_string(bytes) + " bytes, more than an address space holds");
 }
 
+index_t StackSpec::macs(index_t steps, index_t batch) const {
+  const double gates = static_cast<double>(cell_info(cell).gates);
+  double per_row = 0;
+  for (index_t l = 0; l < layers; ++l) {
+    const double in = static_cast<double>(layer_input(l) + state());
+    per_row += static_cast<double>(directions) *
+               (gates * static_cast<double>(hidden) * in + static_cast<double>(proj * hidden));
+  }
+  const double total = per_row * static_cast<double>(steps) * static_cast<double>(batch);
+  constexpr double kMost = 9.0e18;  // below index_t's largest
+  return total >= kMost ? static_cast<index_t>(kMost) : static_cast<index_t>(total);
+}
+
 void StackSpec::check_call(index_t steps, index_t batch, index_t value_bytes) const {
   if (steps < 0 || batch < 0)
     throw std::invalid_argument("steps, batch: expected >= 0, got " + std::to_string(steps) + ", " +
@@ -249,6 +262,7 @@ void Stack<T>::forward(const StackParams<T>& params, uint64_t version, index_t s
                        const Dropout& dropout, Interrupt* interrupt, Precision precision) {
   const CellInfo& info = cell_info(spec_.cell);
   spec_.check_call(steps, batch, static_cast<index_t>(sizeof(T)));
+  const CallTeam team(spec_.macs(steps, batch));
   if (precision == Precision::Bf16 && sizeof(T) != 4)
     throw std::invalid_argument("precision: 'bf16' needs a float32 module, this one is float64");
   StackSpec::check_lengths(lengths, steps, batch);
@@ -340,6 +354,7 @@ void Stack<T>::backward(const StackParams<T>& params, uint64_t version, Tape<T>&
                         const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0,
                         const StackGrads<T>& grads, T* dh_states, T* dc_states,
                         Interrupt* interrupt) {
+  const CallTeam team(2 * spec_.macs(tape.steps, tape.batch));  // weight and input gradients
   check_tape(tape, params, version);
   const CellInfo& info = cell_info(spec_.cell);
   const index_t steps = tape.steps, batch = tape.batch, hd = spec_.hidden, sd = spec_.state();

@@ -51,6 +51,9 @@ struct StackSpec {
   void check_call(index_t steps, index_t batch, index_t value_bytes) const;
   // Throws std::invalid_argument unless every lengths[b] is in [1, steps] (null: nothing to check).
   static void check_lengths(const int64_t* lengths, index_t steps, index_t batch);
+  // The multiply-adds of a forward call (every layer's and direction's products), saturating:
+  // what a call weighs when deciding whether to wake a team (runtime/threads.h CallTeam).
+  index_t macs(index_t steps, index_t batch) const;
 };
 
 template <typename T>

@@ -33,6 +33,23 @@ namespace {
 // twice its own work) saw a teammate lose its core.
 constexpr std::chrono::microseconds kSlowTeamWait{500};
 
+// A pause after which a small call runs alone. libgomp's threads spin GOMP_SPINCOUNT times
+// after a region (30000 as rnnfast loads libgomp, src/rnnfast/_openmp.py; 300000 as torch does),
+// then sleep. Measured on a 2-vCPU VM with 30000: a region 100 us after the last started its
+// thread in 1.4 us, 300 us after in 32 us, 1 ms after in 69 us, 5 ms after in 385 us. Training
+// loops call the engine every few hundred microseconds (torch's own work between): a shorter
+// pause here ran their small steps alone, where the team, awake or nearly, was faster.
+constexpr std::chrono::microseconds kTeamAwakeFor{1000};
+// Calls below this many multiply-adds do not wake a sleeping team: one thread does them in
+// 0.1-1 ms (B = 1 LSTM H = 128 T = 100 is 13M: 0.57 ms alone after a 5 ms pause, 0.56 on two).
+constexpr index_t kMinWorkToWakeTeam = index_t{16} << 20;
+
+// This thread's calls and team (libgomp's pools are per calling thread): when the last call or
+// team region ended, and whether the call under way keeps its regions to this thread.
+thread_local std::chrono::steady_clock::time_point t_last_active{};
+thread_local int t_call_cap = 0;  // 0: none; 1: this call runs alone
+thread_local int t_pool = 1;      // the largest team libgomp has started for this thread
+
 int default_num_threads() {
 #ifdef RNNFAST_HAVE_OPENMP
   return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // honours OMP_NUM_THREADS
@@ -154,7 +171,7 @@ int usable_threads() {
 namespace detail {
 
 int team_for(int wanted) {
-  if (wanted <= 1 || in_forked_child()) return 1;
+  if (wanted <= 1 || in_forked_child() || t_call_cap == 1) return 1;
 #ifdef RNNFAST_HAVE_OPENMP
   if (omp_in_parallel()) return 1;  // inside someone's team: no nested teams of our own
 #endif
@@ -164,10 +181,13 @@ int team_for(int wanted) {
 }
 
 bool team_is_new(int n) {
-  thread_local int pool = 1;  // the largest team libgomp has started for this thread
-  if (n <= pool) return false;
-  pool = n;
+  if (n <= t_pool) return false;
+  t_pool = n;
   return true;
+}
+
+void team_ended() {
+  t_last_active = std::chrono::steady_clock::now();
 }
 
 void learn_from_region(std::chrono::steady_clock::time_point start,
@@ -180,6 +200,29 @@ void learn_from_region(std::chrono::steady_clock::time_point start,
 }
 
 }  // namespace detail
+
+bool call_runs_alone(index_t macs) {
+  // RNNFAST_ALWAYS_TEAM=1: every call asks for the whole team (tests comparing thread counts,
+  // whose calls come after the reference's NumPy work, a pause here).
+  static const bool always_team = [] {
+    const char* v = std::getenv("RNNFAST_ALWAYS_TEAM");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  if (always_team || macs >= kMinWorkToWakeTeam || get_num_threads() <= 1) return false;
+  // Calls back to back (a loop) wake the team once and keep it awake: they use it.
+  return std::chrono::steady_clock::now() - t_last_active > kTeamAwakeFor;
+}
+
+CallTeam::CallTeam(index_t macs) : capped_(false) {
+  if (t_call_cap != 0 || !call_runs_alone(macs)) return;
+  t_call_cap = 1;
+  capped_ = true;
+}
+
+CallTeam::~CallTeam() {
+  if (capped_) t_call_cap = 0;
+  t_last_active = std::chrono::steady_clock::now();
+}
 
 // ---- StepBarrier ------------------------------------------------------------------------
 

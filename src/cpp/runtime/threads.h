@@ -46,7 +46,31 @@ bool team_is_new(int n);
 void learn_from_region(std::chrono::steady_clock::time_point start,
                        std::chrono::steady_clock::time_point master_done,
                        std::chrono::steady_clock::time_point end);
+// That a team region of this thread ended now (its threads spin a while, then sleep).
+void team_ended();
 }  // namespace detail
+
+// A call of `macs` multiply-adds, for its lifetime on the calling thread: when it is small and
+// comes after a pause (no call or team region on this thread for longer than libgomp's threads
+// spin before they sleep), its regions run on the calling thread alone. Waking a sleeping
+// thread took 50-400 us on a 2-vCPU VM (a halted vCPU), and a B = 1 LSTM call of 5 steps took
+// 1.4 ms on two threads after a 5 ms pause against 38 us on one: more than a second thread can
+// save on a call of a few milliseconds of work. Calls made back to back (a loop) wake the team
+// once, keep it awake and use it. Which thread computes what never changes a result.
+// Whether a call of `macs` multiply-adds starting now on this thread runs alone (as CallTeam
+// decides; RNNFAST_ALWAYS_TEAM=1 in the environment: never).
+bool call_runs_alone(index_t macs);
+
+class CallTeam {
+ public:
+  explicit CallTeam(index_t macs);
+  ~CallTeam();
+  CallTeam(const CallTeam&) = delete;
+  CallTeam& operator=(const CallTeam&) = delete;
+
+ private:
+  bool capped_;
+};
 
 // Runs body(thread, team) on a team of at most `wanted` threads, each thread with denormals
 // flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`. A busy
@@ -73,6 +97,7 @@ bool run_team(int wanted, const Body& body, bool learn = true) {
       if (learn && omp_get_thread_num() == 0) master_done = Clock::now();
     }
     if (learn) detail::learn_from_region(start, master_done, Clock::now());
+    detail::team_ended();
     return fresh;
   }
 #endif
