@@ -77,3 +77,14 @@ def test_cell_loop_benchmark_prints_every_row():
     assert len(rows) == 3 * 2 * 2  # cells x batches x (no_grad, train)
     for r in rows:
         assert r[5].endswith("x") and float(r[5][:-1]) > 0
+
+
+def test_calls_after_a_pause_benchmark_prints_every_row():
+    out = _run(
+        "calls_after_a_pause.py",
+        *("--hidden", "8", "--steps", "2", "3", "--pauses-ms", "0", "2", "--calls", "3"),
+    )
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("2", "0"), ("2", "2"), ("3", "0"), ("3", "2")]
+    for r in rows:  # T, pause, rnnfast, one thread (, torch): positive figures
+        assert len(r) in (4, 5) and all(float(v) > 0 for v in r[2:]), r
