@@ -50,6 +50,10 @@ void learn_from_region(std::chrono::steady_clock::time_point start,
 void team_ended();
 }  // namespace detail
 
+// Whether a call of `macs` multiply-adds starting now on this thread runs alone (as CallTeam
+// below decides; RNNFAST_ALWAYS_TEAM=1 in the environment: never).
+bool call_runs_alone(index_t macs);
+
 // A call of `macs` multiply-adds, for its lifetime on the calling thread: when it is small and
 // comes after a pause (no call or team region on this thread for longer than libgomp's threads
 // spin before they sleep), its regions run on the calling thread alone. Waking a sleeping
@@ -57,10 +61,6 @@ void team_ended();
 // 1.4 ms on two threads after a 5 ms pause against 38 us on one: more than a second thread can
 // save on a call of a few milliseconds of work. Calls made back to back (a loop) wake the team
 // once, keep it awake and use it. Which thread computes what never changes a result.
-// Whether a call of `macs` multiply-adds starting now on this thread runs alone (as CallTeam
-// decides; RNNFAST_ALWAYS_TEAM=1 in the environment: never).
-bool call_runs_alone(index_t macs);
-
 class CallTeam {
  public:
   explicit CallTeam(index_t macs);
