@@ -21,8 +21,10 @@ from rnnfast import reference
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _python(code: str, env: dict[str, str] | None = None, timeout: float = 120):
-    full_env = {**os.environ, **(env or {})}
+def _python(
+    code: str, env: dict[str, str] | None = None, timeout: float = 120, unset: tuple[str, ...] = ()
+):
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=full_env,
@@ -149,10 +151,7 @@ print(paused[0], paused[1], kept, _core.call_runs_alone(small))
 
 
 def test_small_calls_after_a_pause_run_alone_and_loops_keep_the_team():
-    env = {k: v for k, v in os.environ.items() if k != "RNNFAST_ALWAYS_TEAM"}
-    out = subprocess.run(
-        [sys.executable, "-c", PAUSE_CHECK], env=env, capture_output=True, text=True, timeout=60
-    )
+    out = _python(PAUSE_CHECK, timeout=60, unset=("RNNFAST_ALWAYS_TEAM",))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "False", "True", "False"]
     out = _python(PAUSE_CHECK, {"RNNFAST_ALWAYS_TEAM": "1"}, timeout=60)

@@ -286,24 +286,25 @@ def differentiable_grads(
     tensors the forward saw: the engine's backward is not itself differentiable. `reshape`
     maps the inputs to a time-major stack's and its outputs back (the cells')."""
     x, h0, c0, params = inputs
+    tensors = (x, h0, c0, *params)
+    wanted = [i for i, (t, n) in enumerate(zip(tensors, need)) if n and t is not None]
+    grads: list[Any] = [None] * min(len(tensors), len(need))
     with torch.enable_grad():
         args = reshape.inputs(x, h0, c0) if reshape else (x, h0, c0)
         outs = torch_forward(spec, args[0], args[1], args[2], list(params))
         outs = reshape.outputs(outs) if reshape else outs
         pairs = [(o, g) for o, g in zip(outs, grad_outputs) if g is not None]
-        wrt = [t for t, n in zip((x, h0, c0, *params), need) if n and t is not None]
-        got = iter(
-            torch.autograd.grad(
+        if pairs and wanted:
+            got = torch.autograd.grad(
                 [o for o, _ in pairs],
-                wrt,
+                [tensors[i] for i in wanted],
                 [g for _, g in pairs],
                 create_graph=True,
                 allow_unused=True,
             )
-            if pairs and wrt
-            else [None] * len(wrt)
-        )
-    return [next(got) if n and t is not None else None for t, n in zip((x, h0, c0, *params), need)]
+            for i, g in zip(wanted, got):
+                grads[i] = g
+    return grads
 
 
 def once_differentiable(grads: tuple[Any, ...], create_graph: bool) -> tuple[Any, ...]:
