@@ -7,6 +7,7 @@
 // tested on an x86 machine too.
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,6 +17,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/table.h"
+#include "rnn/packing.h"
 #include "rnn/stack.h"
 using namespace rnnfast;
 using namespace rnnfast::kernels;
@@ -165,9 +167,48 @@ int compare(const char* a_path, const char* b_path) {
   return ok ? 0 : 1;
 }
 
+// Packed weights start every panel on a cache line (runtime/aligned.h: a tile or vector row across
+// two lines cost a load twice), whatever the sizes, in float and in bf16 pairs.
+int check_alignment() {
+  int bad = 0;
+  auto at_line = [&](const void* p, const char* what, index_t size) {
+    if (reinterpret_cast<std::uintptr_t>(p) % 64 == 0) return;
+    std::printf("%s (size %td) not on a cache line: %p\n", what, size, p);
+    ++bad;
+  };
+  for (index_t hidden : {1, 17, 128, 300, 512}) {
+    const index_t g = 4, in = hidden + 3;
+    std::vector<float> w_ih(g * hidden * in, 0.5f), w_hh(g * hidden * hidden, 0.25f);
+    std::vector<float> b(g * hidden, 0.1f);
+    const LayerWeights<float> w{w_ih.data(), w_hh.data(), b.data(), b.data()};
+    for (Precision pr : {Precision::Native, Precision::Bf16}) {
+      const auto fwd = pack_forward(Cell::Lstm, in, hidden, 0, w, pr);
+      const auto bwd = pack_backward(Cell::Lstm, in, hidden, 0, w, pr);
+      for (const Panels<float>* p : {&fwd->rec, &bwd->rec}) {
+        const index_t groups = p->stride ? (pr == Precision::Bf16 ? index_t(p->pairs.size())
+                                                                  : index_t(p->data.size())) /
+                                               p->stride
+                                         : 0;
+        for (index_t k = 0; k < groups; ++k)
+          at_line(pr == Precision::Bf16 ? static_cast<const void*>(p->pairs.data() + k * p->stride)
+                                        : static_cast<const void*>(p->data.data() + k * p->stride),
+                  "a recurrent panel", hidden);
+      }
+      at_line(fwd->bias.data(), "the bias", hidden);
+      const auto& b_ih = fwd->w_ih_t;
+      for (index_t j = 0; j < ceil_div(b_ih.cols(), b_ih.kernels().nr); ++j)
+        at_line(b_ih.bf16() ? static_cast<const void*>(b_ih.pair_panel(j))
+                            : static_cast<const void*>(b_ih.panel(j)),
+                "a panel of W_ih", hidden);
+    }
+  }
+  std::printf("alignment of packed weights: %s\n", bad ? "FAILED" : "ok");
+  return bad;
+}
+
 int main(int argc, char** argv) {
   std::printf("isa: %s\n", isa_name(active_isa()));
-  int bad = check<float>("f32") + check<double>("f64");
+  int bad = check<float>("f32") + check<double>("f64") + check_alignment();
   std::printf(bad ? "FAILED\n" : "ok\n");
   if (bad) return 1;
   if (argc == 3 && std::strcmp(argv[1], "dump") == 0) return dump(argv[2]);

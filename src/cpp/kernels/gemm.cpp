@@ -18,7 +18,7 @@ PackedB<T>::PackedB(Trans trans, index_t k, index_t n, const T* b, index_t ldb, 
   }
   const index_t nr = kernels_->nr;
   const index_t panels = (n + nr - 1) / nr;
-  data_.reset(new T[static_cast<size_t>(std::max<index_t>(panels * panel_stride(), 1))]);
+  data_ = aligned_array<T>(static_cast<size_t>(std::max<index_t>(panels * panel_stride(), 1)));
   T* data = data_.get();
   parallel_for(panels, std::max<index_t>(1, 4096 / std::max<index_t>(k, 1)),
                [&](index_t p0, index_t p1) {
@@ -48,7 +48,7 @@ void PackedB<T>::pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows sk
   } else {
     const index_t nr = kernels_->nr, panels = (n_ + nr - 1) / nr, pairs = pair_rows();
     const index_t stride = pairs * nr + kPanelPad;  // panel_stride() once pairs_ is set
-    pairs_.reset(new uint32_t[static_cast<size_t>(std::max<index_t>(panels * stride, 1))]);
+    pairs_ = aligned_array<uint32_t>(static_cast<size_t>(std::max<index_t>(panels * stride, 1)));
     // op(B)(k, j), zero past K and on padding rows.
     auto at = [&](index_t kk, index_t j) -> float {
       if (kk >= k_ || skip.padding(kk)) return 0.0f;
@@ -241,9 +241,14 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
   const index_t task_work = std::min(m, bl.mc) * std::min(n, bl.nc * bl.group) * k;
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(task_work, 1));
   parallel_for(bl.tasks(), grain, [&](index_t t0, index_t t1) {
+    // A line more than the workspace, used from a line boundary: tiles read A's rows of pairs
+    // there, and a row across two lines cost a tile load twice (runtime/aligned.h).
+    constexpr index_t kSlack = static_cast<index_t>(kCacheLine / sizeof(T));
+    const bool needed = rows_alias<T>(lda) || b.bf16();
     std::vector<T> work(
-        static_cast<size_t>(rows_alias<T>(lda) || b.bf16() ? gemm_workspace_size(b.kernels()) : 0));
-    gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc, work.data());
+        static_cast<size_t>(needed ? gemm_workspace_size(b.kernels()) + kSlack : 0));
+    gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc,
+                needed ? line_aligned(work.data()) : nullptr);
   });
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/table.h"
+#include "runtime/aligned.h"
 #include "runtime/threads.h"
 
 namespace rnnfast::kernels {
@@ -61,8 +62,8 @@ class PackedB {
 
   const KernelTable<T>* kernels_;
   index_t k_, n_;
-  std::unique_ptr<T[]> data_;          // every element written by packing: no zeroing pass first
-  std::unique_ptr<uint32_t[]> pairs_;  // bf16 instead of data_
+  AlignedArray<T> data_;          // every element written by packing: no zeroing pass first
+  AlignedArray<uint32_t> pairs_;  // bf16 instead of data_
 };
 
 // C (M x N, row stride ldc) = op(A) * B, or += with `accumulate`; op(A) is M x K:

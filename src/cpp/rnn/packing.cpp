@@ -82,7 +82,7 @@ void to_pairs(Panels<T>& p, index_t depth, index_t cols, index_t groups) {
       }
     });
     p.stride = stride;
-    std::vector<T>().swap(p.data);
+    aligned_vector<T>().swap(p.data);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "kernels/recurrent.h"
 #include "rnn/cell.h"
+#include "runtime/aligned.h"
 
 namespace rnnfast {
 
@@ -22,8 +23,8 @@ namespace rnnfast {
 // word, ceil(depth/2) rows (kernels/bf16.h).
 template <typename T>
 struct Panels {
-  std::vector<T> data;
-  std::vector<uint32_t> pairs;
+  aligned_vector<T> data;
+  aligned_vector<uint32_t> pairs;
   index_t stride = 0;  // between groups, in values or words
   // The product reads these weights.
   void bind(kernels::Product<T>& p) const {
@@ -41,10 +42,10 @@ struct ForwardPacks {
   Panels<T> rec;               // reset-before GRU: the r and z blocks only
   Panels<T> rec_n;             // reset-before GRU: W_hn
   Panels<T> proj;              // projected LSTM: W_hr
-  std::vector<T> bias;         // [G*H] added at each step, empty without bias: b_ih + b_hh,
+  aligned_vector<T> bias;      // [G*H] added at each step, empty without bias: b_ih + b_hh,
                                // except linear-before-reset GRU's n block (b_in alone)
-  std::vector<T> bias_hn;      // linear-before-reset GRU: b_hn
-  std::vector<T> peep;         // LSTM peepholes [3H] (p_i, p_f, p_o), empty without
+  aligned_vector<T> bias_hn;   // linear-before-reset GRU: b_hn
+  aligned_vector<T> peep;      // LSTM peepholes [3H] (p_i, p_f, p_o), empty without
   index_t groups = 0;
 };
 
@@ -57,7 +58,7 @@ struct BackwardPacks {
   Panels<T> rec;                          // K = G*H (reset-before GRU: 2H)
   Panels<T> rec_n;                        // reset-before GRU: W_hn, K = H
   Panels<T> proj;                         // projected LSTM: W_hr, K = P
-  std::vector<T> peep;                    // LSTM peepholes [3H], empty without
+  aligned_vector<T> peep;                 // LSTM peepholes [3H], empty without
 };
 
 template <typename T>
