@@ -47,7 +47,7 @@ void PackedB<T>::pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows sk
     throw std::invalid_argument("precision: bf16 products need float32 operands");
   } else {
     const index_t nr = kernels_->nr, panels = (n_ + nr - 1) / nr, pairs = pair_rows();
-    const index_t stride = pairs * nr + kPanelPad;  // panel_stride() once pairs_ is set
+    const index_t stride = stride_for(/*pairs=*/true);
     pairs_ = aligned_array<uint32_t>(static_cast<size_t>(std::max<index_t>(panels * stride, 1)));
     // op(B)(k, j), zero past K and on padding rows.
     auto at = [&](index_t kk, index_t j) -> float {

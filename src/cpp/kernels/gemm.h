@@ -48,8 +48,9 @@ class PackedB {
   index_t cols() const { return n_; }
   bool bf16() const { return pairs_ != nullptr; }
   const KernelTable<T>& kernels() const { return *kernels_; }
-  // Between panels: values, or words for bf16 pairs.
-  index_t panel_stride() const { return (bf16() ? pair_rows() : k_) * kernels_->nr + kPanelPad; }
+  // Between panels: values, or words for bf16 pairs; whole cache lines, so that every panel
+  // starts on one (runtime/aligned.h) whatever K and the ISA's nr.
+  index_t panel_stride() const { return stride_for(bf16()); }
   // A bf16 panel's rows: K's pairs, zero padded to whole AMX tiles (kernels/amx.h).
   index_t pair_rows() const { return (k_ + 31) / 32 * 16; }
   const T* panel(index_t p) const { return data_.get() + p * panel_stride(); }
@@ -59,6 +60,12 @@ class PackedB {
 
  private:
   void pack_pairs(Trans trans, const T* b, index_t ldb, PaddingRows skip);
+
+  index_t stride_for(bool pairs) const {
+    const index_t size = (pairs ? pair_rows() : k_) * kernels_->nr + kPanelPad;
+    const index_t line = static_cast<index_t>(kCacheLine / (pairs ? sizeof(uint32_t) : sizeof(T)));
+    return (size + line - 1) / line * line;
+  }
 
   const KernelTable<T>* kernels_;
   index_t k_, n_;
