@@ -48,6 +48,9 @@ class Stack:
     def step(
         self, x: _Arr, h: _Arr, c: _Arr | None, y: _Arr, version: int, precision: str = "fp32"
     ) -> None: ...
+    def direct_step(
+        self, x: _Arr, h0: _Arr | None, c0: _Arr | None
+    ) -> tuple[_Arr, _Arr | None]: ...
     def backward(
         self,
         tape: Tape,

@@ -1,10 +1,10 @@
 // The kernels the dispatcher picks on this target (NEON on arm64), checked against plain loops
-// and libm: GEMM in both layouts across tile edges, and the activations' error bounds. Then
-// `dump FILE` runs a 2-layer bidirectional stack of every cell (forward and backward, with
-// lengths, in float64) and writes every output, and `compare A B` checks two dumps agree: CMake's
-// tests compare the best ISA with the portable kernels (RNNFAST_ISA=generic), which the Python
-// suite checks against NumPy. Run under qemu by tests/cross/run_arm64.sh, so the NEON path is
-// tested on an x86 machine too.
+// and libm: GEMM in both layouts across tile edges, rows_dot, and the activations' error
+// bounds. Then `dump FILE` runs a 2-layer bidirectional stack of every cell (forward and
+// backward, with lengths, in float64) and writes every output, and `compare A B` checks two
+// dumps agree: CMake's tests compare the best ISA with the portable kernels
+// (RNNFAST_ISA=generic), which the Python suite checks against NumPy. Run under qemu by
+// tests/cross/run_arm64.sh, so the NEON path is tested on an x86 machine too.
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -50,6 +50,28 @@ int check(const char* name) {
     }
   }
   const auto& kt = active_kernels<T>();
+  // rows_dot (the direct step's product) across vector tails, row groups and several vectors.
+  for (auto [rows, depth, count] :
+       {std::array<index_t, 3>{1, 1, 1}, {7, 33, 3}, {12, 128, 1}, {5, 17, 4}, {9, 300, 2}}) {
+    const index_t ldw = depth + 3, ldx = depth + 1, ldy = rows + 2;
+    std::vector<T> w(rows * ldw), xs(count * ldx), ys(count * ldy, T(-7));
+    for (auto& v : w) v = T(nd(rng));
+    for (auto& v : xs) v = T(nd(rng));
+    kt.rows_dot(rows, depth, w.data(), ldw, xs.data(), ldx, count, ys.data(), ldy);
+    double err = 0;
+    for (index_t b = 0; b < count; ++b) {
+      for (index_t r = 0; r < rows; ++r) {
+        double s = 0;
+        for (index_t q = 0; q < depth; ++q) s += double(w[r * ldw + q]) * double(xs[b * ldx + q]);
+        err = std::max(err, std::fabs(s - double(ys[b * ldy + r])) / std::sqrt(double(depth)));
+      }
+      for (index_t r = rows; r < ldy; ++r) err += ys[b * ldy + r] != T(-7);  // nothing else written
+    }
+    if (err > (sizeof(T) == 4 ? 1e-5 : 1e-12)) {
+      std::printf("%s rows_dot %ldx%ldx%ld err %g\n", name, rows, depth, count, err);
+      ++bad;
+    }
+  }
   std::vector<T> x, y;
   for (double v = -110; v <= 100; v += 0.0137) x.push_back(T(v));
   for (double v = -1; v <= 1; v += 1e-4) x.push_back(T(v));

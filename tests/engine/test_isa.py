@@ -75,9 +75,15 @@ OTHER_ISAS = [i for i in rnnfast.show_config()["supported_isas"] if i != rnnfast
 @pytest.mark.skipif("RNNFAST_ISA" in os.environ, reason="already running under a forced ISA")
 @pytest.mark.parametrize("isa", OTHER_ISAS)
 def test_numeric_suite_passes_under_every_other_isa(isa: str) -> None:
-    """Parity, determinism, activation bounds and bf16 again, in a process forced to `isa`; only
-    bf16 between the AVX-512 levels, which run the same float32 kernels."""
-    files = ["test_parity.py", "test_determinism.py", "test_activations.py", "test_bf16.py"]
+    """Parity, determinism, activation bounds, bf16 and the direct step again, in a process forced
+    to `isa`; only bf16 between the AVX-512 levels, which run the same float32 kernels."""
+    files = [
+        "test_parity.py",
+        "test_determinism.py",
+        "test_activations.py",
+        "test_bf16.py",
+        "test_direct_step.py",
+    ]
     if isa in AVX512_LEVELS and rnnfast.isa() in AVX512_LEVELS:
         files = ["test_bf16.py"]
     env = {**os.environ, "RNNFAST_ISA": isa}

@@ -206,6 +206,51 @@ def test_torch_compile_runs_a_cell_loop():
     torch.testing.assert_close(g_got, g_want, **TOL[torch.float32])
 
 
+def test_torch_compile_runs_a_cell_loop_without_grad():
+    native, ours = _pair("gru", dtype=torch.float32)
+
+    def run(cell, seq):
+        hx = None
+        for t in range(seq.shape[0]):
+            hx = cell(seq[t], hx)
+        return hx
+
+    seq = torch.randn(4, 3, 5)
+    compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ours, seq), run(native, seq), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("hx_as", ["none", "given"])
+@pytest.mark.parametrize("batch", [0, 1, 4, 5, 16], ids=lambda b: f"b{b}" if b else "unbatched")
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_no_grad_steps_of_every_batch_size_follow_torch_and_writes_to_the_weights(
+    kind, batch, hx_as, dtype
+):
+    """Without autograd a few batch rows run from the weights as they are (Stack.direct_step),
+    more from the packed copy: both equal torch's cells, unbatched and batched, and both see
+    a write through `.data` at the next call."""
+    native, ours = _pair(kind, dtype=dtype, size=(9, 20))
+    torch.manual_seed(3)
+    x = torch.randn((batch, 9) if batch else (9,), dtype=dtype)
+    shape = (batch, 20) if batch else (20,)
+    hx = None
+    if hx_as != "none":
+        parts = [torch.randn(shape, dtype=dtype) for _ in range(2 if kind == "lstm" else 1)]
+        # LSTMCell's pair as a tuple or, as torch takes it too, a list
+        hx = (tuple(parts) if batch % 2 else parts) if kind == "lstm" else parts[0]
+    for _ in range(2):
+        with torch.no_grad():
+            want, got = _flat(native(x, hx)), _flat(ours(x, hx))
+        for w, g in zip(want, got):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            torch.testing.assert_close(g, w, **TOL[dtype])
+        for a, b in zip(native.parameters(), ours.parameters()):
+            a.data.mul_(-0.5)
+            b.data.mul_(-0.5)
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [

@@ -48,6 +48,7 @@ inline constexpr index_t kPrefetchSteps = 8;
 // Then the tiles.
 #include "kernels/gemm_impl.h"
 #include "kernels/recurrent_impl.h"
+#include "kernels/rows_dot_impl.h"
 // Each cell's recipe: its forward and backward step epilogues and its CellKernels.
 #include "kernels/cells/gru_common_impl.h"
 #include "kernels/cells/gru_lbr_impl.h"
@@ -70,6 +71,7 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
     t.pair_rows_bf16 = &pair_rows_bf16<V>;
   }
   t.pack_b_transposed = &pack_b_transposed<V>;
+  t.rows_dot = &rows_dot<V>;
   t.exp = &exp_array<V>;
   t.tanh = &tanh_array<V>;
   t.sigmoid = &sigmoid_array<V>;

@@ -48,6 +48,10 @@ struct KernelTable {
   // One B panel of nr columns from `cols` rows of src (row stride ldb), zero padded:
   // dst[k*nr + j] = src[j*ldb + k].
   void (*pack_b_transposed)(index_t k, index_t cols, const T* src, index_t ldb, T* dst);
+  // y[b*ldy + r] = sum over k < depth of w[r*ldw + k] * x[b*ldx + k] for r < rows, b < count:
+  // weights in PyTorch's layout read in place (rnn/direct_step.h); each sum in one fixed order.
+  void (*rows_dot)(index_t rows, index_t depth, const T* w, index_t ldw, const T* x, index_t ldx,
+                   index_t count, T* y, index_t ldy);
   // y = f(x) elementwise over n values; y may alias x.
   void (*exp)(index_t n, const T* x, T* y);
   void (*tanh)(index_t n, const T* x, T* y);
@@ -72,9 +76,9 @@ struct KernelTable {
 // A two-part cell has both second parts, a one-part cell neither.
 template <typename T>
 constexpr bool complete(const KernelTable<T>& t) {
-  bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed && t.exp &&
-            t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh && t.final_dh &&
-            t.fma_chain_count > 0 && t.fma_chains;
+  bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed &&
+            t.rows_dot && t.exp && t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh &&
+            t.final_dh && t.fma_chain_count > 0 && t.fma_chains;
   if (sizeof(T) == 4) ok = ok && t.gemm_block_bf16 && t.convert_a_bf16 && t.pair_rows_bf16;
   for (const CellKernels<T>& c : t.cells)
     ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;

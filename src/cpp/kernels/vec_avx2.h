@@ -47,6 +47,12 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {_mm256_blendv_ps(otherwise.v, then.v, _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ))};
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF32 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
   // Rows r[0..7] of an 8x8 block become its columns (unpack, shuffle, then swap 128-bit halves).
   friend void transpose(VecF32 (&r)[8]) {
     __m256 t[8], u[8];
@@ -116,6 +122,11 @@ struct VecF64 {
   }
   friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
     return {_mm256_blendv_pd(otherwise.v, then.v, _mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ))};
+  }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF64 a) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
   }
   friend void transpose(VecF64 (&r)[4]) {
     const __m256d t0 = _mm256_unpacklo_pd(r[0].v, r[1].v), t1 = _mm256_unpackhi_pd(r[0].v, r[1].v);

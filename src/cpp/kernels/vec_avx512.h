@@ -46,6 +46,8 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
   static VecF32 scalef(VecF32 p, VecF32 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
   friend VecF32 pow2(VecF32 n) {
     const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
@@ -160,6 +162,8 @@ struct VecF64 {
   friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
     return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
   static VecF64 scalef(VecF64 p, VecF64 n) { return {_mm512_scalef_pd(p.v, n.v)}; }
   friend VecF64 pow2(VecF64 n) {
     const __m512i e =

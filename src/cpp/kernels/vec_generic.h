@@ -97,6 +97,12 @@ struct VecArr {
     for (int i = 0; i < N; ++i) r.v[i] = a.v[i] >= b.v[i] ? then.v[i] : otherwise.v[i];
     return r;
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecArr a) {  // halves folded onto each other
+    for (int width = N / 2; width > 0; width /= 2)
+      for (int i = 0; i < width; ++i) a.v[i] += a.v[i + width];
+    return a.v[0];
+  }
   // 2^n for integral n in the normal exponent range, built from the exponent bits.
   friend VecArr pow2(VecArr n) {
     VecArr r;

@@ -52,6 +52,8 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {vbslq_f32(vcgeq_f32(a.v, b.v), then.v, otherwise.v)};
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF32 a) { return vaddvq_f32(a.v); }
   friend VecF32 pow2(VecF32 n) {
     const int32x4_t e = vaddq_s32(vcvtq_s32_f32(n.v), vdupq_n_s32(127));
     return {vreinterpretq_f32_s32(vshlq_n_s32(e, 23))};
@@ -104,6 +106,8 @@ struct VecF64 {
   friend VecF64 select_ge(VecF64 a, VecF64 b, VecF64 then, VecF64 otherwise) {
     return {vbslq_f64(vcgeq_f64(a.v, b.v), then.v, otherwise.v)};
   }
+  // The lanes' sum, in one fixed order (rows_dot).
+  friend T lane_sum(VecF64 a) { return vaddvq_f64(a.v); }
   friend VecF64 pow2(VecF64 n) {
     const int64x2_t e = vaddq_s64(vcvtq_s64_f64(n.v), vdupq_n_s64(1023));
     return {vreinterpretq_f64_s64(vshlq_n_s64(e, 52))};

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "python/arrays.h"
+#include "rnn/direct_step.h"
 #include "rnn/stack.h"
 
 namespace rnnfast::python {
@@ -115,6 +116,13 @@ class PyStack {
             const std::string& precision) {
     const Precision pr = parse_precision(precision);
     visit([&](auto& t) { step_typed(t, x, h, c, y, version, pr); });
+  }
+
+  // One step of a one-layer, one-direction stack from the bound parameters as they are now, no
+  // packed copy (rnn/direct_step.h): x [B, I], h0 and c0 [B, H] or None; returns (h, c or None),
+  // new arrays.
+  py::tuple direct_step(const py::array& x, const py::object& h0, const py::object& c0) {
+    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0); });
   }
 
   // "fp32" (the module's own dtype, float64 included) or "bf16" (float32 modules only).
@@ -261,6 +269,34 @@ class PyStack {
   }
 
   template <typename T>
+  py::tuple direct_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                              const py::object& c0) {
+    check_bound(t, false);
+    if (x.ndim() != 2)
+      throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
+                                  std::to_string(x.ndim()));
+    const index_t batch = x.shape(0), hd = spec_.hidden;
+    const T* px = input<T>("x", x, {batch, spec_.input});
+    const T* ph0 = input_or_null<T>("h0", h0, {batch, hd});
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    const T* pc0 = lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr;
+    auto h = new_array<T>({batch, hd});
+    py::object c = py::none();
+    T* pc = nullptr;
+    if (lstm) {
+      auto ca = new_array<T>({batch, hd});
+      pc = ca.mutable_data();
+      c = ca;
+    }
+    T* ph = h.mutable_data();
+    {
+      py::gil_scoped_release release;
+      rnnfast::direct_step(spec_, t.params.layers[0], batch, px, ph0, pc0, ph, pc);
+    }
+    return py::make_tuple(h, c);
+  }
+
+  template <typename T>
   void step_typed(Typed<T>& t, const py::array& x, py::array& h, const py::object& c, py::array& y,
                   int64_t version, Precision precision) {
     check_bound(t, false);
@@ -391,6 +427,11 @@ void init_rnn(py::module_& m) {
       .def("set_params", &PyStack::set_params, py::arg("arrays"))
       .def("set_grads", &PyStack::set_grads, py::arg("arrays"), py::arg("assign") = false,
            "Binds the gradients' arrays: backward adds to them, or with assign writes them.")
+      .def("direct_step", &PyStack::direct_step, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true),
+           "One step of a one-layer, one-direction stack from the bound parameters as they are "
+           "now, with no packed copy: x (B, I), h0 and c0 (B, H) or None; returns (h, c or "
+           "None). For a few batch rows: reads the weights once a row.")
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"), py::arg("dropout") = 0.0, py::arg("dropout_key") = 0,

@@ -1,0 +1,168 @@
+"""Stack.direct_step (src/cpp/rnn/direct_step.h): one step of a one-layer, one-direction stack
+straight from the parameters as they are, against the NumPy reference; the same bits for one
+thread and two; the weights read at every call; what it does not run is refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _core
+from rnnfast.reference import _direction_forward
+
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+TOL = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
+
+
+def _stack(cell: str, inp: int, hid: int, bias: bool, dtype: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    g = GATES[cell] * hid
+    params = [rng.standard_normal((g, inp)) * 0.4, rng.standard_normal((g, hid)) * 0.4]
+    if bias:
+        params += [rng.standard_normal(g) * 0.3, rng.standard_normal(g) * 0.3]
+    params = [p.astype(dtype) for p in params]
+    stack = _core.Stack(cell, inp, hid, 1, False, bias, dtype)
+    stack.set_params(params)
+    return stack, params
+
+
+def _reference(cell, params, x, h0, c0):
+    """One step of the NumPy reference, in float64."""
+    w_ih, w_hh = (p.astype(np.float64) for p in params[:2])
+    g = w_ih.shape[0]
+    b_ih, b_hh = (
+        (p.astype(np.float64) for p in params[2:]) if len(params) == 4 else (np.zeros(g),) * 2
+    )
+    batch, hid = x.shape[0], w_hh.shape[1]
+    h = np.zeros((batch, hid)) if h0 is None else h0.astype(np.float64)
+    c = None
+    if cell == "lstm":
+        c = np.zeros((batch, hid)) if c0 is None else c0.astype(np.float64)
+    mask = np.ones((1, batch), bool)
+    _, h_n, c_n, _ = _direction_forward(
+        cell, x.astype(np.float64)[None], (w_ih, w_hh, b_ih, b_hh, None, None), h, c, mask, False
+    )
+    return h_n, c_n
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("state", ["given", "none"])
+@pytest.mark.parametrize(
+    "size", [(5, 7, 1), (37, 19, 3), (16, 32, 4), (130, 67, 2)], ids=lambda s: "x".join(map(str, s))
+)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_step_matches_the_reference(cell, bias, size, state, dtype):
+    inp, hid, batch = size
+    stack, params = _stack(cell, inp, hid, bias, dtype)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, inp)).astype(dtype)
+    h0 = rng.standard_normal((batch, hid)).astype(dtype) if state == "given" else None
+    c0 = rng.standard_normal((batch, hid)).astype(dtype) if state == "given" else None
+    before = [a.copy() for a in (x, h0, c0) if a is not None]
+    h, c = stack.direct_step(x, h0, c0 if cell == "lstm" else None)
+    want_h, want_c = _reference(cell, params, x, h0, c0)
+    assert h.dtype == np.dtype(dtype) and h.shape == (batch, hid)
+    np.testing.assert_allclose(h, want_h, **TOL[dtype])
+    if cell == "lstm":
+        assert c is not None and c.shape == (batch, hid)
+        np.testing.assert_allclose(c, want_c, **TOL[dtype])
+    else:
+        assert c is None
+    for a, b in zip(before, [a for a in (x, h0, c0) if a is not None]):
+        assert np.array_equal(a, b)  # the inputs are left as they were
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_step_bits_do_not_depend_on_the_thread_count(cell):
+    stack, _ = _stack(cell, 128, 256, True, "float32")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    h0 = rng.standard_normal((3, 256)).astype(np.float32)
+    c0 = h0[::-1].copy() if cell == "lstm" else None
+    saved = rnnfast.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 1):
+            rnnfast.set_num_threads(n)
+            outs.append(stack.direct_step(x, h0, c0))
+    finally:
+        rnnfast.set_num_threads(saved)
+    for h, c in outs[1:]:
+        assert np.array_equal(h, outs[0][0])
+        assert (c is None) == (outs[0][1] is None) and (c is None or np.array_equal(c, outs[0][1]))
+
+
+def test_direct_step_reads_the_weights_as_they_are_at_each_call():
+    """No packed copy to go stale: a write into the bound arrays is seen by the next call."""
+    stack, params = _stack("lstm", 6, 5, True, "float32")
+    x = np.ones((1, 6), np.float32)
+    first = stack.direct_step(x, None, None)[0]
+    params[0] *= 0.5
+    params[3][:] = 1.0
+    second = stack.direct_step(x, None, None)[0]
+    np.testing.assert_allclose(second, _reference("lstm", params, x, None, None)[0], rtol=2e-5)
+    assert not np.allclose(first, second)
+
+
+def test_direct_step_of_no_rows_is_empty():
+    stack, _ = _stack("gru", 4, 3, True, "float32")
+    h, c = stack.direct_step(np.zeros((0, 4), np.float32), None, None)
+    assert h.shape == (0, 3) and c is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("lstm", 4, 3, 2, False, True, "float32"), "2 layer"),
+        (("lstm", 4, 3, 1, True, True, "float32"), "2 direction"),
+        (("lstm", 4, 3, 1, False, True, "float32", 2), "projection"),
+        (("gru_reset_before", 4, 3, 1, False, True, "float32"), "gru_reset_before"),
+    ],
+)
+def test_direct_step_refuses_what_it_does_not_run(args, message):
+    stack = _core.Stack(*args)
+    rng = np.random.default_rng(0)
+    cell, inp, hid, layers, bidi = args[:5]
+    proj = args[7] if len(args) > 7 else 0
+    dirs = 2 if bidi else 1
+    state = proj or hid
+    params = []
+    for layer in range(layers):
+        for _ in range(dirs):
+            g = GATES.get(cell, 3) * hid
+            params += [rng.standard_normal((g, inp if layer == 0 else dirs * state))]
+            params += [rng.standard_normal((g, state)), np.zeros(g), np.zeros(g)]
+            if proj:
+                params += [rng.standard_normal((proj, hid))]
+    stack.set_params([p.astype(np.float32) for p in params])
+    with pytest.raises(ValueError, match=message):
+        stack.direct_step(np.zeros((1, inp), np.float32), None, None)
+
+
+@pytest.mark.parametrize(
+    "x, h0, message",
+    [
+        (np.zeros((2, 5), np.float32), None, r"x: expected shape \(2, 4\)"),
+        (np.zeros((2, 4), np.float64), None, "x: expected dtype float32"),
+        (np.zeros(4, np.float32), None, "x: expected 2 dimensions"),
+        (
+            np.zeros((2, 4), np.float32),
+            np.zeros((1, 3), np.float32),
+            r"h0: expected shape \(2, 3\)",
+        ),
+        (np.zeros((2, 8), np.float32)[:, ::2], None, "C-contiguous"),
+    ],
+)
+def test_direct_step_refuses_bad_arrays_by_name(x, h0, message):
+    stack, _ = _stack("gru", 4, 3, True, "float32")
+    with pytest.raises((ValueError, TypeError), match=message):
+        stack.direct_step(x, h0, None)
+
+
+def test_direct_step_before_any_parameters_is_refused():
+    with pytest.raises(RuntimeError, match="set_params"):
+        _core.Stack("lstm", 4, 3, 1, False, True, "float32").direct_step(
+            np.zeros((1, 4), np.float32), None, None
+        )
