@@ -166,3 +166,21 @@ def test_direct_step_before_any_parameters_is_refused():
         _core.Stack("lstm", 4, 3, 1, False, True, "float32").direct_step(
             np.zeros((1, 4), np.float32), None, None
         )
+
+
+def test_pooled_arrays_outlive_their_stack_and_return_their_memory():
+    """Stack.pooled_empty (the gradients a backward writes): the stack's dtype, writeable, alive
+    after the stack is gone; a block given back is handed out again rather than new memory."""
+    stack = _core.Stack("lstm", 4, 3, 1, False, True, "float64")
+    first = stack.pooled_empty(5000)
+    assert first.dtype == np.float64 and first.shape == (5000,) and first.flags.writeable
+    address = first.__array_interface__["data"][0]
+    del first
+    again = stack.pooled_empty(5000)
+    assert again.__array_interface__["data"][0] == address
+    again[:] = 2.5
+    del stack
+    assert float(again.sum()) == 12500.0  # the pool outlives the stack while arrays hold it
+    assert _core.Stack("gru", 4, 3, 1, False, True, "float32").pooled_empty(0).shape == (0,)
+    with pytest.raises(ValueError, match="n: expected >= 0"):
+        _core.Stack("gru", 4, 3, 1, False, True, "float32").pooled_empty(-1)

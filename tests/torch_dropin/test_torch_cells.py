@@ -94,6 +94,36 @@ def test_a_decoder_loop_trains_as_torch_does(kind):
 
 
 @pytest.mark.parametrize("kind", list(PAIRS))
+def test_gradients_handed_to_torch_keep_their_values_through_later_steps(kind):
+    """The gradient arrays come from the cell's memory pool and go back when torch drops them:
+    those a caller keeps (torch.autograd.grad's results, a .grad torch took over) never change
+    while later steps run, and every step's gradient equals torch.nn's."""
+    native, ours = _pair(kind)
+    kept, clones = [], []
+    for step in range(4):
+        torch.manual_seed(step)
+        x = torch.randn(3, 5, dtype=torch.float64)
+        want, grads = (
+            torch.autograd.grad(sum(o.sum() for o in _flat(cell(x))), list(cell.parameters()))
+            for cell in (native, ours)
+        )
+        for g, w in zip(grads, want):
+            torch.testing.assert_close(g, w, **TOL[torch.float64])
+        kept.append(grads)
+        clones.append([g.clone() for g in grads])
+    hx = _state(kind, 3, torch.float64, False)  # a state, so that W_hh's gradient is not 0
+    _flat(ours(torch.randn(3, 5, dtype=torch.float64), hx))[0].sum().backward()  # taken over
+    held = [p.grad for p in ours.parameters()]
+    held_clones = [g.clone() for g in held]
+    _flat(ours(torch.randn(3, 5, dtype=torch.float64), hx))[0].sum().backward()  # added to it
+    for grads, copies in zip(kept, clones):
+        for g, c in zip(grads, copies):
+            assert torch.equal(g, c)
+    for p, before in zip(ours.parameters(), held_clones):
+        assert p.grad is not None and not torch.equal(p.grad, before)
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
 def test_no_grad_calls_leave_the_inputs_alone_and_build_no_graph(kind):
     native, ours = _pair(kind, dtype=torch.float32)
     x = torch.randn(3, 5)

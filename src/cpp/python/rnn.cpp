@@ -1,6 +1,8 @@
 // _core.Stack and _core.Tape: a module's C++ stack driver, one call per forward and backward.
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -139,6 +141,20 @@ class PyStack {
                      const py::object& dc_n, bool input_grad, bool state_grads, int64_t version) {
     return visit([&](auto& t) {
       return backward_typed(t, tape, dy, dh_n, dc_n, input_grad, state_grads, version);
+    });
+  }
+
+  // n values of the stack's dtype, not zeroed, whose memory comes from the stack's pool and goes
+  // back to it when the array dies: gradients a backward writes (set_grads(assign=True)) each
+  // step of a training loop, which in fresh memory from malloc faulted in every page again (a
+  // third of a B = 1 LSTMCell step's backward).
+  py::array pooled_empty(index_t n) {
+    if (n < 0) throw std::invalid_argument("n: expected >= 0, got " + std::to_string(n));
+    return visit([&](auto& t) -> py::array {
+      using T = std::remove_cv_t<std::remove_reference_t<decltype(*t.params.layers[0].w_ih)>>;
+      auto* buffer = new Buffer<T>(t.core.pool(), std::max<index_t>(n, 1));
+      py::capsule owner(buffer, [](void* p) { delete static_cast<Buffer<T>*>(p); });
+      return py::array_t<T>({n}, {static_cast<py::ssize_t>(sizeof(T))}, buffer->data(), owner);
     });
   }
 
@@ -432,6 +448,9 @@ void init_rnn(py::module_& m) {
            "One step of a one-layer, one-direction stack from the bound parameters as they are "
            "now, with no packed copy: x (B, I), h0 and c0 (B, H) or None; returns (h, c or "
            "None). For a few batch rows: reads the weights once a row.")
+      .def("pooled_empty", &PyStack::pooled_empty, py::arg("n"),
+           "n values of the stack's dtype (not zeroed) from its memory pool, back to it when the "
+           "array dies.")
       .def("forward", &PyStack::forward, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("training"),
            py::arg("version"), py::arg("dropout") = 0.0, py::arg("dropout_key") = 0,

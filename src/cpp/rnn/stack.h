@@ -129,6 +129,9 @@ class Stack {
   // Values of a training forward's tape for this size (what Tape::bytes will report / sizeof(T)).
   index_t tape_values(index_t steps, index_t batch) const;
   size_t cached_bytes() const { return pool_->cached_bytes(); }
+  // The pool the stack's workspaces and tapes come from, for arrays its caller hands back to it
+  // (gradients a backward writes: python/rnn.cpp pooled_empty).
+  const std::shared_ptr<BufferPool>& pool() const { return pool_; }
   void release_memory();
 
  private:

@@ -158,9 +158,12 @@ class StackBinding:
     def new_grads(self, dtype: np.dtype) -> list[np.ndarray]:
         """Gradient arrays for the parameters, views of one allocation, not zeroed: backward
         writes them (set_grads(assign=True)). Zeroing them was a tenth of a step of a one-step
-        LSTMCell call's training (H = 128, B = 1)."""
+        LSTMCell call's training (H = 128, B = 1); taking them from the stack's memory pool
+        (back there when torch is done with them) spares faulting in fresh pages each time, as
+        much again."""
         total = self.layout[-1][0] + self.layout[-1][1]
-        flat = np.empty(total, dtype)
+        flat = self._stack.pooled_empty(total)
+        assert flat.dtype == dtype, (flat.dtype, dtype)
         return [flat[o : o + n].reshape(shape) for o, n, shape in self.layout]
 
     def invalidate(self) -> None:
