@@ -218,14 +218,18 @@ def test_trace_and_onnx_export_record_torch_cells(tmp_path):
     assert type(ours) is rt.GRUCell
 
 
+def _cell_loop(cell, seq):
+    hx = None
+    for t in range(seq.shape[0]):
+        hx = cell(seq[t], hx)
+    return hx
+
+
 def test_torch_compile_runs_a_cell_loop():
     native, ours = _pair("lstm", dtype=torch.float32)
 
     def run(cell, seq):
-        hx = None
-        for t in range(seq.shape[0]):
-            hx = cell(seq[t], hx)
-        return hx[0]
+        return _cell_loop(cell, seq)[0]
 
     seq = torch.randn(4, 3, 5, requires_grad=True)
     compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
@@ -238,17 +242,11 @@ def test_torch_compile_runs_a_cell_loop():
 
 def test_torch_compile_runs_a_cell_loop_without_grad():
     native, ours = _pair("gru", dtype=torch.float32)
-
-    def run(cell, seq):
-        hx = None
-        for t in range(seq.shape[0]):
-            hx = cell(seq[t], hx)
-        return hx
-
     seq = torch.randn(4, 3, 5)
-    compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(_cell_loop, backend="aot_eager", fullgraph=True)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(ours, seq), run(native, seq), **TOL[torch.float32])
+        want = _cell_loop(native, seq)
+        torch.testing.assert_close(compiled(ours, seq), want, **TOL[torch.float32])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
