@@ -46,7 +46,7 @@ class _CellMixin(_RecurrentMixin):
 
     @property
     def _flat_weights_names(self) -> list[str]:
-        return list(_NAMES if self.bias else _NAMES[:2])
+        return list(self._names())
 
     def _names(self) -> tuple[str, ...]:
         return _NAMES if self.bias else _NAMES[:2]
