@@ -130,6 +130,32 @@ def test_bf16_bits_do_not_depend_on_threads_or_batch(cls, kw, threads):
     np.testing.assert_array_equal(y_one[:, 0], runs[0][0]["y"][:, 3])
 
 
+# Sizes whose bf16 recurrence splits units between 2 threads on every ISA (on AMX tiles a thread
+# needs a whole tile's worth of units: rnn/plan.cpp), asserted so that the test cannot go vacuous.
+_UNITS_SPLIT = {"RNN": 340, "GRU": 200, "LSTM": 200}
+
+
+@pytest.mark.parametrize(("cls", "kw"), CELLS, ids=CELL_IDS)
+def test_bf16_bits_do_not_depend_on_threads_when_units_are_split(cls, kw, threads):
+    from rnnfast import _core
+
+    hidden, batch, steps = _UNITS_SPLIT[cls], 3, 6
+    m = getattr(rnnfast, cls)(16, hidden, seed=4, precision="bf16", **kw)
+    threads(2)
+    assert _core.recurrence_plan(m.cell, steps, batch, 16, hidden, "float32", "bf16") == (
+        2,
+        "units",
+    )
+    x = np.random.default_rng(5).standard_normal((steps, batch, 16)).astype(np.float32)
+    runs = []
+    for n in (1, 2):
+        threads(n)
+        runs.append(_run(m, x, [6, 4, 5]))
+    for part in (0, 1):
+        for name, a in runs[0][part].items():
+            np.testing.assert_array_equal(a, runs[1][part][name], err_msg=name)
+
+
 def test_bf16_step_matches_sequence():
     m = rnnfast.LSTM(16, 24, num_layers=2, seed=6, precision="bf16")
     x = np.random.default_rng(7).standard_normal((5, 3, 16)).astype(np.float32)

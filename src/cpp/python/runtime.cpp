@@ -95,16 +95,21 @@ void init_runtime(py::module_& m) {
   m.def(
       "recurrence_plan",
       [](const std::string& cell, index_t steps, index_t batch, index_t input, index_t hidden,
-         const std::string& dtype) {
+         const std::string& dtype, const std::string& precision) {
         const bool f32 = parse_dtype(dtype) == Dtype::F32;
+        if (precision != "fp32" && precision != "bf16")
+          throw py::value_error("precision: expected 'fp32' or 'bf16', got '" + precision + "'");
+        const Precision pr = precision == "bf16" ? Precision::Bf16 : Precision::Native;
+        if (pr == Precision::Bf16 && !f32)
+          throw py::value_error("precision: bf16 products need float32, got dtype " + dtype);
         const index_t width =
             f32 ? kernels::active_kernels<float>().width : kernels::active_kernels<double>().width;
-        const auto plan =
-            plan_recurrence(parse_cell(cell), steps, batch, input, hidden, width, f32 ? 4 : 8);
+        const auto plan = plan_recurrence(parse_cell(cell), steps, batch, input, hidden, width,
+                                          f32 ? 4 : 8, recurrent_tile_rows(pr));
         return py::make_tuple(plan.threads, plan.by_rows ? "rows" : "units");
       },
       py::arg("cell"), py::arg("steps"), py::arg("batch"), py::arg("input"), py::arg("hidden"),
-      py::arg("dtype"),
+      py::arg("dtype"), py::arg("precision") = "fp32",
       "How the recurrence of such a layer is split now: (threads, 'rows' or 'units').");
   m.def("l2_cache_bytes", &l2_cache_bytes,
         "The L2 size of one core as the OS reports it (1 MiB when it does not): the recurrence "

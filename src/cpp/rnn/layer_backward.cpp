@@ -149,7 +149,7 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   const auto& kt = kernels::active_kernels<T>();
   const CellOps<T> ops = cell_ops(kt, a.cell);
   const BackwardPacks<T>& pk = *a.packs;
-  Team team(a.cell, steps, batch, in, hd, sd, kt.width, sizeof(T));
+  Team team(a.cell, steps, batch, in, hd, sd, kt.width, sizeof(T), pk.precision);
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
   Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, active_size});
   T* direct = ws.take(bs);

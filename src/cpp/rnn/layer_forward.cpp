@@ -39,7 +39,7 @@ void layer_forward(const LayerForward<T>& a) {
   const CellOps<T> ops = cell_ops(kt, a.cell);  // chosen once: the loop calls through it
   const ForwardPacks<T>& pk = *a.packs;
   // (A one-hot input's projection is a copy: it weighs nothing in the plan.)
-  Team team(a.cell, steps, batch, a.ids ? 0 : in, hd, sd, kt.width, sizeof(T));
+  Team team(a.cell, steps, batch, a.ids ? 0 : in, hd, sd, kt.width, sizeof(T), pk.precision);
 
   // The input projection x W_ih^T. Training keeps all of it in the tape: one product over every
   // step first. Inference projects chunks of steps as the loop reaches them and so keeps

@@ -55,8 +55,9 @@ struct Team {
   std::atomic<bool> went_solo{false};
 
   Team(Cell cell, index_t steps, index_t batch_, index_t input, index_t hidden, index_t state,
-       index_t width, index_t value_bytes)
-      : plan(plan_recurrence(cell, steps, batch_, input, hidden, width, value_bytes)),
+       index_t width, index_t value_bytes, Precision precision)
+      : plan(plan_recurrence(cell, steps, batch_, input, hidden, width, value_bytes,
+                             recurrent_tile_rows(precision))),
         batch(batch_),
         groups(ceil_div(hidden, width)),
         state_groups(ceil_div(state, width)) {}

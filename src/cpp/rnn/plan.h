@@ -13,8 +13,15 @@ struct RecurrencePlan {
 
 // `steps` and `input`: the whole call's work decides whether a team is worth starting at all.
 // `value_bytes`: the size of an element of the recurrent weights as computed with (4 for float).
+// `tile_rows`: the rows of the recurrent product's tiles when it runs on matrix tiles whose cost
+// does not shrink with fewer rows (AMX: kernels::kAmxRows), else 1 (vector kernels).
 RecurrencePlan plan_recurrence(Cell cell, index_t steps, index_t batch, index_t input,
-                               index_t hidden, index_t width, index_t value_bytes);
+                               index_t hidden, index_t width, index_t value_bytes,
+                               index_t tile_rows);
+
+// The rows of the recurrent product's tiles for `precision` on the active ISA: bf16 products run
+// on AMX tiles under avx512_amx (kernels/recurrent_impl.h), else 1.
+index_t recurrent_tile_rows(Precision precision);
 
 // Rows [first, last) or groups [first, last) of thread `member` of `team`: contiguous, balanced.
 struct Share {
