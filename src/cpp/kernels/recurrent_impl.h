@@ -368,13 +368,16 @@ void rec_product(const kernels::Product<typename V::T>& p, const Ep& ep) {
 }
 
 // ---- Loads and stores of a group's units: whole vectors, or the first n of the last group ---
+// These and the epilogues' helpers below are always inlined: every vector register is
+// caller-saved, so a call inside an epilogue spilled its live vectors around it (GCC had kept
+// pre_activation, write_state and gather_dh out of line).
 
 template <typename V>
-V load_units(const typename V::T* src, index_t n) {
+RNNFAST_INLINE V load_units(const typename V::T* src, index_t n) {
   return n == V::kWidth ? V::load(src) : V::load_n(src, n);
 }
 template <typename V>
-void store_units(V v, typename V::T* dst, index_t n) {
+RNNFAST_INLINE void store_units(V v, typename V::T* dst, index_t n) {
   if (n == V::kWidth) {
     v.store(dst);
   } else {
@@ -387,7 +390,7 @@ struct Units {
   index_t u, n;
 };
 template <typename V>
-Units units_of(index_t group, index_t hidden) {
+RNNFAST_INLINE Units units_of(index_t group, index_t hidden) {
   const index_t u = group * V::kWidth;
   return {u, smaller(V::kWidth, hidden - u)};
 }
@@ -409,8 +412,8 @@ void carry_row(const kernels::ForwardStep<typename V::T>& s, index_t r, Units un
 
 // Pre-activation of gate k: recurrent product + input projection + bias.
 template <typename V>
-V pre_activation(const kernels::ForwardStep<typename V::T>& s, V acc, const typename V::T* gates,
-                 int k, Units un) {
+RNNFAST_INLINE V pre_activation(const kernels::ForwardStep<typename V::T>& s, V acc,
+                                const typename V::T* gates, int k, Units un) {
   const index_t hd = s.p.hidden;
   V a = acc + load_units<V>(gates + k * hd, un.n);
   if (s.bias) a = a + load_units<V>(s.bias + k * hd + un.u, un.n);
@@ -418,7 +421,8 @@ V pre_activation(const kernels::ForwardStep<typename V::T>& s, V acc, const type
 }
 
 template <typename V>
-void write_state(const kernels::ForwardStep<typename V::T>& s, index_t r, Units un, V h) {
+RNNFAST_INLINE void write_state(const kernels::ForwardStep<typename V::T>& s, index_t r, Units un,
+                                V h) {
   store_units(h, s.h + r * s.p.hidden + un.u, un.n);
   if (s.y) store_units(h, s.y + r * s.ldy + un.u, un.n);
 }
@@ -439,7 +443,8 @@ void back_product(const kernels::BackwardStep<typename V::T>& s, const Ep& ep) {
 // dh_t = acc + direct + dy_t. False (and the gradient passed straight through, the gate gradients
 // zero) for an ended sequence.
 template <typename V, int G>
-bool gather_dh(const kernels::BackwardStep<typename V::T>& s, index_t r, Units un, V acc, V* dh) {
+RNNFAST_INLINE bool gather_dh(const kernels::BackwardStep<typename V::T>& s, index_t r, Units un,
+                              V acc, V* dh) {
   using T = typename V::T;
   const index_t hd = s.p.hidden, at = r * hd + un.u;
   *dh = acc + load_units<V>(s.direct + at, un.n);
