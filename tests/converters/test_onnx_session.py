@@ -315,6 +315,17 @@ def test_modules_live_as_long_as_their_session(capfd):
     assert "runs only inside the session that rewrote it" in capfd.readouterr().err
 
 
+def _lstm_with_open_shapes():
+    """An LSTM node with every input (sequence_lens and states too) and its inputs' shapes left
+    open: onnxruntime checks nothing, rnnfast's node does."""
+    model, feeds = _node_model(
+        "LSTM", {}, "forward", 0, True, True, np.float32, np.random.default_rng(0)
+    )
+    for graph_input in model.graph.input:
+        graph_input.type.tensor_type.ClearField("shape")
+    return model, feeds
+
+
 @pytest.mark.parametrize(
     ("feeds", "error", "message"),
     [
@@ -326,15 +337,42 @@ def test_an_error_in_an_rnnfast_node_is_raised_by_run_not_a_crash(feeds, error, 
     """onnxruntime does not check a custom operator's inputs against the node's attributes, so
     rnnfast does; onnxruntime-extensions would end the process on an exception, so the session
     raises it when onnxruntime returns, and the session goes on working."""
-    model, good = _node_model(
-        "LSTM", {}, "forward", 0, True, True, np.float32, np.random.default_rng(0)
-    )
-    for graph_input in model.graph.input:  # shapes left open: onnxruntime checks nothing
-        graph_input.type.tensor_type.ClearField("shape")
+    model, good = _lstm_with_open_shapes()
     session = rnnfast.onnx.InferenceSession(model)
     with pytest.raises(error, match=message):
         session.run(None, {**good, **feeds})
     _close(session.run(None, good), _ort(model).run(None, good))
+
+
+def test_nodes_run_small_calls_alone_and_leave_the_setting_as_it_was():
+    """A session's node asks rnnfast to run its small calls on the calling thread alone
+    (onnxruntime's threads use the other cores between nodes: runtime/threads.h
+    set_small_calls_alone), during the node only, also when the node fails."""
+    from rnnfast import _core
+
+    model, feeds = _lstm_with_open_shapes()
+    session = rnnfast.onnx.InferenceSession(model)
+    seen = []
+    kernel = next(iter(session._kernels.values()))
+    module = kernel.module
+    forward = module.forward
+
+    def spy(*args, **kwargs):
+        seen.append(_core.set_small_calls_alone(True))
+        return forward(*args, **kwargs)
+
+    module.forward = spy
+    try:
+        for previous in (False, True):
+            _core.set_small_calls_alone(previous)
+            _close(session.run(None, feeds), _ort(model).run(None, feeds))
+            assert _core.set_small_calls_alone(False) is previous
+        with pytest.raises(ValueError, match="sequence_lens: expected values"):
+            session.run(None, {**feeds, "S": np.array([9, 1, 2], np.int32)})
+        assert _core.set_small_calls_alone(False) is False
+    finally:
+        module.forward = forward
+    assert seen == [True, True]
 
 
 def test_other_python_operators_keep_working():

@@ -158,6 +158,45 @@ def test_small_calls_after_a_pause_run_alone_and_loops_keep_the_team():
     assert out.stdout.split() == ["False", "False", "True", "False"], out.stderr[-2000:]
 
 
+# A thread can ask that its small calls run alone even back to back (calls from inside another
+# runtime's graph: rnnfast/onnx/_session.py); large calls keep the team, other threads and
+# RNNFAST_ALWAYS_TEAM=1 are unaffected, and the setting returns the one it replaces.
+SMALL_ALONE_CHECK = """
+import threading, numpy as np, rnnfast
+from rnnfast import _core
+rnnfast.set_num_threads(2)
+small, large = 1 << 20, 1 << 30
+m = rnnfast.LSTM(8, 8)
+x = np.zeros((2, 1, 8), np.float32)
+for _ in range(5):  # back to back: the team is awake (a preempted process may see a pause)
+    m(x)
+    if not _core.call_runs_alone(small):
+        break
+before = _core.call_runs_alone(small)
+previous = _core.set_small_calls_alone(True)
+inside = (_core.call_runs_alone(small), _core.call_runs_alone(large))
+other = []
+t = threading.Thread(target=lambda: other.append(_core.set_small_calls_alone(False)))
+m(x)
+t.start(); t.join()
+y_alone, _ = m(np.ones((2, 1, 8), np.float32))
+restored = _core.set_small_calls_alone(previous)
+y_team, _ = m(np.ones((2, 1, 8), np.float32))
+print(before, previous, inside[0], inside[1], restored, other[0], bool((y_alone == y_team).all()))
+"""
+
+
+def test_a_thread_can_ask_its_small_calls_to_run_alone():
+    out = _python(SMALL_ALONE_CHECK, timeout=60, unset=("RNNFAST_ALWAYS_TEAM",))
+    assert out.returncode == 0, out.stderr[-2000:]
+    # (The other thread's setting is its own: still the default, False, when it sets it.)
+    assert out.stdout.split() == ["False", "False", "True", "False", "True", "False", "True"]
+    out = _python(SMALL_ALONE_CHECK, {"RNNFAST_ALWAYS_TEAM": "1"}, timeout=60)
+    assert out.stdout.split() == ["False", "False", "False", "False", "True", "False", "True"], (
+        out.stderr[-2000:]
+    )
+
+
 # ---- 3. fork ---------------------------------------------------------------------------
 
 

@@ -92,6 +92,10 @@ void init_runtime(py::module_& m) {
   m.def("call_runs_alone", &call_runs_alone, py::arg("macs"),
         "Whether a call of `macs` multiply-adds started now from this thread runs on it alone "
         "(a small call after a pause: see runtime/threads.h CallTeam).");
+  m.def("set_small_calls_alone", &set_small_calls_alone, py::arg("alone"),
+        "For the calling thread: whether calls that would run alone after a pause (under 16M "
+        "multiply-adds) run alone even back to back; returns the previous setting "
+        "(runtime/threads.h).");
   m.def(
       "recurrence_plan",
       [](const std::string& cell, index_t steps, index_t batch, index_t input, index_t hidden,

@@ -47,8 +47,9 @@ constexpr index_t kMinWorkToWakeTeam = index_t{16} << 20;
 // This thread's calls and team (libgomp's pools are per calling thread): when the last call or
 // team region ended, and whether the call under way keeps its regions to this thread.
 thread_local std::chrono::steady_clock::time_point t_last_active{};
-thread_local int t_call_cap = 0;  // 0: none; 1: this call runs alone
-thread_local int t_pool = 1;      // the largest team libgomp has started for this thread
+thread_local int t_call_cap = 0;                // 0: none; 1: this call runs alone
+thread_local bool t_small_calls_alone = false;  // set_small_calls_alone
+thread_local int t_pool = 1;  // the largest team libgomp has started for this thread
 
 int default_num_threads() {
 #ifdef RNNFAST_HAVE_OPENMP
@@ -209,8 +210,15 @@ bool call_runs_alone(index_t macs) {
     return v && *v && std::strcmp(v, "0") != 0;
   }();
   if (always_team || macs >= kMinWorkToWakeTeam || get_num_threads() <= 1) return false;
+  if (t_small_calls_alone) return true;
   // Calls back to back (a loop) wake the team once and keep it awake: they use it.
   return std::chrono::steady_clock::now() - t_last_active > kTeamAwakeFor;
+}
+
+bool set_small_calls_alone(bool alone) {
+  const bool previous = t_small_calls_alone;
+  t_small_calls_alone = alone;
+  return previous;
 }
 
 CallTeam::CallTeam(index_t macs) : capped_(false) {

@@ -54,6 +54,13 @@ void team_ended();
 // below decides; RNNFAST_ALWAYS_TEAM=1 in the environment: never).
 bool call_runs_alone(index_t macs);
 
+// For the calling thread: whether its small calls (those CallTeam would run alone after a pause)
+// run alone even back to back. For calls made from inside another runtime's graph, whose own
+// threads use the other cores between rnnfast's calls: in an onnxruntime session a B = 1 LSTM
+// node's second thread saved 0.07 ms and its idle spin afterwards cost the next MatMul 0.4
+// (rnnfast/onnx/_session.py). Returns the previous setting.
+bool set_small_calls_alone(bool alone);
+
 // A call of `macs` multiply-adds, for its lifetime on the calling thread: when it is small and
 // comes after a pause (no call or team region on this thread for longer than libgomp's threads
 // spin before they sleep), its regions run on the calling thread alone. Waking a sleeping

@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .. import _core
 from ._fold import WEIGHT_INPUTS, constant_values, weight_names
 from ._nodes import build_module, run_recurrent
 from ._weights import GATES
@@ -96,12 +97,17 @@ class _Kernel:
     def __call__(self, x: Any, lens: Any, h0: Any, c0: Any) -> tuple[np.ndarray, ...]:
         args = [x, None, None, None, lens if lens.size else None]
         args += [h0 if h0.size else None, c0 if c0.size else None]
+        # onnxruntime's threads use the other cores between rnnfast's nodes: a small node runs
+        # on the calling thread alone (runtime/threads.h set_small_calls_alone).
+        alone_before = _core.set_small_calls_alone(True)
         try:
             with self.lock:
                 outs = run_recurrent(self.op, self.attrs, args, self.module, self.where)
         except BaseException as error:  # Ctrl-C included: raised by run() once onnxruntime returns
             self.errors.record(error)
             return _failed(self.module.dtype)
+        finally:
+            _core.set_small_calls_alone(alone_before)
         if len(outs) == 2:  # RNN and GRU have no Y_c: an empty one fills the third output
             outs.append(np.zeros(0, self.module.dtype))
         return tuple(outs)
