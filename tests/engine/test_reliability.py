@@ -170,9 +170,9 @@ m = rnnfast.LSTM(8, 8)
 x = np.zeros((2, 1, 8), np.float32)
 for _ in range(5):  # back to back: the team is awake (a preempted process may see a pause)
     m(x)
-    if not _core.call_runs_alone(small):
+    before = _core.call_runs_alone(small)
+    if not before:
         break
-before = _core.call_runs_alone(small)
 previous = _core.set_small_calls_alone(True)
 inside = (_core.call_runs_alone(small), _core.call_runs_alone(large))
 other = []
