@@ -57,8 +57,8 @@ bool call_runs_alone(index_t macs);
 // For the calling thread: whether its small calls (those CallTeam would run alone after a pause)
 // run alone even back to back. For calls made from inside another runtime's graph, whose own
 // threads use the other cores between rnnfast's calls: in an onnxruntime session a B = 1 LSTM
-// node's second thread saved 0.07 ms and its idle spin afterwards cost the next MatMul 0.4
-// (rnnfast/onnx/_session.py). Returns the previous setting.
+// node's second thread saved it 0.07 ms, and its idle spin afterwards cost onnxruntime's next
+// nodes about 0.2 ms a node (rnnfast/onnx/_session.py). Returns the previous setting.
 bool set_small_calls_alone(bool alone);
 
 // A call of `macs` multiply-adds, for its lifetime on the calling thread: when it is small and
