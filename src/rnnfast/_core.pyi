@@ -18,6 +18,9 @@ class Tape:
     @property
     def consumed(self) -> bool: ...
 
+class DirectTape:
+    """What a direct training step keeps for its backward (its gates and its weights)."""
+
 class Stack:
     def __init__(
         self,
@@ -52,6 +55,19 @@ class Stack:
     def direct_step(
         self, x: _Arr, h0: _Arr | None, c0: _Arr | None
     ) -> tuple[_Arr, _Arr | None]: ...
+    def direct_train_step(
+        self, x: _Arr, h0: _Arr | None, c0: _Arr | None
+    ) -> tuple[_Arr, _Arr | None, DirectTape]: ...
+    def direct_backward(
+        self,
+        x: _Arr,
+        h0: _Arr | None,
+        c0: _Arr | None,
+        tape: DirectTape,
+        dh: _Arr | None,
+        dc: _Arr | None,
+        input_grad: bool,
+    ) -> tuple[_Arr | None, _Arr | None, _Arr | None]: ...
     def backward(
         self,
         tape: Tape,

@@ -1,6 +1,9 @@
 """Stack.direct_step (src/cpp/rnn/direct_step.h): one step of a one-layer, one-direction stack
 straight from the parameters as they are, against the NumPy reference; the same bits for one
-thread and two; the weights read at every call; what it does not run is refused by name."""
+thread and two; the weights read at every call; what it does not run is refused by name. And its
+training form, Stack.direct_train_step with direct_backward: the step's gradients against the
+reference's backward, the same bits for one thread and two, the gradient of the weights the
+forward ran with whatever is written to them before backward."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from rnnfast.reference import _direction_forward
+from rnnfast.reference import _direction_backward, _direction_forward
 
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 TOL = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
@@ -27,8 +30,9 @@ def _stack(cell: str, inp: int, hid: int, bias: bool, dtype: str, seed: int = 0)
     return stack, params
 
 
-def _reference(cell, params, x, h0, c0):
-    """One step of the NumPy reference, in float64."""
+def _reference(cell, params, x, h0, c0, dh=None, dc=None):
+    """One step of the NumPy reference, in float64: (h, c), and with dh (and dc) also
+    (dx, dh0, dc0, [dW_ih, dW_hh, db_ih, db_hh])."""
     w_ih, w_hh = (p.astype(np.float64) for p in params[:2])
     g = w_ih.shape[0]
     b_ih, b_hh = (
@@ -40,10 +44,17 @@ def _reference(cell, params, x, h0, c0):
     if cell == "lstm":
         c = np.zeros((batch, hid)) if c0 is None else c0.astype(np.float64)
     mask = np.ones((1, batch), bool)
-    _, h_n, c_n, _ = _direction_forward(
-        cell, x.astype(np.float64)[None], (w_ih, w_hh, b_ih, b_hh, None, None), h, c, mask, False
+    x64 = x.astype(np.float64)[None]
+    w = (w_ih, w_hh, b_ih, b_hh, None, None)
+    _, h_n, c_n, cache = _direction_forward(cell, x64, w, h, c, mask, dh is not None)
+    if dh is None:
+        return h_n, c_n
+    grads = [np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(g), np.zeros(g), None, None]
+    dc64 = None if cell != "lstm" else (np.zeros_like(h) if dc is None else dc.astype(np.float64))
+    dx, dh0, dc0 = _direction_backward(
+        cell, x64, w, grads, cache, None, dh.astype(np.float64), dc64, mask
     )
-    return h_n, c_n
+    return dx[0], dh0, dc0, grads[:4]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -139,6 +150,8 @@ def test_direct_step_refuses_what_it_does_not_run(args, message):
     stack.set_params([p.astype(np.float32) for p in params])
     with pytest.raises(ValueError, match=message):
         stack.direct_step(np.zeros((1, inp), np.float32), None, None)
+    with pytest.raises(ValueError, match=message):
+        stack.direct_train_step(np.zeros((1, inp), np.float32), None, None)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +197,158 @@ def test_pooled_arrays_outlive_their_stack_and_return_their_memory():
     assert _core.Stack("gru", 4, 3, 1, False, True, "float32").pooled_empty(0).shape == (0,)
     with pytest.raises(ValueError, match="n: expected >= 0"):
         _core.Stack("gru", 4, 3, 1, False, True, "float32").pooled_empty(-1)
+
+
+def _grads(params, dtype):
+    return [np.full(p.shape, np.nan, dtype) for p in params]  # written whole, never read
+
+
+def _train_step(stack, params, x, h0, c0, dh, dc, dtype, input_grad=True):
+    grads = _grads(params, dtype)
+    stack.set_grads(grads, assign=True)
+    h, c, tape = stack.direct_train_step(x, h0, c0)
+    dx, dh0, dc0 = stack.direct_backward(x, h0, c0, tape, dh, dc, input_grad)
+    return h, c, dx, dh0, dc0, grads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("state", ["given", "none"])
+@pytest.mark.parametrize(
+    "size", [(5, 7, 1), (37, 19, 3), (130, 67, 2)], ids=lambda s: "x".join(map(str, s))
+)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_training_step_matches_the_references_backward(cell, bias, size, state, dtype):
+    inp, hid, batch = size
+    stack, params = _stack(cell, inp, hid, bias, dtype)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, inp)).astype(dtype)
+    given = state == "given"
+    h0 = rng.standard_normal((batch, hid)).astype(dtype) if given else None
+    c0 = rng.standard_normal((batch, hid)).astype(dtype) if given and cell == "lstm" else None
+    dh = rng.standard_normal((batch, hid)).astype(dtype)
+    dc = rng.standard_normal((batch, hid)).astype(dtype) if cell == "lstm" else None
+    before = [a.copy() for a in (x, h0, c0, dh, dc) if a is not None]
+    h, c, dx, dh0, dc0, grads = _train_step(stack, params, x, h0, c0, dh, dc, dtype)
+    want_h, want_c = _reference(cell, params, x, h0, c0)
+    want_dx, want_dh0, want_dc0, want_grads = _reference(cell, params, x, h0, c0, dh, dc)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(h, want_h, **tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(c, want_c, **tol)
+    np.testing.assert_allclose(dx, want_dx, **tol)
+    assert (dh0 is None) == (h0 is None) and (dc0 is None) == (c0 is None)
+    if h0 is not None:
+        np.testing.assert_allclose(dh0, want_dh0, **tol)
+    if c0 is not None:
+        np.testing.assert_allclose(dc0, want_dc0, **tol)
+    for got, want in zip(grads, want_grads[: len(grads)]):
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, **tol)
+    for a, b in zip(before, [a for a in (x, h0, c0, dh, dc) if a is not None]):
+        assert np.array_equal(a, b)  # the inputs are left as they were
+
+
+def test_direct_training_steps_forward_is_the_inference_steps():
+    stack, _ = _stack("gru", 20, 33, True, "float32")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 20)).astype(np.float32)
+    h0 = rng.standard_normal((3, 33)).astype(np.float32)
+    assert np.array_equal(
+        stack.direct_train_step(x, h0, None)[0], stack.direct_step(x, h0, None)[0]
+    )
+
+
+def test_direct_backward_adds_to_the_gradients_unless_told_to_assign():
+    stack, params = _stack("lstm", 9, 8, True, "float64")
+    rng = np.random.default_rng(5)
+    x, h0 = rng.standard_normal((2, 9)), rng.standard_normal((2, 8))
+    dh = rng.standard_normal((2, 8))
+    _h, _c, tape = stack.direct_train_step(x, h0, h0)
+    fresh = _grads(params, "float64")
+    stack.set_grads(fresh, assign=True)
+    stack.direct_backward(x, h0, h0, tape, dh, None, False)
+    added = [np.ones_like(p) for p in params]
+    stack.set_grads(added, assign=False)
+    stack.direct_backward(x, h0, h0, tape, dh, None, False)  # a tape serves more than once
+    for a, f in zip(added, fresh):
+        np.testing.assert_allclose(a, f + 1.0, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_training_bits_do_not_depend_on_the_thread_count(cell, batch):
+    """H = 256, I = 200: both the units split and the columns split give two threads work."""
+    stack, params = _stack(cell, 200, 256, True, "float32")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((batch, 200)).astype(np.float32)
+    h0 = rng.standard_normal((batch, 256)).astype(np.float32)
+    c0 = h0[::-1].copy() if cell == "lstm" else None
+    dh = rng.standard_normal((batch, 256)).astype(np.float32)
+    dc = dh[::-1].copy() if cell == "lstm" else None
+    saved = rnnfast.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 1):
+            rnnfast.set_num_threads(n)
+            h, c, dx, dh0, dc0, grads = _train_step(stack, params, x, h0, c0, dh, dc, "float32")
+            outs.append([a for a in (h, c, dx, dh0, dc0, *grads) if a is not None])
+    finally:
+        rnnfast.set_num_threads(saved)
+    for out in outs[1:]:
+        assert len(out) == len(outs[0])
+        for a, b in zip(out, outs[0]):
+            assert np.array_equal(a, b)
+
+
+def test_direct_backward_uses_the_weights_its_forward_ran_with():
+    """A write into the bound arrays between forward and backward (torch's `.data`) reaches
+    neither that backward nor a second one of the same tape; the next forward sees it."""
+    stack, params = _stack("lstm", 6, 5, True, "float64")
+    rng = np.random.default_rng(7)
+    x, h0, c0 = (rng.standard_normal((2, n)) for n in (6, 5, 5))
+    dh = rng.standard_normal((2, 5))
+    original = [p.copy() for p in params]
+    _h, _c, tape = stack.direct_train_step(x, h0, c0)
+    params[1] *= 0.5  # W_hh, which dh0 = W_hh^T dG multiplies by
+    params[0][:] = 3.0
+    grads = _grads(params, "float64")
+    stack.set_grads(grads, assign=True)
+    dx, dh0, _dc0 = stack.direct_backward(x, h0, c0, tape, dh, None, True)
+    want_dx, want_dh0, _want_dc0, want_grads = _reference("lstm", original, x, h0, c0, dh)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dh0, want_dh0, rtol=1e-12, atol=1e-13)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    h2 = stack.direct_train_step(x, h0, c0)[0]
+    np.testing.assert_allclose(h2, _reference("lstm", params, x, h0, c0)[0], rtol=1e-12)
+
+
+def test_direct_training_step_of_no_rows():
+    stack, params = _stack("lstm", 4, 3, True, "float32")
+    x, state = np.zeros((0, 4), np.float32), np.zeros((0, 3), np.float32)
+    grads = _grads(params, "float32")
+    stack.set_grads(grads, assign=True)
+    h, c, tape = stack.direct_train_step(x, state, state)
+    dx, dh0, dc0 = stack.direct_backward(x, state, state, tape, state, state, True)
+    assert h.shape == c.shape == dh0.shape == dc0.shape == (0, 3) and dx.shape == (0, 4)
+    assert all(not g.any() for g in grads)  # assigned: a sum over no rows is zero
+
+
+def test_direct_backward_refuses_bad_arguments_by_name():
+    stack, params = _stack("gru", 4, 3, True, "float32")
+    x = np.zeros((2, 4), np.float32)
+    _, _, tape = stack.direct_train_step(x, None, None)
+    with pytest.raises(RuntimeError, match="set_grads"):
+        stack.direct_backward(x, None, None, tape, None, None, True)
+    stack.set_grads(_grads(params, "float32"), assign=True)
+    with pytest.raises(ValueError, match=r"dh: expected shape \(2, 3\)"):
+        stack.direct_backward(x, None, None, tape, np.zeros((1, 3), np.float32), None, True)
+    with pytest.raises(ValueError, match=r"tape: expected shape \(1, 12\)"):
+        stack.direct_backward(x[:1], None, None, tape, None, None, True)  # another batch's tape
+    with pytest.raises(TypeError):
+        stack.direct_backward(x, None, None, np.zeros((2, 12), np.float32), None, None, True)
+    other, other_params = _stack("gru", 4, 3, True, "float64")
+    other.set_grads(_grads(other_params, "float64"), assign=True)
+    with pytest.raises(ValueError, match="another dtype"):
+        other.direct_backward(x.astype(np.float64), None, None, tape, None, None, True)

@@ -72,6 +72,7 @@ constexpr KernelTable<typename V::T> make_table(Isa isa) {
   }
   t.pack_b_transposed = &pack_b_transposed<V>;
   t.rows_dot = &rows_dot<V>;
+  t.rows_combine = &rows_combine<V>;
   t.exp = &exp_array<V>;
   t.tanh = &tanh_array<V>;
   t.sigmoid = &sigmoid_array<V>;

@@ -1,7 +1,8 @@
-// A matrix read in place, row by row, times a few vectors: the product of a single step with a
-// handful of batch rows straight from PyTorch's layout (rnn/direct_step.h), where packing the
-// weights first, or checking a packed copy against them, costs more than the product. Included
-// by kernel_impl.h inside the ISA's namespace.
+// A matrix read in place, row by row, times a few vectors (rows_dot), and rows of a matrix
+// combined by a few coefficients each (rows_combine): the products of a single step with a
+// handful of batch rows straight from PyTorch's layout (rnn/direct_step.h), forward and
+// backward, where packing the weights first, or checking a packed copy against them, costs more
+// than the product. Included by kernel_impl.h inside the ISA's namespace.
 #if !defined(RNNFAST_ISA_NS)
 #error "include from kernel_impl.h, inside an ISA's namespace"
 #endif
@@ -51,6 +52,53 @@ void rows_dot(index_t rows, index_t depth, const typename V::T* w, index_t ldw,
       for (index_t k = 0; k < full; k += kW) a = fma(V::load(wr + k), V::load(xb + k), a);
       if (tail) a = fma(V::load_n(wr + full, tail), V::load_n(xb + full, tail), a);
       y[b * ldy + r] = lane_sum(a);
+    }
+  }
+}
+
+// y[i*ldy + j] = (accumulate ? y[i*ldy + j] : 0) + sum over k < depth, in order, of
+// a[i*a_rs + k*a_ks] * m[k*ldm + j], for i < rows, j < cols. Four vectors of columns at a time
+// (the last ones one vector at a time); each value is one chain of FMAs over k whatever block or
+// caller's split of the columns it falls in, so results do not depend on who computes them.
+template <typename V>
+void rows_combine(index_t rows, index_t depth, index_t cols, const typename V::T* a, index_t a_rs,
+                  index_t a_ks, const typename V::T* m, index_t ldm, typename V::T* y, index_t ldy,
+                  bool accumulate) {
+  using T = typename V::T;
+  constexpr index_t kW = V::kWidth;
+  const V zero = V::set1(T(0));
+  index_t j = 0;
+  for (; j + 4 * kW <= cols; j += 4 * kW) {
+    for (index_t i = 0; i < rows; ++i) {
+      T* yi = y + i * ldy + j;
+      V s0 = accumulate ? V::load(yi) : zero;
+      V s1 = accumulate ? V::load(yi + kW) : zero;
+      V s2 = accumulate ? V::load(yi + 2 * kW) : zero;
+      V s3 = accumulate ? V::load(yi + 3 * kW) : zero;
+      const T* ai = a + i * a_rs;
+      for (index_t k = 0; k < depth; ++k) {
+        const V c = V::set1(ai[k * a_ks]);
+        const T* mk = m + k * ldm + j;
+        s0 = fma(c, V::load(mk), s0);
+        s1 = fma(c, V::load(mk + kW), s1);
+        s2 = fma(c, V::load(mk + 2 * kW), s2);
+        s3 = fma(c, V::load(mk + 3 * kW), s3);
+      }
+      s0.store(yi);
+      s1.store(yi + kW);
+      s2.store(yi + 2 * kW);
+      s3.store(yi + 3 * kW);
+    }
+  }
+  for (; j < cols; j += kW) {
+    const index_t n = smaller(kW, cols - j);
+    for (index_t i = 0; i < rows; ++i) {
+      T* yi = y + i * ldy + j;
+      V s = accumulate ? V::load_n(yi, n) : zero;
+      const T* ai = a + i * a_rs;
+      for (index_t k = 0; k < depth; ++k)
+        s = fma(V::set1(ai[k * a_ks]), V::load_n(m + k * ldm + j, n), s);
+      s.store_n(yi, n);
     }
   }
 }

@@ -52,6 +52,11 @@ struct KernelTable {
   // weights in PyTorch's layout read in place (rnn/direct_step.h); each sum in one fixed order.
   void (*rows_dot)(index_t rows, index_t depth, const T* w, index_t ldw, const T* x, index_t ldx,
                    index_t count, T* y, index_t ldy);
+  // y[i*ldy + j] = (accumulate ? y[i*ldy + j] : 0) + sum over k < depth of a[i*a_rs + k*a_ks] *
+  // m[k*ldm + j] for i < rows, j < cols: a few rows of m combined (W^T dG and dG^T x of a single
+  // step, rnn/direct_step.h); each sum in one fixed order whatever the split of the columns.
+  void (*rows_combine)(index_t rows, index_t depth, index_t cols, const T* a, index_t a_rs,
+                       index_t a_ks, const T* m, index_t ldm, T* y, index_t ldy, bool accumulate);
   // y = f(x) elementwise over n values; y may alias x.
   void (*exp)(index_t n, const T* x, T* y);
   void (*tanh)(index_t n, const T* x, T* y);
@@ -77,8 +82,8 @@ struct KernelTable {
 template <typename T>
 constexpr bool complete(const KernelTable<T>& t) {
   bool ok = t.mr > 0 && t.nr > 0 && t.width > 0 && t.gemm_block && t.pack_b_transposed &&
-            t.rows_dot && t.exp && t.tanh && t.sigmoid && t.lstm_project && t.lstm_proj_dh &&
-            t.final_dh && t.fma_chain_count > 0 && t.fma_chains;
+            t.rows_dot && t.rows_combine && t.exp && t.tanh && t.sigmoid && t.lstm_project &&
+            t.lstm_proj_dh && t.final_dh && t.fma_chain_count > 0 && t.fma_chains;
   if (sizeof(T) == 4) ok = ok && t.gemm_block_bf16 && t.convert_a_bf16 && t.pair_rows_bf16;
   for (const CellKernels<T>& c : t.cells)
     ok = ok && c.forward && c.backward && !c.forward_part2 == !c.backward_part2;

@@ -22,7 +22,8 @@ struct Typed {
   Stack<T> core;
   StackParams<T> params;
   StackGrads<T> grads;
-  std::vector<py::array> param_refs, grad_refs;  // keep the bound arrays alive
+  std::vector<py::array> param_refs, grad_refs;       // keep the bound arrays alive
+  std::shared_ptr<const WeightsCopy<T>> direct_copy;  // the last direct training step's weights
 };
 
 // Ctrl-C during a call: the core asks this on the calling thread every few tens of ms. Python's
@@ -46,6 +47,14 @@ void run_interruptible(const F& f) {
     throw py::error_already_set();
   }
 }
+
+// What a direct training step keeps for its backward: its activated gates and its weights.
+struct PyDirectTape {
+  std::variant<std::shared_ptr<const WeightsCopy<float>>,
+               std::shared_ptr<const WeightsCopy<double>>>
+      weights;
+  py::array saved;
+};
 
 class PyTape {
  public:
@@ -124,7 +133,20 @@ class PyStack {
   // packed copy (rnn/direct_step.h): x [B, I], h0 and c0 [B, H] or None; returns (h, c or None),
   // new arrays.
   py::tuple direct_step(const py::array& x, const py::object& h0, const py::object& c0) {
-    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0); });
+    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0, false); });
+  }
+  // The same keeping what direct_backward needs: returns (h, c or None, DirectTape).
+  py::tuple direct_train_step(const py::array& x, const py::object& h0, const py::object& c0) {
+    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0, true); });
+  }
+  // The gradients of a direct_train_step from its x, h0, c0 (as they were) and tape, given dh
+  // and dc (None: zeros): the bound gradients written or added to (set_grads); returns (dx or
+  // None, dh0 or None, dc0 or None), dh0 and dc0 when h0 and c0 were given.
+  py::tuple direct_backward(const py::array& x, const py::object& h0, const py::object& c0,
+                            const PyDirectTape& saved, const py::object& dh, const py::object& dc,
+                            bool input_grad) {
+    return visit(
+        [&](auto& t) { return direct_backward_typed(t, x, h0, c0, saved, dh, dc, input_grad); });
   }
 
   // "fp32" (the module's own dtype, float64 included) or "bf16" (float32 modules only).
@@ -286,7 +308,7 @@ class PyStack {
 
   template <typename T>
   py::tuple direct_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
-                              const py::object& c0) {
+                              const py::object& c0, bool keep) {
     check_bound(t, false);
     if (x.ndim() != 2)
       throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
@@ -305,11 +327,63 @@ class PyStack {
       c = ca;
     }
     T* ph = h.mutable_data();
+    py::array_t<T> saved;
+    if (keep) saved = new_array<T>({batch, direct_saved_per_row(spec_)});
     {
       py::gil_scoped_release release;
-      rnnfast::direct_step(spec_, t.params.layers[0], batch, px, ph0, pc0, ph, pc);
+      rnnfast::direct_step(spec_, t.params.layers[0], batch, px, ph0, pc0, ph, pc,
+                           keep ? saved.mutable_data() : nullptr, keep ? &t.direct_copy : nullptr);
     }
-    return py::make_tuple(h, c);
+    if (!keep) return py::make_tuple(h, c);
+    return py::make_tuple(h, c, py::cast(PyDirectTape{t.direct_copy, saved}));
+  }
+
+  template <typename T>
+  py::tuple direct_backward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                                  const py::object& c0, const PyDirectTape& tape,
+                                  const py::object& dh, const py::object& dc, bool input_grad) {
+    check_bound(t, true);
+    const auto* weights = std::get_if<std::shared_ptr<const WeightsCopy<T>>>(&tape.weights);
+    if (!weights || !*weights)
+      throw std::invalid_argument("tape: made by a stack of another dtype");
+    require_direct_step(spec_);
+    if (x.ndim() != 2)
+      throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
+                                  std::to_string(x.ndim()));
+    const index_t batch = x.shape(0), hd = spec_.hidden;
+    const T* px = input<T>("x", x, {batch, spec_.input});
+    const T* ph0 = input_or_null<T>("h0", h0, {batch, hd});
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    const T* pc0 = lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr;
+    const T* psaved = input<T>("tape", tape.saved, {batch, direct_saved_per_row(spec_)});
+    const T* pdh = input_or_null<T>("dh", dh, {batch, hd});
+    const T* pdc = lstm ? input_or_null<T>("dc", dc, {batch, hd}) : nullptr;
+    py::object dx = py::none(), dh0 = py::none(), dc0 = py::none();
+    T *pdx = nullptr, *pdh0 = nullptr, *pdc0 = nullptr;
+    if (input_grad) {
+      auto a = new_array<T>({batch, spec_.input});
+      pdx = a.mutable_data();
+      dx = a;
+    }
+    if (ph0) {
+      auto a = new_array<T>({batch, hd});
+      pdh0 = a.mutable_data();
+      dh0 = a;
+    }
+    if (pc0) {
+      auto a = new_array<T>({batch, hd});
+      pdc0 = a.mutable_data();
+      dc0 = a;
+    }
+    const StackGrads<T>& gr = t.grads;
+    const DirectGrads<T> g{gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
+                           spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
+    {
+      py::gil_scoped_release release;
+      rnnfast::direct_backward(spec_, (*weights)->weights(), batch, px, ph0, pc0, psaved, pdh, pdc,
+                               pdx, pdh0, pdc0, g);
+    }
+    return py::make_tuple(dx, dh0, dc0);
   }
 
   template <typename T>
@@ -434,6 +508,9 @@ void init_rnn(py::module_& m) {
   py::class_<PyTape>(m, "Tape", "What a training forward keeps for backward (C++-owned memory).")
       .def_property_readonly("nbytes", &PyTape::bytes)
       .def_property_readonly("consumed", &PyTape::consumed);
+  py::class_<PyDirectTape>(m, "DirectTape",
+                           "What a direct training step keeps for its backward (its activated "
+                           "gates and the weights it ran with).");
   py::class_<PyStack>(m, "Stack", "A recurrent module's C++ driver: layers x directions.")
       .def(py::init<const std::string&, index_t, index_t, index_t, bool, bool, const std::string&,
                     index_t, bool>(),
@@ -448,6 +525,16 @@ void init_rnn(py::module_& m) {
            "One step of a one-layer, one-direction stack from the bound parameters as they are "
            "now, with no packed copy: x (B, I), h0 and c0 (B, H) or None; returns (h, c or "
            "None). For a few batch rows: reads the weights once a row.")
+      .def("direct_train_step", &PyStack::direct_train_step, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true),
+           "direct_step keeping what direct_backward needs: returns (h, c or None, DirectTape).")
+      .def("direct_backward", &PyStack::direct_backward, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true), py::arg("tape"), py::arg("dh").none(true),
+           py::arg("dc").none(true), py::arg("input_grad"),
+           "The gradients of a direct_train_step (its x, h0, c0, unchanged since, and its tape, "
+           "which may serve again) given dh and dc (None: zeros), with the weights that step "
+           "ran with: writes (assign) or adds to the bound gradients; returns (dx or None, dh0 "
+           "or None, dc0 or None).")
       .def("pooled_empty", &PyStack::pooled_empty, py::arg("n"),
            "n values of the stack's dtype (not zeroed) from its memory pool, back to it when the "
            "array dies.")

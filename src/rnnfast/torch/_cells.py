@@ -123,8 +123,9 @@ class _CellMixin(_RecurrentMixin):
             out = self._infer(stack, input, h0, c0, batch, shape, precision)
         elif not compiling:
             follow_torch_threads()
-            call = _CellCall(self._rnnfast_engine(), stack, precision, input.shape, shape, batch)
-            out = CellFunction.apply(call, input, h0, c0, *params)
+            out = CellFunction.apply(
+                self._call_for(stack, precision, input.shape, shape, batch), input, h0, c0, *params
+            )
         else:
             x = input.reshape(1, batch, self.input_size).contiguous()
             h0 = None if h0 is None else h0.reshape(1, batch, self.hidden_size).contiguous()
@@ -139,6 +140,24 @@ class _CellMixin(_RecurrentMixin):
                 else (out.to(torch.bfloat16))
             )
         return out
+
+    def _call_for(
+        self,
+        stack: Any,
+        precision: str,
+        input_shape: torch.Size,
+        shape: tuple[int, ...],
+        batch: int,
+    ) -> _CellCall:
+        """The call description of a step of these shapes: the last one when it fits (a loop's
+        steps share one)."""
+        engine = self._rnnfast_engine()
+        key = (stack, precision, input_shape, batch)
+        last_key, last = engine.cell_call
+        if last_key != key:
+            last = _CellCall(engine, stack, precision, input_shape, shape, batch)
+            engine.cell_call = (key, last)
+        return last
 
     def _plain_inference(self, input: Any, hx: Any) -> Any:
         """The common call without autograd, checked in a few tenths of a microsecond: float32
@@ -285,10 +304,22 @@ def _optional_array(t: Tensor | None, shape: tuple[int, ...]) -> np.ndarray | No
 
 
 class _CellCall:
-    """What one CellFunction call runs with besides its tensors: the stack and the shapes of a
-    T = 1 call and of the cell's own tensors."""
+    """What one CellFunction call runs with besides its tensors: the stack, the shapes of a
+    T = 1 call and of the cell's own tensors, and whether the step runs direct (below)."""
 
-    __slots__ = ("engine", "input_shape", "precision", "shape", "spec", "stack", "state", "x")
+    __slots__ = (
+        "direct",
+        "engine",
+        "input_shape",
+        "precision",
+        "rows",
+        "shape",
+        "spec",
+        "stack",
+        "state",
+        "x",
+        "x_rows",
+    )
 
     def __init__(
         self,
@@ -304,6 +335,13 @@ class _CellCall:
         self.input_shape, self.shape = input_shape, shape
         self.x = (1, batch, input_shape[-1])
         self.state = (1, batch, shape[-1])
+        self.x_rows, self.rows = (batch, input_shape[-1]), (batch, shape[-1])
+        # A few batch rows in the module's own precision train on the weights as they are
+        # (Stack.direct_train_step and direct_backward, src/cpp/rnn/direct_step.h), as they
+        # infer: the packed path's weight check and GEMMs one row deep cost more than the
+        # products. 2-core Sapphire Rapids, LSTM H = 128, us a step (forward, backward):
+        # B = 1 26 and 41 packed, 6 and 13 direct; B = 4 23 and 33, 14 and 24.
+        self.direct = precision == "fp32" and batch <= _DIRECT_MAX_BATCH
 
     # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
     def inputs(self, x: Tensor, h0: Tensor | None, c0: Tensor | None) -> tuple[Any, ...]:
@@ -331,7 +369,14 @@ class CellFunction(torch.autograd.Function):
         c0: Tensor | None,
         *params: Tensor,
     ) -> Any:
-        h_n, c_n, tape = _step_with_tape(call, x, h0, c0, call.engine.version)
+        if call.direct:  # the tape keeps the weights this step ran with
+            h_n, c_n, tape = call.stack.direct_train_step(
+                _array(x, call.x_rows),
+                _optional_array(h0, call.rows),
+                _optional_array(c0, call.rows),
+            )
+        else:
+            h_n, c_n, tape = _step_with_tape(call, x, h0, c0, call.engine.version)
         ctx.call, ctx.tape, ctx.dtype = call, tape, h_n.dtype
         ctx.param_dtype = params[0].dtype  # bfloat16 cells get bfloat16 gradients
         # Saved so that torch refuses a backward after any of them changed in place, and so that
@@ -378,6 +423,8 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
     """CellFunction's gradients: (None, dx, dh0, dc0, the parameters' gradients)."""
     x, h0, c0, *params = ctx.saved_tensors  # raises if any changed in place since forward
     call: _CellCall = ctx.call
+    if call.direct:
+        return _direct_backward(ctx, call, dh, dc, x, h0, c0)
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
         with call.engine.lock, call.engine.bound_to(call.stack, params):
@@ -399,6 +446,37 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
         )
     out_dx = torch.from_numpy(dx.reshape(call.input_shape)) if dx is not None else None
     out_dh0 = torch.from_numpy(dh0.reshape(call.shape)) if need[2] else None
+    out_dc0 = torch.from_numpy(dc0.reshape(call.shape)) if dc0 is not None and need[3] else None
+    return (None, out_dx, out_dh0, out_dc0, *param_grads(grads, ctx.param_dtype))
+
+
+def _direct_backward(
+    ctx: Any,
+    call: _CellCall,
+    dh: Tensor | None,
+    dc: Tensor | None,
+    x: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
+) -> tuple[Any, ...]:
+    """_cell_backward of a direct step, from its tape (the gates and the weights it ran with;
+    not used up: a retained graph's second backward runs the same)."""
+    engine = call.engine
+    need = ctx.needs_input_grad
+    grads = engine.new_grads(ctx.dtype)
+    with engine.lock:
+        call.stack.set_grads(grads, assign=True)
+        dx, dh0, dc0 = call.stack.direct_backward(
+            _array(x, call.x_rows),
+            _optional_array(h0, call.rows),
+            _optional_array(c0, call.rows),
+            ctx.tape,
+            _optional_array(dh, call.rows),
+            _optional_array(dc, call.rows),
+            need[1],
+        )
+    out_dx = torch.from_numpy(dx.reshape(call.input_shape)) if dx is not None else None
+    out_dh0 = torch.from_numpy(dh0.reshape(call.shape)) if dh0 is not None and need[2] else None
     out_dc0 = torch.from_numpy(dc0.reshape(call.shape)) if dc0 is not None and need[3] else None
     return (None, out_dx, out_dh0, out_dc0, *param_grads(grads, ctx.param_dtype))
 

@@ -88,7 +88,17 @@ class StackBinding:
     """One torch module's C++ stack and the parameters bound to it (not to be confused with
     rnnfast._recurrent.Engine, the protocol of rnnfast's own engines)."""
 
-    __slots__ = ("_keys", "_shadow", "_signature", "_spec", "_stack", "layout", "lock", "version")
+    __slots__ = (
+        "_keys",
+        "_shadow",
+        "_signature",
+        "_spec",
+        "_stack",
+        "cell_call",
+        "layout",
+        "lock",
+        "version",
+    )
 
     def __init__(self) -> None:
         self._spec: dict[str, Any] | None = None
@@ -103,6 +113,9 @@ class StackBinding:
         self.version = _core.VERIFY_PARAMS
         # Where each parameter's gradient sits in one flat array: (offset, size, shape).
         self.layout: list[tuple[int, int, tuple[int, ...]]] = []
+        # A cell's last call description and what it was made for (rnnfast/torch/_cells.py):
+        # a loop of steps reuses one instead of making (and leaving to the graph) one a step.
+        self.cell_call: tuple[Any, Any] = (None, None)
 
     def stack_for(self, module: torch.nn.RNNBase, params: list[torch.Tensor]) -> Any:
         """The stack with `params` bound (again when their storage moved)."""
