@@ -7,6 +7,8 @@ forward ran with whatever is written to them before backward."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -352,3 +354,46 @@ def test_direct_backward_refuses_bad_arguments_by_name():
     other.set_grads(_grads(other_params, "float64"), assign=True)
     with pytest.raises(ValueError, match="another dtype"):
         other.direct_backward(x.astype(np.float64), None, None, tape, None, None, True)
+
+
+def test_direct_training_steps_from_several_threads_match_one_at_a_time():
+    """Threads sharing a stack (one module stepped by several Python threads, each releasing
+    the GIL in C++) get what each call gets alone; the gradients are per call (set_grads is
+    bound again before each backward, as rnnfast.torch does under its lock)."""
+    stack, params = _stack("lstm", 24, 40, True, "float32")
+    rng = np.random.default_rng(8)
+    inputs = [rng.standard_normal((2, 24)).astype(np.float32) for _ in range(6)]
+    alone = [stack.direct_train_step(x, None, None)[:2] for x in inputs]
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    got: dict[int, list] = {}
+
+    def work(i: int, barrier: threading.Barrier) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(20):
+                h, c, tape = stack.direct_train_step(inputs[i], None, None)
+                with lock:
+                    grads = _grads(params, "float32")
+                    stack.set_grads(grads, assign=True)
+                    stack.direct_backward(inputs[i], None, None, tape, h, c, False)
+                got[i] = [h, c, *grads]
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    barrier = threading.Barrier(len(inputs))
+    workers = [threading.Thread(target=work, args=(i, barrier)) for i in range(len(inputs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors and len(got) == len(inputs)
+    for i, x in enumerate(inputs):
+        h, c = alone[i]
+        assert np.array_equal(got[i][0], h) and np.array_equal(got[i][1], c)
+        grads = _grads(params, "float32")
+        stack.set_grads(grads, assign=True)
+        tape = stack.direct_train_step(x, None, None)[2]
+        stack.direct_backward(x, None, None, tape, h, c, False)
+        for a, b in zip(got[i][2:], grads):
+            assert np.array_equal(a, b)

@@ -329,13 +329,16 @@ class PyStack {
     T* ph = h.mutable_data();
     py::array_t<T> saved;
     if (keep) saved = new_array<T>({batch, direct_saved_per_row(spec_)});
+    // Read and written with the GIL held: calls from several threads never race on it.
+    std::shared_ptr<const WeightsCopy<T>> copy = t.direct_copy;
     {
       py::gil_scoped_release release;
       rnnfast::direct_step(spec_, t.params.layers[0], batch, px, ph0, pc0, ph, pc,
-                           keep ? saved.mutable_data() : nullptr, keep ? &t.direct_copy : nullptr);
+                           keep ? saved.mutable_data() : nullptr, keep ? &copy : nullptr);
     }
     if (!keep) return py::make_tuple(h, c);
-    return py::make_tuple(h, c, py::cast(PyDirectTape{t.direct_copy, saved}));
+    t.direct_copy = copy;
+    return py::make_tuple(h, c, py::cast(PyDirectTape{copy, saved}));
   }
 
   template <typename T>
