@@ -1,6 +1,6 @@
 // The kernels the dispatcher picks on this target (NEON on arm64), checked against plain loops
-// and libm: GEMM in both layouts across tile edges, rows_dot, and the activations' error
-// bounds. Then `dump FILE` runs a 2-layer bidirectional stack of every cell (forward and
+// and libm: GEMM in both layouts across tile edges, rows_dot, rows_combine, and the activations'
+// error bounds. Then `dump FILE` runs a 2-layer bidirectional stack of every cell (forward and
 // backward, with lengths, in float64) and writes every output, and `compare A B` checks two
 // dumps agree: CMake's tests compare the best ISA with the portable kernels
 // (RNNFAST_ISA=generic), which the Python suite checks against NumPy. Run under qemu by
@@ -70,6 +70,36 @@ int check(const char* name) {
     if (err > (sizeof(T) == 4 ? 1e-5 : 1e-12)) {
       std::printf("%s rows_dot %ldx%ldx%ld err %g\n", name, rows, depth, count, err);
       ++bad;
+    }
+  }
+  // rows_combine (the direct step's W^T dG and outer products): row blocks of four and their
+  // remainder, column tails, both strides of a, accumulating or not; nothing else written.
+  for (auto [rows, depth, cols] :
+       {std::array<index_t, 3>{1, 1, 1}, {4, 7, 64}, {9, 33, 70}, {13, 2, 5}, {3, 300, 129}}) {
+    for (bool accumulate : {false, true}) {
+      const index_t a_rs = 1, a_ks = rows + 2, ldm = cols + 3, ldy = cols + 5;
+      std::vector<T> a(depth * a_ks), mm(depth * ldm), ys(rows * ldy), before;
+      for (auto& v : a) v = T(nd(rng));
+      for (auto& v : mm) v = T(nd(rng));
+      for (auto& v : ys) v = T(nd(rng));
+      before = ys;
+      kt.rows_combine(rows, depth, cols, a.data(), a_rs, a_ks, mm.data(), ldm, ys.data(), ldy,
+                      accumulate);
+      double err = 0;
+      for (index_t i = 0; i < rows; ++i) {
+        for (index_t j = 0; j < cols; ++j) {
+          double s = accumulate ? double(before[i * ldy + j]) : 0.0;
+          for (index_t q = 0; q < depth; ++q)
+            s += double(a[i * a_rs + q * a_ks]) * double(mm[q * ldm + j]);
+          err = std::max(err, std::fabs(s - double(ys[i * ldy + j])) / std::sqrt(double(depth)));
+        }
+        for (index_t j = cols; j < ldy; ++j) err += ys[i * ldy + j] != before[i * ldy + j];
+      }
+      if (err > (sizeof(T) == 4 ? 1e-5 : 1e-12)) {
+        std::printf("%s rows_combine %ldx%ldx%ld%s err %g\n", name, rows, depth, cols,
+                    accumulate ? " accumulate" : "", err);
+        ++bad;
+      }
     }
   }
   std::vector<T> x, y;

@@ -56,49 +56,62 @@ void rows_dot(index_t rows, index_t depth, const typename V::T* w, index_t ldw,
   }
 }
 
+// One block of rows_combine: R rows of y times C vectors of columns from j (the last vector n
+// wide when n < kWidth), every m vector loaded once for the R rows.
+template <typename V, int R, int C>
+RNNFAST_INLINE void combine_block(index_t depth, index_t n, const typename V::T* a, index_t a_rs,
+                                  index_t a_ks, const typename V::T* m, index_t ldm,
+                                  typename V::T* y, index_t ldy, bool accumulate) {
+  using T = typename V::T;
+  constexpr index_t kW = V::kWidth;
+  V s[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const index_t w = c == C - 1 ? n : kW;
+      s[r][c] = accumulate ? load_units<V>(y + r * ldy + c * kW, w) : V::set1(T(0));
+    }
+  for (index_t k = 0; k < depth; ++k) {
+    const T* mk = m + k * ldm;
+    V mv[C];
+    for (int c = 0; c < C; ++c) mv[c] = load_units<V>(mk + c * kW, c == C - 1 ? n : kW);
+    for (int r = 0; r < R; ++r) {
+      const V coef = V::set1(a[r * a_rs + k * a_ks]);
+      for (int c = 0; c < C; ++c) s[r][c] = fma(coef, mv[c], s[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) store_units(s[r][c], y + r * ldy + c * kW, c == C - 1 ? n : kW);
+}
+
 // y[i*ldy + j] = (accumulate ? y[i*ldy + j] : 0) + sum over k < depth, in order, of
-// a[i*a_rs + k*a_ks] * m[k*ldm + j], for i < rows, j < cols. Four vectors of columns at a time
-// (the last ones one vector at a time); each value is one chain of FMAs over k whatever block or
-// caller's split of the columns it falls in, so results do not depend on who computes them.
+// a[i*a_rs + k*a_ks] * m[k*ldm + j], for i < rows, j < cols. Blocks of four rows by four vectors
+// of columns (then fewer), so that each row of m is read once for four rows of y (W^T dG for a
+// few batch rows read W from L2 once a row before); each value is one chain of FMAs over k
+// whatever block or caller's split of the columns it falls in, so results do not depend on who
+// computes them.
 template <typename V>
 void rows_combine(index_t rows, index_t depth, index_t cols, const typename V::T* a, index_t a_rs,
                   index_t a_ks, const typename V::T* m, index_t ldm, typename V::T* y, index_t ldy,
                   bool accumulate) {
-  using T = typename V::T;
   constexpr index_t kW = V::kWidth;
-  const V zero = V::set1(T(0));
   index_t j = 0;
   for (; j + 4 * kW <= cols; j += 4 * kW) {
-    for (index_t i = 0; i < rows; ++i) {
-      T* yi = y + i * ldy + j;
-      V s0 = accumulate ? V::load(yi) : zero;
-      V s1 = accumulate ? V::load(yi + kW) : zero;
-      V s2 = accumulate ? V::load(yi + 2 * kW) : zero;
-      V s3 = accumulate ? V::load(yi + 3 * kW) : zero;
-      const T* ai = a + i * a_rs;
-      for (index_t k = 0; k < depth; ++k) {
-        const V c = V::set1(ai[k * a_ks]);
-        const T* mk = m + k * ldm + j;
-        s0 = fma(c, V::load(mk), s0);
-        s1 = fma(c, V::load(mk + kW), s1);
-        s2 = fma(c, V::load(mk + 2 * kW), s2);
-        s3 = fma(c, V::load(mk + 3 * kW), s3);
-      }
-      s0.store(yi);
-      s1.store(yi + kW);
-      s2.store(yi + 2 * kW);
-      s3.store(yi + 3 * kW);
-    }
+    index_t i = 0;
+    for (; i + 4 <= rows; i += 4)
+      combine_block<V, 4, 4>(depth, kW, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
+                             accumulate);
+    for (; i < rows; ++i)
+      combine_block<V, 1, 4>(depth, kW, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
+                             accumulate);
   }
   for (; j < cols; j += kW) {
     const index_t n = smaller(kW, cols - j);
-    for (index_t i = 0; i < rows; ++i) {
-      T* yi = y + i * ldy + j;
-      V s = accumulate ? V::load_n(yi, n) : zero;
-      const T* ai = a + i * a_rs;
-      for (index_t k = 0; k < depth; ++k)
-        s = fma(V::set1(ai[k * a_ks]), V::load_n(m + k * ldm + j, n), s);
-      s.store_n(yi, n);
-    }
+    index_t i = 0;
+    for (; i + 4 <= rows; i += 4)
+      combine_block<V, 4, 1>(depth, n, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
+                             accumulate);
+    for (; i < rows; ++i)
+      combine_block<V, 1, 1>(depth, n, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
+                             accumulate);
   }
 }
