@@ -262,6 +262,48 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, delay):
     assert "Traceback" not in err and "interrupted" in err
 
 
+DROPPED_INTERRUPT = """
+import os, signal, sys
+from rnnfast.cli import main, {module} as command
+
+class Dying:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):  # Python runs the handler here, inside the finalizer
+            pass
+
+real = command.Progress
+def progress(*args, **kwargs):
+    Dying()  # finalized at once: its KeyboardInterrupt is unraisable, dropped by Python
+    return real(*args, **kwargs)
+command.Progress = progress
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.parametrize("command", ["charrnn", "train"])
+def test_a_ctrl_c_python_drops_in_a_finalizer_still_stops_the_run(tmp_path, command):
+    """Python runs a signal handler wherever the main thread is; inside a finalizer its
+    KeyboardInterrupt is reported as unraisable and dropped, and training started as if no
+    Ctrl-C had come (seen once: a run still going 60 s after a SIGINT at start-up). The training
+    loop raises it again before its first step: exit 130, no traceback, no checkpoint."""
+    ckpt = tmp_path / "c.npz"
+    if command == "charrnn":
+        argv = ["charrnn", "train", str(make_text(tmp_path)), "--checkpoint", str(ckpt)]
+        argv += ["--hidden", "8", "--seq-len", "8", "--batch", "2"]
+        module = "charrnn"
+    else:
+        argv, module = [*TRAIN, "--steps", "5", "--checkpoint", str(ckpt)], "_training"
+    script = DROPPED_INTERRUPT.format(module=module, argv=argv)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "rnnfast: interrupted" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert not ckpt.exists()
+
+
 # ---- 10. --resume ---------------------------------------------------------------------------
 
 

@@ -62,6 +62,8 @@ def _run(argv: Sequence[str] | None, interrupted: list[int]) -> int:
         sub.add_parser("gradflow", help="draw how gradients vanish or survive through time")
     )
     args = parser.parse_args(argv)
+    if interrupted:  # a Ctrl-C whose KeyboardInterrupt Python dropped (see main)
+        raise KeyboardInterrupt
     name = f"rnnfast {args.command}"
     try:
         if args.command == "bench":
@@ -91,14 +93,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
+    # Python runs a signal's handler wherever the main thread is, a finalizer or a weakref
+    # callback included, and there the KeyboardInterrupt is reported as unraisable and dropped:
+    # the run went on as if no Ctrl-C had come. The signal is kept in `interrupted` all the
+    # same: start-up checks it once parsed, and a training loop's StopOnSignal finds it on this
+    # handler (its `fired`) before it takes over, and raises it. The dropped exception's report
+    # is left out.
+    on_sigint.fired = interrupted  # type: ignore[attr-defined]
+    previous_hook = sys.unraisablehook
+
+    def quiet_dropped_interrupt(unraisable: Any) -> None:
+        if not (interrupted and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            previous_hook(unraisable)
+
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    sys.unraisablehook = quiet_dropped_interrupt
     try:
         return _run(argv, interrupted)
     except KeyboardInterrupt:  # at any point, start-up included
         print("rnnfast: interrupted", file=sys.stderr)
         return 130
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

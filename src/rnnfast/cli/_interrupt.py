@@ -33,6 +33,11 @@ class StopOnSignal:
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
+            # A Ctrl-C before the loop whose KeyboardInterrupt Python dropped (raised inside a
+            # finalizer; rnnfast.cli.main keeps it on its handler): raised again here, as if it
+            # came now, before any step or checkpoint.
+            if getattr(signal.getsignal(signal.SIGINT), "fired", None):
+                raise KeyboardInterrupt
             for sig in SIGNALS:
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
