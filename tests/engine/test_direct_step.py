@@ -397,3 +397,35 @@ def test_direct_training_steps_from_several_threads_match_one_at_a_time():
         stack.direct_backward(x, None, None, tape, h, c, False)
         for a, b in zip(got[i][2:], grads):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["w_ih first", "w_ih last", "w_hh middle", "w_hh last"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_one_value_write_between_steps_reaches_the_next_steps_backward(where, threads):
+    """The kept copy of the weights is compared a few rows at a time (direct_step.cpp): a write
+    of a single value anywhere, on any thread's rows, gives the next step a fresh copy, so its
+    backward multiplies by the new weights. H = 40 gives each gate's rows several chunks and
+    both threads rows of their own."""
+    stack, params = _stack("lstm", 24, 40, True, "float64")
+    rng = np.random.default_rng(9)
+    x, h0, c0 = (rng.standard_normal((2, n)) for n in (24, 40, 40))
+    dh = rng.standard_normal((2, 40))
+    which, at = {
+        "w_ih first": (0, 0),
+        "w_ih last": (0, -1),
+        "w_hh middle": (1, params[1].size // 2 + 3),
+        "w_hh last": (1, -1),
+    }[where]
+    saved = rnnfast.get_num_threads()
+    try:
+        rnnfast.set_num_threads(threads)
+        stack.direct_train_step(x, h0, c0)  # the copy of the weights as they are
+        params[which].reshape(-1)[at] += 0.75
+        _, _, dx, dh0, _, grads = _train_step(stack, params, x, h0, c0, dh, None, "float64")
+    finally:
+        rnnfast.set_num_threads(saved)
+    want_dx, want_dh0, _, want_grads = _reference("lstm", params, x, h0, c0, dh)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dh0, want_dh0, rtol=1e-12, atol=1e-13)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)

@@ -19,19 +19,46 @@ namespace {
 // cost about a microsecond.
 constexpr index_t kMinMacsPerThread = index_t{1} << 15;
 
+// Rows of the weights compared with the copy just before the product reads them (from L1
+// then, not a second time from L2).
+constexpr index_t kCompareRows = 16;
+
+template <typename T>
+bool same_values(const T* a, const T* b, index_t count) {
+  return std::memcmp(a, b, static_cast<size_t>(count) * sizeof(T)) == 0;
+}
+
 // The pre-activations of units [lo, lo + n) of every batch row b: gx[b*ld + g*n + u] = W_ih x_b +
 // b_ih and gh[...] = W_hh h_b + b_hh for each gate block g (gh the bias alone without h), where
-// ld = G*n.
+// ld = G*n. With `copy`, also whether those rows of the weights hold its values (they are
+// compared a few rows at a time, each just before its product).
 template <typename T>
-void unit_products(const kernels::KernelTable<T>& k, const StackSpec& spec,
+bool unit_products(const kernels::KernelTable<T>& k, const StackSpec& spec,
                    const LayerWeights<T>& w, index_t lo, index_t n, index_t batch, const T* x,
-                   const T* h, T* gx, T* gh) {
+                   const T* h, T* gx, T* gh, const LayerWeights<T>* copy) {
   const index_t in = spec.input, hd = spec.hidden, gates = cell_info(spec.cell).gates;
   const index_t ld = gates * n;
+  bool same = true;
+  // The product of rows [r, r + m) of one matrix (depth d) and of `v`, into `out` + (r - row).
+  const auto product = [&](const T* live, const T* kept, index_t row, index_t d, const T* v,
+                           T* out) {
+    for (index_t r = row; r < row + n; r += kCompareRows) {
+      const index_t m = std::min(kCompareRows, row + n - r);
+      if (kept && same) same = same_values(live + r * d, kept + r * d, m * d);
+      k.rows_dot(m, d, live + r * d, d, v, d, batch, out + (r - row), ld);
+    }
+  };
   for (index_t g = 0; g < gates; ++g) {
     const index_t row = g * hd + lo;
-    k.rows_dot(n, in, w.w_ih + row * in, in, x, in, batch, gx + g * n, ld);
-    if (h) k.rows_dot(n, hd, w.w_hh + row * hd, hd, h, hd, batch, gh + g * n, ld);
+    product(w.w_ih, copy ? copy->w_ih : nullptr, row, in, x, gx + g * n);
+    if (h) {
+      product(w.w_hh, copy ? copy->w_hh : nullptr, row, hd, h, gh + g * n);
+    } else if (copy && same) {
+      same = same_values(w.w_hh + row * hd, copy->w_hh + row * hd, n * hd);
+    }
+    if (copy && same && w.b_ih)
+      same = same_values(w.b_ih + row, copy->b_ih + row, n) &&
+             same_values(w.b_hh + row, copy->b_hh + row, n);
     for (index_t b = 0; b < batch; ++b) {
       T *xs = gx + b * ld + g * n, *hs = gh + b * ld + g * n;
       if (!h) std::fill(hs, hs + n, T(0));
@@ -42,6 +69,7 @@ void unit_products(const kernels::KernelTable<T>& k, const StackSpec& spec,
       }
     }
   }
+  return same;
 }
 
 // The cell's update of n units from their pre-activations (gx, gh; overwritten), the unit's
@@ -260,19 +288,19 @@ void direct_step(const StackSpec& spec, const LayerWeights<T>& w, index_t batch,
   // Scratch for every unit's pre-activations, taken before the team starts (an exception
   // cannot leave a parallel region).
   std::vector<T> scratch(static_cast<size_t>(2 * gates * hd * batch));
-  // Whether the weights still equal *copy, each thread looking at its own rows (which its
-  // product reads next, from L1 and L2).
+  // Whether the weights still equal *copy, each thread looking at its own rows as its product
+  // reads them.
   const WeightsCopy<T>* last = copy ? copy->get() : nullptr;
   std::atomic<bool> changed{copy && !last};
   const CallTeam team(spec.macs(1, batch));
   // Each thread takes a range of units of every batch row, reading its rows of the weights once
   // (from its own L2 when called again).
   parallel_for(hd, grain, [&](index_t lo, index_t hi) {
-    if (last && !last->same_units(spec, w, lo, hi)) changed.store(true, std::memory_order_relaxed);
     const index_t n = hi - lo, ld = gates * n;
     T* gx = scratch.data() + 2 * gates * lo * batch;
     T* gh = gx + ld * batch;
-    unit_products(k, spec, w, lo, n, batch, x, h0, gx, gh);
+    if (!unit_products(k, spec, w, lo, n, batch, x, h0, gx, gh, last ? &last->weights() : nullptr))
+      changed.store(true, std::memory_order_relaxed);
     for (index_t b = 0; b < batch; ++b) {
       const index_t at = b * hd + lo;
       unit_update(k, spec.cell, n, gx + b * ld, gh + b * ld, h0 ? h0 + at : nullptr,
