@@ -340,7 +340,7 @@ class _CellCall:
         # (Stack.direct_train_step and direct_backward, src/cpp/rnn/direct_step.h), as they
         # infer: the packed path's weight check and GEMMs one row deep cost more than the
         # products. 2-core Sapphire Rapids, LSTM H = 128, us a step (forward, backward):
-        # B = 1 22 and 41 packed, 12 and 14 direct; B = 4 21 and 31, 20 and 19.
+        # B = 1 22 and 41 packed, 11 and 14 direct; B = 4 21 and 31, 19 and 20.
         self.direct = precision == "fp32" and batch <= _DIRECT_MAX_BATCH
 
     # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
