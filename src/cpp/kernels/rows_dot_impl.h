@@ -89,29 +89,30 @@ RNNFAST_INLINE void combine_block(index_t depth, index_t n, const typename V::T*
 // few batch rows read W from L2 once a row before); each value is one chain of FMAs over k
 // whatever block or caller's split of the columns it falls in, so results do not depend on who
 // computes them.
+// Every row of y for C vectors of columns from j (the last n wide): blocks of four rows, then
+// one at a time.
+template <typename V, int C>
+RNNFAST_INLINE void combine_rows(index_t rows, index_t depth, index_t n, const typename V::T* a,
+                                 index_t a_rs, index_t a_ks, const typename V::T* m, index_t ldm,
+                                 typename V::T* y, index_t ldy, bool accumulate) {
+  index_t i = 0;
+  for (; i + 4 <= rows; i += 4)
+    combine_block<V, 4, C>(depth, n, a + i * a_rs, a_rs, a_ks, m, ldm, y + i * ldy, ldy,
+                           accumulate);
+  for (; i < rows; ++i)
+    combine_block<V, 1, C>(depth, n, a + i * a_rs, a_rs, a_ks, m, ldm, y + i * ldy, ldy,
+                           accumulate);
+}
+
 template <typename V>
 void rows_combine(index_t rows, index_t depth, index_t cols, const typename V::T* a, index_t a_rs,
                   index_t a_ks, const typename V::T* m, index_t ldm, typename V::T* y, index_t ldy,
                   bool accumulate) {
   constexpr index_t kW = V::kWidth;
   index_t j = 0;
-  for (; j + 4 * kW <= cols; j += 4 * kW) {
-    index_t i = 0;
-    for (; i + 4 <= rows; i += 4)
-      combine_block<V, 4, 4>(depth, kW, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
-                             accumulate);
-    for (; i < rows; ++i)
-      combine_block<V, 1, 4>(depth, kW, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
-                             accumulate);
-  }
-  for (; j < cols; j += kW) {
-    const index_t n = smaller(kW, cols - j);
-    index_t i = 0;
-    for (; i + 4 <= rows; i += 4)
-      combine_block<V, 4, 1>(depth, n, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
-                             accumulate);
-    for (; i < rows; ++i)
-      combine_block<V, 1, 1>(depth, n, a + i * a_rs, a_rs, a_ks, m + j, ldm, y + i * ldy + j, ldy,
-                             accumulate);
-  }
+  for (; j + 4 * kW <= cols; j += 4 * kW)
+    combine_rows<V, 4>(rows, depth, kW, a, a_rs, a_ks, m + j, ldm, y + j, ldy, accumulate);
+  for (; j < cols; j += kW)
+    combine_rows<V, 1>(rows, depth, smaller(kW, cols - j), a, a_rs, a_ks, m + j, ldm, y + j, ldy,
+                       accumulate);
 }

@@ -306,18 +306,31 @@ class PyStack {
     return py::make_tuple(y, h_n, c_n, tape_obj);
   }
 
+  // A direct step's x [B, I], h0 and c0 [B, H] (or None), checked.
   template <typename T>
-  py::tuple direct_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
-                              const py::object& c0, bool keep) {
-    check_bound(t, false);
+  struct DirectInputs {
+    index_t batch;
+    const T *x, *h0, *c0;
+  };
+  template <typename T>
+  DirectInputs<T> direct_inputs(const py::array& x, const py::object& h0,
+                                const py::object& c0) const {
     if (x.ndim() != 2)
       throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
                                   std::to_string(x.ndim()));
     const index_t batch = x.shape(0), hd = spec_.hidden;
-    const T* px = input<T>("x", x, {batch, spec_.input});
-    const T* ph0 = input_or_null<T>("h0", h0, {batch, hd});
     const bool lstm = cell_info(spec_.cell).cell_state;
-    const T* pc0 = lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr;
+    return {batch, input<T>("x", x, {batch, spec_.input}), input_or_null<T>("h0", h0, {batch, hd}),
+            lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr};
+  }
+
+  template <typename T>
+  py::tuple direct_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                              const py::object& c0, bool keep) {
+    check_bound(t, false);
+    const DirectInputs<T> in = direct_inputs<T>(x, h0, c0);
+    const index_t batch = in.batch, hd = spec_.hidden;
+    const bool lstm = cell_info(spec_.cell).cell_state;
     auto h = new_array<T>({batch, hd});
     py::object c = py::none();
     T* pc = nullptr;
@@ -333,7 +346,7 @@ class PyStack {
     std::shared_ptr<const WeightsCopy<T>> copy = t.direct_copy;
     {
       py::gil_scoped_release release;
-      rnnfast::direct_step(spec_, t.params.layers[0], batch, px, ph0, pc0, ph, pc,
+      rnnfast::direct_step(spec_, t.params.layers[0], batch, in.x, in.h0, in.c0, ph, pc,
                            keep ? saved.mutable_data() : nullptr, keep ? &copy : nullptr);
     }
     if (!keep) return py::make_tuple(h, c);
@@ -350,41 +363,30 @@ class PyStack {
     if (!weights || !*weights)
       throw std::invalid_argument("tape: made by a stack of another dtype");
     require_direct_step(spec_);
-    if (x.ndim() != 2)
-      throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
-                                  std::to_string(x.ndim()));
-    const index_t batch = x.shape(0), hd = spec_.hidden;
-    const T* px = input<T>("x", x, {batch, spec_.input});
-    const T* ph0 = input_or_null<T>("h0", h0, {batch, hd});
+    const DirectInputs<T> in = direct_inputs<T>(x, h0, c0);
+    const index_t batch = in.batch, hd = spec_.hidden;
     const bool lstm = cell_info(spec_.cell).cell_state;
-    const T* pc0 = lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr;
     const T* psaved = input<T>("tape", tape.saved, {batch, direct_saved_per_row(spec_)});
     const T* pdh = input_or_null<T>("dh", dh, {batch, hd});
     const T* pdc = lstm ? input_or_null<T>("dc", dc, {batch, hd}) : nullptr;
-    py::object dx = py::none(), dh0 = py::none(), dc0 = py::none();
+    // An output array of `width` columns when wanted (its pointer set), else None.
+    const auto output_if = [&](bool wanted, index_t width, T** data) -> py::object {
+      if (!wanted) return py::none();
+      auto a = new_array<T>({batch, width});
+      *data = a.mutable_data();
+      return std::move(a);
+    };
     T *pdx = nullptr, *pdh0 = nullptr, *pdc0 = nullptr;
-    if (input_grad) {
-      auto a = new_array<T>({batch, spec_.input});
-      pdx = a.mutable_data();
-      dx = a;
-    }
-    if (ph0) {
-      auto a = new_array<T>({batch, hd});
-      pdh0 = a.mutable_data();
-      dh0 = a;
-    }
-    if (pc0) {
-      auto a = new_array<T>({batch, hd});
-      pdc0 = a.mutable_data();
-      dc0 = a;
-    }
+    py::object dx = output_if(input_grad, spec_.input, &pdx);
+    py::object dh0 = output_if(in.h0 != nullptr, hd, &pdh0);
+    py::object dc0 = output_if(in.c0 != nullptr, hd, &pdc0);
     const StackGrads<T>& gr = t.grads;
     const DirectGrads<T> g{gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
                            spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
     {
       py::gil_scoped_release release;
-      rnnfast::direct_backward(spec_, (*weights)->weights(), batch, px, ph0, pc0, psaved, pdh, pdc,
-                               pdx, pdh0, pdc0, g);
+      rnnfast::direct_backward(spec_, (*weights)->weights(), batch, in.x, in.h0, in.c0, psaved, pdh,
+                               pdc, pdx, pdh0, pdc0, g);
     }
     return py::make_tuple(dx, dh0, dc0);
   }
