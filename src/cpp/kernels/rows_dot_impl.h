@@ -83,12 +83,6 @@ RNNFAST_INLINE void combine_block(index_t depth, index_t n, const typename V::T*
     for (int c = 0; c < C; ++c) store_units(s[r][c], y + r * ldy + c * kW, c == C - 1 ? n : kW);
 }
 
-// y[i*ldy + j] = (accumulate ? y[i*ldy + j] : 0) + sum over k < depth, in order, of
-// a[i*a_rs + k*a_ks] * m[k*ldm + j], for i < rows, j < cols. Blocks of four rows by four vectors
-// of columns (then fewer), so that each row of m is read once for four rows of y (W^T dG for a
-// few batch rows read W from L2 once a row before); each value is one chain of FMAs over k
-// whatever block or caller's split of the columns it falls in, so results do not depend on who
-// computes them.
 // Every row of y for C vectors of columns from j (the last n wide): blocks of four rows, then
 // one at a time.
 template <typename V, int C>
@@ -104,6 +98,12 @@ RNNFAST_INLINE void combine_rows(index_t rows, index_t depth, index_t n, const t
                            accumulate);
 }
 
+// y[i*ldy + j] = (accumulate ? y[i*ldy + j] : 0) + sum over k < depth, in order, of
+// a[i*a_rs + k*a_ks] * m[k*ldm + j], for i < rows, j < cols. Blocks of four rows by four vectors
+// of columns (then fewer), so that each row of m is read once for four rows of y (W^T dG for a
+// few batch rows read W from L2 once a row before); each value is one chain of FMAs over k
+// whatever block or caller's split of the columns it falls in, so results do not depend on who
+// computes them.
 template <typename V>
 void rows_combine(index_t rows, index_t depth, index_t cols, const typename V::T* a, index_t a_rs,
                   index_t a_ks, const typename V::T* m, index_t ldm, typename V::T* y, index_t ldy,

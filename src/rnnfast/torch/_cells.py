@@ -444,10 +444,7 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
             False,
             -1,  # the tape's own packs: nothing to compare (see _engine.py)
         )
-    out_dx = torch.from_numpy(dx.reshape(call.input_shape)) if dx is not None else None
-    out_dh0 = torch.from_numpy(dh0.reshape(call.shape)) if need[2] else None
-    out_dc0 = torch.from_numpy(dc0.reshape(call.shape)) if dc0 is not None and need[3] else None
-    return (None, out_dx, out_dh0, out_dc0, *param_grads(grads, ctx.param_dtype))
+    return _step_grads(ctx, call, dx, dh0, dc0, grads)
 
 
 def _direct_backward(
@@ -462,7 +459,6 @@ def _direct_backward(
     """_cell_backward of a direct step, from its tape (the gates and the weights it ran with;
     not used up: a retained graph's second backward runs the same)."""
     engine = call.engine
-    need = ctx.needs_input_grad
     grads = engine.new_grads(ctx.dtype)
     with engine.lock:
         call.stack.set_grads(grads, assign=True)
@@ -473,8 +469,22 @@ def _direct_backward(
             ctx.tape,
             _optional_array(dh, call.rows),
             _optional_array(dc, call.rows),
-            need[1],
+            ctx.needs_input_grad[1],
         )
+    return _step_grads(ctx, call, dx, dh0, dc0, grads)
+
+
+def _step_grads(
+    ctx: Any,
+    call: _CellCall,
+    dx: np.ndarray | None,
+    dh0: np.ndarray | None,
+    dc0: np.ndarray | None,
+    grads: list[np.ndarray],
+) -> tuple[Any, ...]:
+    """CellFunction.backward's answer from the engine's arrays: the cell's shapes, None where
+    no gradient was asked for."""
+    need = ctx.needs_input_grad
     out_dx = torch.from_numpy(dx.reshape(call.input_shape)) if dx is not None else None
     out_dh0 = torch.from_numpy(dh0.reshape(call.shape)) if dh0 is not None and need[2] else None
     out_dc0 = torch.from_numpy(dc0.reshape(call.shape)) if dc0 is not None and need[3] else None
