@@ -72,6 +72,27 @@ int check(const char* name) {
       ++bad;
     }
   }
+  // Each row of rows_dot has the same bits whether it falls in a block of kWidth rows (lane_sums,
+  // depth in chunks), of four, or alone: a thread's share of the rows never changes a value.
+  for (auto [rows, depth, count] :
+       {std::array<index_t, 3>{37, 33, 1}, {37, 128, 3}, {21, 300, 6}, {19, 530, 2}}) {
+    const index_t ldw = depth + 5, ldx = depth + 2;
+    std::vector<T> w(rows * ldw), xs(count * ldx), ys(count * rows), one(count);
+    for (auto& v : w) v = T(nd(rng));
+    for (auto& v : xs) v = T(nd(rng));
+    kt.rows_dot(rows, depth, w.data(), ldw, xs.data(), ldx, count, ys.data(), rows);
+    int differ = 0;
+    for (index_t r = 0; r < rows; ++r) {
+      kt.rows_dot(1, depth, w.data() + r * ldw, ldw, xs.data(), ldx, count, one.data(), 1);
+      for (index_t b = 0; b < count; ++b)
+        differ += std::memcmp(&one[b], &ys[b * rows + r], sizeof(T)) != 0;
+    }
+    if (differ) {
+      std::printf("%s rows_dot %ldx%ldx%ld: %d values differ from one-row calls\n", name, rows,
+                  depth, count, differ);
+      ++bad;
+    }
+  }
   // rows_combine (the direct step's W^T dG and outer products): row blocks of four and their
   // remainder, column tails, both strides of a, accumulating or not; nothing else written.
   for (auto [rows, depth, cols] :
