@@ -51,6 +51,71 @@ def test_rows_are_shares_of_the_fma_peak(tmp_path, capsys):
         assert r["pct_fma"] == pytest.approx(100 * r["gflops"] / fma)
 
 
+def test_batch_of_one_floors_are_printed_and_kept(tmp_path, capsys):
+    """The header gives what bounds a B = 1 step from below: one thread's matrix-vector product
+    from L2 (GB/s) and a round trip between two threads; the JSON keeps both (the round trip as
+    null when it could not be measured, never NaN, which JSON lacks), and the header says why."""
+    out = tmp_path / "b.json"
+    assert main([*TINY, "--cells", "rnn", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "B = 1 floors: one thread reads a 256 KiB matrix from L2 at" in printed
+    text = out.read_text()
+    assert "NaN" not in text
+    meta = json.loads(text)["meta"]
+    assert math.isfinite(meta["l2_matvec_gbps"]) and meta["l2_matvec_gbps"] > 0
+    trip = meta["round_trip_ns"]
+    if trip is not None:
+        assert 0 < trip < 1e9 and f"a round trip between two threads {trip:.0f} ns" in printed
+    elif _core.usable_threads() >= 2:  # the two threads did not meet in time: said so
+        assert "a round trip between two threads: not measured (a busy machine)" in printed
+    else:
+        assert "round trip" not in printed
+
+
+def test_round_trip_is_a_figure_or_nan_and_ends_within_its_time():
+    """Two usable threads: a positive figure, or NaN when a busy machine kept them apart past
+    `seconds` (neither waits longer, so the call returns)."""
+    v = _core.round_trip_ns(0.2)
+    assert math.isnan(v) or 0 < v < 1e9, v
+    if _core.usable_threads() < 2:
+        assert math.isnan(v)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf"), 61.0])
+def test_floor_probes_refuse_bad_durations(seconds):
+    with pytest.raises(ValueError, match=r"seconds: expected a number in \(0, 60\]"):
+        _core.l2_matvec_gbps(256, seconds)
+    with pytest.raises(ValueError, match=r"seconds: expected a number in \(0, 60\]"):
+        _core.round_trip_ns(seconds)
+
+
+@pytest.mark.parametrize("kib", [0, -5, 2**20 + 1])
+def test_l2_probe_refuses_sizes_out_of_range(kib):
+    with pytest.raises(ValueError, match=rf"kib: expected 1 to 1048576 \(1 GiB\), got {kib}"):
+        _core.l2_matvec_gbps(kib, 0.01)
+
+
+def test_round_trip_needs_a_second_thread():
+    """One usable thread (set_num_threads(1), or OMP_THREAD_LIMIT=1 where OpenMP gives the team
+    one thread whatever is asked) has no round trip to measure: NaN, at once, never a wait for
+    a thread that does not come."""
+    before = _core.get_num_threads()
+    try:
+        _core.set_num_threads(1)
+        assert math.isnan(_core.round_trip_ns(0.01))
+    finally:
+        _core.set_num_threads(before)
+    code = "import math, rnnfast._core as c; assert math.isnan(c.round_trip_ns(0.05)); print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
 def test_bf16_rows_carry_their_precision_and_the_fp32_ratio(tmp_path, capsys):
     """--precision bf16: rnnfast's products in bf16, float32 timed beside it (`vs fp32`), and
     the difference from the float64 reference of bf16's size, not float32's."""
@@ -72,9 +137,10 @@ def test_fma_peak_refuses_bad_durations(seconds):
 
 
 def test_fma_peak_of_each_isa_is_a_positive_figure():
-    """Every ISA this machine runs has its probe (the kernel table is complete only with it)."""
+    """Every ISA this machine runs has its probes (the kernel table is complete only with them)."""
     code = (
-        "import rnnfast._core as c; v = c.fma_peak(0.02); assert v > 0 and v < 1e6, v; print('ok')"
+        "import rnnfast._core as c; v = c.fma_peak(0.02); assert v > 0 and v < 1e6, v; "
+        "g = c.l2_matvec_gbps(64, 0.02); assert 0 < g < 1e5, g; print('ok')"
     )
     for isa in _core.supported_isas():
         done = subprocess.run(

@@ -1,4 +1,5 @@
 // _core's process-wide settings and facts: threads, the ISA, the build, the cell table.
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,6 +62,34 @@ void init_runtime(py::module_& m) {
       py::arg("seconds") = 0.2,
       "float32 GFLOP/s of independent FMA chains of the active ISA on the usable threads: the "
       "hardware's peak (best of five runs, about `seconds` in all).");
+  m.def(
+      "l2_matvec_gbps",
+      [](int64_t kib, double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
+                                      std::to_string(seconds));
+        if (kib < 1 || kib > (int64_t{1} << 20))
+          throw std::invalid_argument("kib: expected 1 to 1048576 (1 GiB), got " +
+                                      std::to_string(kib));
+        py::gil_scoped_release release;
+        return kernels::l2_matvec_gbps(kib * 1024, seconds);
+      },
+      py::arg("kib") = 256, py::arg("seconds") = 0.1,
+      "GB/s at which one thread multiplies a float32 matrix of `kib` KiB by a vector (the direct "
+      "step's kernel): from L2 when the matrix fits there. Best of five runs.");
+  m.def(
+      "round_trip_ns",
+      [](double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
+                                      std::to_string(seconds));
+        if (usable_threads() < 2) return std::numeric_limits<double>::quiet_NaN();
+        py::gil_scoped_release release;
+        return kernels::round_trip_ns(seconds);
+      },
+      py::arg("seconds") = 0.1,
+      "Nanoseconds for a value to go from one thread to another and back (median of bursts over "
+      "about `seconds`); NaN with fewer than two usable threads.");
   m.def(
       "cells",
       [] {

@@ -6,7 +6,9 @@ rnnfast._timing), rnnfast's speedups, its GFLOP/s and their share of this machin
 measured at start: the GEMM peak (% peak) and the FMA peak (% FMA: independent FMA chains, what
 the hardware does), and the largest difference between rnnfast's and the reference's outputs and
 gradients (relative to each array's largest magnitude). Rows whose spread exceeds 10% are flagged
-(`~`): the machine was too busy for their figures to be trusted.
+(`~`): the machine was too busy for their figures to be trusted. The header also gives what
+bounds a batch of one from below: one thread's matrix-vector product from L2, and a round trip
+between two threads.
 
 Other reports: `--busy N` (N CPU-bound neighbour processes: the default team against one thread),
 `--overhead` (the cost of a T = 1 call against PyTorch's, and of step()), `--compare OLD.json`
@@ -74,6 +76,35 @@ class Row:
 
     def key(self) -> tuple[str, int, int, int, str, str]:
         return (self.cell, self.steps, self.batch, self.hidden, self.mode, self.precision)
+
+
+def batch_of_one_floors(seconds: float) -> dict[str, float | None]:
+    """What bounds a batch of one's step from below on this machine: the rate at which one thread
+    reads a recurrent layer's weights from L2 (a matrix-vector product over a float32 LSTM H=128's
+    W_hh, 256 KiB), and a round trip between two threads (a step split between threads exchanges
+    its state once at least). The round trip is None without a second thread, or when a busy
+    machine kept the two threads from meeting in time."""
+    trip = _core.round_trip_ns(seconds)
+    return {
+        "l2_matvec_gbps": _core.l2_matvec_gbps(256, seconds),
+        "round_trip_ns": None if math.isnan(trip) else trip,
+    }
+
+
+def format_floors(floors: dict[str, float | None]) -> str:
+    gbps, trip = floors["l2_matvec_gbps"], floors["round_trip_ns"]
+    assert gbps is not None
+    w_hh = 4 * 128 * 128 * 4  # bytes of a float32 LSTM H=128's W_hh
+    text = (
+        f"B = 1 floors: one thread reads a 256 KiB matrix from L2 at {gbps:.0f} GB/s in a "
+        f"matrix-vector product (a float32 LSTM H=128's W_hh: {w_hh / gbps / 1e3:.2f} us a step "
+        f"on one core, {w_hh / gbps / 2e3:.2f} on each of two)"
+    )
+    if trip is not None:
+        text += f"; a round trip between two threads {trip:.0f} ns (once a step at least on two)"
+    elif _core.usable_threads() >= 2:
+        text += "; a round trip between two threads: not measured (a busy machine)"
+    return text
 
 
 def measure_peak(size: int = 1536) -> tuple[float, str]:
@@ -764,6 +795,9 @@ def main(args: argparse.Namespace) -> int:
             f"{_core.usable_threads()} threads: what the hardware does); GEMM peak {peak:.0f} "
             f"GFLOP/s, {100 * peak / fma_peak:.0f}% of it ({method})"
         )
+        floors = batch_of_one_floors(0.05 if args.quick else 0.1)
+        meta.update(floors)
+        print(format_floors(floors))
         print(
             f"medians of {rounds} interleaved rounds (>= {min_time:g} s an engine and row); "
             "+-: spread; reference = rnnfast.reference (NumPy)"
