@@ -123,7 +123,7 @@ def main() -> None:
             f"vocabulary {a.vocab}, T={a.seq_len}; onnxruntime {ort.__version__}, "
             f"{rnnfast.get_num_threads()} rnnfast threads; rnnfast runs {len(ours.rnnfast_nodes)} "
             f"node(s){', skipped: ' + str(ours.rnnfast_skipped) if ours.rnnfast_skipped else ''}; "
-            f"libgomp loaded by {'torch' if a.torch_first else 'rnnfast'}"
+            f"libgomp spinning set by: {rnnfast.show_config()['libgomp_spin']}"
         )
         print(
             f"{'batch':>5} {'onnxruntime ms':>15} {'rnnfast session ms':>19} {'ratio':>7} "

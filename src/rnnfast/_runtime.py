@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from . import _core
+from ._openmp import spin_setting
 
 MAX_THREADS: int = _core.MAX_THREADS
 
@@ -57,7 +58,7 @@ def isa() -> str:
 
 def show_config() -> dict[str, Any]:
     """What this build runs with: version, ISA (and the others runnable here), compiler,
-    OpenMP and threads."""
+    OpenMP, threads, and who set how long idle OpenMP threads spin (src/rnnfast/_openmp.py)."""
     return {
         "version": _core.__version__,
         "isa": isa(),
@@ -65,6 +66,7 @@ def show_config() -> dict[str, Any]:
         "compiler": _core.compiler(),
         "openmp": bool(_core.have_openmp()),
         "num_threads": get_num_threads(),
+        "libgomp_spin": spin_setting(),
     }
 
 

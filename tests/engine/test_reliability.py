@@ -3,6 +3,7 @@ that is not an ndarray, concurrent backward, exact conversion."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -541,3 +542,35 @@ def test_libgomp_spins_briefly_and_the_environment_is_left_as_it_was(env, shown)
         pytest.skip("this OpenMP runtime is not libgomp (no GOMP_SPINCOUNT to display)")
     assert f"GOMP_SPINCOUNT = '{shown}'" in done.stderr
     assert done.stdout.strip() == env.get("GOMP_SPINCOUNT", "None")
+
+
+@pytest.mark.parametrize(
+    ("first", "env", "setting"),
+    [
+        ("", {}, "rnnfast"),
+        ("", {"GOMP_SPINCOUNT": "7"}, "user"),
+        ("", {"OMP_WAIT_POLICY": "passive"}, "user"),
+        ("import ctypes, ctypes.util; ctypes.CDLL(ctypes.util.find_library('gomp')); ", {}, None),
+    ],
+    ids=["rnnfast_sets_it", "the_users_spincount", "the_users_policy", "a_libgomp_loaded_first"],
+)
+def test_show_config_says_who_set_libgomps_spinning(first, env, setting):
+    """A libgomp loaded before rnnfast (PyTorch's, when torch is imported first) keeps whatever
+    its loader had: show_config says so, as it says when rnnfast or the user set it."""
+    if "find_library" in first and ctypes.util.find_library("gomp") is None:
+        pytest.skip("no libgomp on this machine to load first")
+    unset = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    full = {k: v for k, v in os.environ.items() if k not in unset}
+    full.update(env)
+    code = first + "import rnnfast; print(rnnfast.show_config()['libgomp_spin'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.strip()
+    if setting == "rnnfast" and shown == "no libgomp":
+        pytest.skip("this build's OpenMP runtime is not libgomp")
+    if not os.path.exists("/proc/self/maps"):
+        assert shown in ("user", "unknown")
+        return
+    assert shown == (setting or "loaded before rnnfast")
