@@ -26,6 +26,13 @@ std::string compiler() {
 #endif
 }
 
+// A probe's time budget: (0, 60] seconds.
+void check_seconds(double seconds) {
+  if (!(seconds > 0 && seconds <= 60))
+    throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
+                                std::to_string(seconds));
+}
+
 }  // namespace
 
 void init_runtime(py::module_& m) {
@@ -52,9 +59,7 @@ void init_runtime(py::module_& m) {
   m.def(
       "fma_peak",
       [](double seconds) {
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
-                                      std::to_string(seconds));
+        check_seconds(seconds);
         const int threads = usable_threads();
         py::gil_scoped_release release;
         return kernels::fma_peak_gflops(threads, seconds);
@@ -65,9 +70,7 @@ void init_runtime(py::module_& m) {
   m.def(
       "l2_matvec_gbps",
       [](int64_t kib, double seconds) {
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
-                                      std::to_string(seconds));
+        check_seconds(seconds);
         if (kib < 1 || kib > (int64_t{1} << 20))
           throw std::invalid_argument("kib: expected 1 to 1048576 (1 GiB), got " +
                                       std::to_string(kib));
@@ -80,9 +83,7 @@ void init_runtime(py::module_& m) {
   m.def(
       "round_trip_ns",
       [](double seconds) {
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds: expected a number in (0, 60], got " +
-                                      std::to_string(seconds));
+        check_seconds(seconds);
         if (usable_threads() < 2) return std::numeric_limits<double>::quiet_NaN();
         py::gil_scoped_release release;
         return kernels::round_trip_ns(seconds);
