@@ -27,7 +27,8 @@ SPINCOUNT = "30000"
 # Who decided the spinning of the libgomp rnnfast runs on (set once, at rnnfast's import):
 # "rnnfast" (rnnfast's load set SPINCOUNT), "user" (GOMP_SPINCOUNT or OMP_WAIT_POLICY set),
 # "loaded before rnnfast" (a libgomp was already in the process: whatever its loader had,
-# libgomp's default unless set then), or "unknown" (no /proc/self/maps to tell).
+# libgomp's default unless set then), "no libgomp" (another OpenMP runtime, or none), or
+# "unknown" (no /proc/self/maps to tell).
 _setting = "unknown"
 
 
