@@ -254,9 +254,7 @@ template <typename T>
 bool WeightsCopy<T>::same_units(const StackSpec& spec, const LayerWeights<T>& w, index_t lo,
                                 index_t hi) const {
   const index_t in = spec.input, hd = spec.hidden, n = hi - lo;
-  const auto same = [&](const T* a, const T* b, index_t count) {
-    return std::memcmp(a, b, static_cast<size_t>(count) * sizeof(T)) == 0;
-  };
+  const auto same = same_values<T>;
   for (index_t g = 0; g < cell_info(spec.cell).gates; ++g) {
     const index_t row = g * hd + lo;
     if (!same(w.w_ih + row * in, view_.w_ih + row * in, n * in) ||
