@@ -238,3 +238,20 @@ def test_forward_mode_ad_behaves_as_on_torch_nn(kind, tangent_on):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     # outside the dual level the engine runs again
     assert not rt._engine.torch_runs_it()
+
+
+@pytest.mark.parametrize("kind", MODULES)
+def test_a_parametrization_runs_once_a_call_without_autograd(kind):
+    """spectral_norm in training mode steps its power iteration each time its weight is read,
+    under no_grad too: the patched module reads it once a call, as torch.nn, so that the
+    outputs and the iteration's vectors stay the same call after call."""
+    ref, pat = _twins(kind)
+    for module in (ref, pat):
+        torch.manual_seed(3)
+        parametrizations.spectral_norm(module, _recurrent_weight(kind))
+    with torch.no_grad():
+        for _ in range(STEPS):
+            losses = [_loss(kind, module).item() for module in (ref, pat)]
+            assert losses[1] == pytest.approx(losses[0], rel=TOL)
+    for (name, want), (_, got) in zip(ref.named_buffers(), pat.named_buffers()):
+        torch.testing.assert_close(got, want, rtol=TOL, atol=TOL, msg=name)

@@ -172,7 +172,11 @@ class _CellMixin(_RecurrentMixin):
             or torch_runs_it()
         ):
             return None
-        params = self._cell_params()
+        # Parameters only as registered: a parametrization (spectral_norm, weight_norm) computes
+        # its weight at each read, spectral_norm stepping its power iteration in training mode
+        # (under no_grad too), and the general path reads them again.
+        found = self._parameters  # type: ignore[attr-defined]  # a mixin of RNNCellBase
+        params = [found.get(name) for name in self._names()]
         dtype = input.dtype
         if dtype not in _PLAIN_DTYPES or not input.is_cpu or not input.is_contiguous():
             return None
