@@ -8,8 +8,12 @@ indices (`one_hot=True`), the same numbers without building the rows. The two en
 steps are timed in interleaved rounds (rnnfast._timing), so that a noisy machine weighs on both
 alike; medians of step times are compared.
 
+With --precision bf16 each engine runs its own one-line bf16 switch: rnnfast's LSTM computes
+its products in bf16 (rnnfast.LSTM(precision="bf16")), PyTorch runs the forward and the loss
+under torch.autocast("cpu", dtype=torch.bfloat16), the recipe of its automatic mixed precision.
+
     python benchmarks/charrnn_vs_torch.py [--hidden 256] [--batch 32] [--seq-len 64]
-                                          [--rounds 6] [--seconds 12]
+                                          [--precision fp32|bf16] [--rounds 6] [--seconds 12]
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ def batches(ids: np.ndarray, batch: int, seq_len: int) -> Iterator[Batch]:
         yield streams[:, pos : pos + seq_len].T, streams[:, pos + 1 : pos + seq_len + 1].T
 
 
-def rnnfast_trainer(vocab: str, hidden: int) -> Callable[[Batch], None]:
-    model = charrnn.CharModel(charrnn.CharConfig(vocab=vocab, hidden=hidden))
+def rnnfast_trainer(vocab: str, hidden: int, precision: str) -> Callable[[Batch], None]:
+    model = charrnn.CharModel(charrnn.CharConfig(vocab=vocab, hidden=hidden, precision=precision))
     opt = optim.Adam([model.rnn, model.head], lr=2e-3)
     state = None
 
@@ -53,7 +57,7 @@ def rnnfast_trainer(vocab: str, hidden: int) -> Callable[[Batch], None]:
     return step
 
 
-def torch_trainer(vocab: str, hidden: int) -> Callable[[Batch], None]:
+def torch_trainer(vocab: str, hidden: int, precision: str) -> Callable[[Batch], None]:
     import torch
 
     torch.set_num_threads(rnnfast.get_num_threads())
@@ -68,12 +72,13 @@ def torch_trainer(vocab: str, hidden: int) -> Callable[[Batch], None]:
         nonlocal state
         x, y = torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
         opt.zero_grad()
-        out, (h, c) = lstm(eye[x], state)
-        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, v), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out, (h, c) = lstm(eye[x], state)
+            loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, v), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        state = (h.detach(), c.detach())
+        state = (h.detach().float(), c.detach().float())
 
     return step
 
@@ -83,6 +88,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
     p.add_argument("--seconds", type=float, default=12.0, help="time per engine (default 12)")
     a = p.parse_args()
@@ -92,7 +98,7 @@ def main() -> None:
     chars = a.batch * a.seq_len
     steps = {}
     for name, make in (("rnnfast", rnnfast_trainer), ("pytorch", torch_trainer)):
-        train, data = make(vocab, a.hidden), batches(ids, a.batch, a.seq_len)
+        train, data = make(vocab, a.hidden, a.precision), batches(ids, a.batch, a.seq_len)
         steps[name] = lambda train=train, data=data: train(next(data))
     timings = interleaved(steps, rounds=a.rounds, min_time=a.seconds)
     for name, t in timings.items():
@@ -105,7 +111,7 @@ def main() -> None:
     print(
         f"rnnfast / pytorch: {ratio:.2f}x "
         f"(LSTM {a.hidden}, vocabulary {len(vocab)}, {a.batch} streams x {a.seq_len} steps, "
-        f"{rnnfast.get_num_threads()} threads)"
+        f"{rnnfast.get_num_threads()} threads, {a.precision})"
     )
 
 

@@ -88,3 +88,17 @@ def test_calls_after_a_pause_benchmark_prints_every_row():
     assert [(r[0], r[1]) for r in rows] == [("2", "0"), ("2", "2"), ("3", "0"), ("3", "2")]
     for r in rows:  # T, pause, rnnfast, one thread (, torch): positive figures
         assert len(r) in (4, 5) and all(float(v) > 0 for v in r[2:]), r
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_charrnn_benchmark_times_both_engines_in_either_precision(precision):
+    pytest.importorskip("torch")
+    out = _run(
+        "charrnn_vs_torch.py",
+        *("--hidden", "16", "--batch", "2", "--seq-len", "4", "--precision", precision),
+        *("--seconds", "0.3", "--rounds", "1"),
+    )
+    for engine in ("rnnfast", "pytorch"):
+        assert re.search(rf"^{engine} +\d+\.\d+ ms a step", out, re.M), out
+    ratio = re.search(r"rnnfast / pytorch: (\d+\.\d+)x \(LSTM 16, .* (fp32|bf16)\)", out)
+    assert ratio and float(ratio.group(1)) > 0 and ratio.group(2) == precision, out

@@ -89,6 +89,7 @@ class CharConfig:
     lr: float = 2e-3
     clip: float = 5.0
     seed: int = 0
+    precision: str = "fp32"  # the recurrent layer's products: fp32 or bf16 (rnnfast.LSTM)
     history: list[list[float]] = field(default_factory=list)  # [seconds, step, val nats/char]
 
 
@@ -100,7 +101,7 @@ class CharModel:
         codes = np.frombuffer(cfg.vocab.encode("utf-32-le", "surrogatepass"), np.uint32)
         self._order = np.argsort(codes, kind="stable")  # sorted position -> vocabulary index
         self._codes = codes[self._order]
-        self.rnn = cls(v, cfg.hidden, cfg.layers, seed=cfg.seed, **kw)
+        self.rnn = cls(v, cfg.hidden, cfg.layers, seed=cfg.seed, precision=cfg.precision, **kw)
         self.head = nn.Linear(cfg.hidden, v, seed=cfg.seed + 1)
         self.loss = nn.CrossEntropyLoss()
 
@@ -164,7 +165,7 @@ class CharModel:
 
 KIND = "rnnfast charrnn"
 # What --resume may change (applied, and said); the rest is fixed by the checkpoint.
-CHANGEABLE = ("lr", "clip")
+CHANGEABLE = ("lr", "clip", "precision")
 FIXED = ("cell", "hidden", "layers", "seq_len", "batch", "seed")
 
 
@@ -203,9 +204,12 @@ def load_model(path: str) -> tuple[CharModel, dict[str, np.ndarray], dict[str, A
             f"{path}: not a checkpoint of rnnfast charrnn (rnnfast train's? it resumes with "
             "`rnnfast train TASK --resume`)"
         )
-    cfg = checkpoint.config_from(meta, CharConfig, path, KIND)
+    # (checkpoints from before --precision have none: float32)
+    cfg = checkpoint.config_from(meta, CharConfig, path, KIND, optional=("precision",))
     if not cfg.vocab or len(set(cfg.vocab)) != len(cfg.vocab) or cfg.cell not in CELLS:
         raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (vocabulary or cell)")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint (precision)")
     for name in ("hidden", "layers", "seq_len", "batch"):
         if getattr(cfg, name) < 1:
             raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ({name} < 1)")
@@ -257,8 +261,8 @@ def train(args: argparse.Namespace) -> int:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(
                     f"{flag} {value}: the checkpoint was trained with {flag} "
-                    f"{getattr(cfg, name)}, which --resume keeps; only --lr, --clip, --steps, "
-                    "--minutes, --eval-every and --val-chars can change"
+                    f"{getattr(cfg, name)}, which --resume keeps; only --lr, --clip, "
+                    "--precision, --steps, --minutes, --eval-every and --val-chars can change"
                 )
             if name in CHANGEABLE and value != getattr(cfg, name):
                 print(
@@ -266,6 +270,7 @@ def train(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 setattr(cfg, name, value)
+        model.rnn.precision = cfg.precision
     text = read_corpus(args.files) if args.files else default_corpus()
     if len(text) < 100:
         raise ValueError(f"the corpus has {len(text)} characters; at least 100 are needed")
@@ -389,6 +394,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=positive_float, help=f"default {d.lr}")
     t.add_argument("--clip", type=clip_norm, help=f"max gradient norm, 0 for none ({d.clip})")
     t.add_argument("--seed", type=seed, help=f"default {d.seed}")
+    t.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help=f"the recurrent layer's products (default {d.precision}; bf16: see rnnfast.LSTM)",
+    )
     t.add_argument("--steps", type=positive_int, default=10**9, help="stop after this many steps")
     t.add_argument("--minutes", type=positive_float, help="stop after this much training time")
     t.add_argument("--eval-every", type=positive_int, default=500, help="steps between evaluations")
