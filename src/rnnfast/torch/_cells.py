@@ -31,6 +31,12 @@ _PLAIN_DTYPES = (torch.float32, torch.float64)
 # H = 128: B = 1 6.4 vs 12.0, B = 4 13.8 vs 19.0, B = 8 23.1 vs 21.2; H = 256: B = 4 40 vs 111
 # (the weights, their copy and the packs outgrow L2), B = 16 132 vs 150, B = 32 243 vs 196.
 _DIRECT_MAX_BATCH = 4
+# Training steps of an RNN cell (one product a step, no gates) run direct up to this many rows:
+# the packed path's T = 1 backward (five parallel regions, operands packed alone) costs more
+# there. A 100-step RNNCell(128) training loop, us a step, packed against direct: B = 16 97 vs
+# 89, B = 32 127 vs 111 (torch.nn: 89, 106); B = 64 was faster packed, and LSTM/GRU cells gained
+# nothing at B = 8 or 16.
+_DIRECT_MAX_TRAIN_BATCH_RNN = 32
 
 
 class _CellMixin(_RecurrentMixin):
@@ -345,7 +351,9 @@ class _CellCall:
         # infer: the packed path's weight check and GEMMs one row deep cost more than the
         # products. 2-core Sapphire Rapids, LSTM H = 128, us a step (forward, backward):
         # B = 1 22 and 41 packed, 11 and 14 direct; B = 4 21 and 31, 19 and 20.
-        self.direct = precision == "fp32" and batch <= _DIRECT_MAX_BATCH
+        rnn = engine.spec["cell"] in ("rnn_tanh", "rnn_relu")
+        limit = _DIRECT_MAX_TRAIN_BATCH_RNN if rnn else _DIRECT_MAX_BATCH
+        self.direct = precision == "fp32" and batch <= limit
 
     # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
     def inputs(self, x: Tensor, h0: Tensor | None, c0: Tensor | None) -> tuple[Any, ...]:
