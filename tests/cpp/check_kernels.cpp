@@ -72,10 +72,11 @@ int check(const char* name) {
       ++bad;
     }
   }
-  // Each row of rows_dot has the same bits whether it falls in a block of kWidth rows (lane_sums,
-  // depth in chunks), of four, or alone: a thread's share of the rows never changes a value.
+  // Each row of rows_dot has the same bits whether it falls in a group of four rows and four
+  // vectors (sums folded by lane_sums), of four rows, or alone: a thread's share of the rows or
+  // the batch never changes a value.
   for (auto [rows, depth, count] :
-       {std::array<index_t, 3>{37, 33, 1}, {37, 128, 3}, {21, 300, 6}, {19, 530, 2}}) {
+       {std::array<index_t, 3>{37, 33, 1}, {37, 128, 3}, {21, 300, 6}, {19, 530, 2}, {9, 64, 8}}) {
     const index_t ldw = depth + 5, ldx = depth + 2;
     std::vector<T> w(rows * ldw), xs(count * ldx), ys(count * rows), one(count);
     for (auto& v : w) v = T(nd(rng));

@@ -6,6 +6,8 @@
 #error "define RNNFAST_ISA_NS and RNNFAST_ISA_ENUM before including kernel_impl.h"
 #endif
 
+#include <type_traits>
+
 #include "kernels/amx.h"
 #include "kernels/bf16.h"
 #include "kernels/table.h"

@@ -7,9 +7,54 @@
 #error "include from kernel_impl.h, inside an ISA's namespace"
 #endif
 
+// Whether V folds 16 vectors' lanes at once in lane_sum's order (V::lane_sums).
+template <typename V, typename = void>
+struct HasLaneSums : std::false_type {};
+template <typename V>
+struct HasLaneSums<V, std::void_t<decltype(V::kHasLaneSums)>>
+    : std::bool_constant<V::kHasLaneSums> {};
+
+// Four rows of w times four vectors of x into y: each weight vector is loaded once for the four
+// vectors (the row-at-a-time loop loads it once a vector, and loads bound it), and the 16 sums
+// are folded together (V::lane_sums) in lane_sum's order, so each has the bits of a one-row call.
+template <typename V>
+RNNFAST_INLINE void rows_dot_4x4(index_t depth, const typename V::T* w, index_t ldw,
+                                 const typename V::T* x, index_t ldx, typename V::T* y,
+                                 index_t ldy) {
+  using T = typename V::T;
+  constexpr index_t kW = V::kWidth;
+  const index_t full = depth - depth % kW, tail = depth - full;
+  V acc[16];  // [vector b][row r] at 4 * b + r
+  for (V& a : acc) a = V::set1(T(0));
+  for (index_t k = 0; k < full; k += kW) {
+    const V w0 = V::load(w + k), w1 = V::load(w + ldw + k), w2 = V::load(w + 2 * ldw + k),
+            w3 = V::load(w + 3 * ldw + k);
+    for (int b = 0; b < 4; ++b) {
+      const V xv = V::load(x + b * ldx + k);
+      acc[4 * b] = fma(w0, xv, acc[4 * b]);
+      acc[4 * b + 1] = fma(w1, xv, acc[4 * b + 1]);
+      acc[4 * b + 2] = fma(w2, xv, acc[4 * b + 2]);
+      acc[4 * b + 3] = fma(w3, xv, acc[4 * b + 3]);
+    }
+  }
+  if (tail) {
+    V wt[4];
+    for (int r = 0; r < 4; ++r) wt[r] = V::load_n(w + r * ldw + full, tail);
+    for (int b = 0; b < 4; ++b) {
+      const V xv = V::load_n(x + b * ldx + full, tail);
+      for (int r = 0; r < 4; ++r) acc[4 * b + r] = fma(wt[r], xv, acc[4 * b + r]);
+    }
+  }
+  T sums[16];
+  V::lane_sums(acc, sums);
+  for (int b = 0; b < 4; ++b)
+    for (int r = 0; r < 4; ++r) y[b * ldy + r] = sums[4 * b + r];
+}
+
 // y[b*ldy + r] = sum over k < depth of w[r*ldw + k] * x[b*ldx + k], for r < rows, b < count.
-// Four rows at a time, each read from memory once and from L1 for the other vectors; every
-// sum runs in the same order (lanes, then lane_sum) whichever group its row falls in.
+// Four rows at a time, each read from memory once and from L1 for the other vectors (in groups
+// of four vectors where V has lane_sums: 1.5x at B = 8 to 32, H = 128); every sum runs in the
+// same order (lanes, then lane_sum) whichever group its row or its vector falls in.
 template <typename V>
 void rows_dot(index_t rows, index_t depth, const typename V::T* w, index_t ldw,
               const typename V::T* x, index_t ldx, index_t count, typename V::T* y, index_t ldy) {
@@ -17,10 +62,16 @@ void rows_dot(index_t rows, index_t depth, const typename V::T* w, index_t ldw,
   constexpr index_t kW = V::kWidth;
   const index_t full = depth - depth % kW, tail = depth - full;
   index_t r = 0;
+  index_t grouped = 0;  // vectors [0, grouped) run in groups of four
+  if constexpr (HasLaneSums<V>::value) grouped = count - count % 4;
   for (; r + 4 <= rows; r += 4) {
     const T* w0 = w + r * ldw;
     const T *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-    for (index_t b = 0; b < count; ++b) {
+    if constexpr (HasLaneSums<V>::value) {
+      for (index_t b = 0; b < grouped; b += 4)
+        rows_dot_4x4<V>(depth, w0, ldw, x + b * ldx, ldx, y + b * ldy + r, ldy);
+    }
+    for (index_t b = grouped; b < count; ++b) {
       const T* xb = x + b * ldx;
       V a0 = V::set1(T(0)), a1 = a0, a2 = a0, a3 = a0;
       for (index_t k = 0; k < full; k += kW) {

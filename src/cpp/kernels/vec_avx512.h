@@ -48,6 +48,29 @@ struct VecF32 {
   }
   // The lanes' sum, in one fixed order (rows_dot).
   friend T lane_sum(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
+  // out[i] = lane_sum(a[i]) for 16 vectors, with the same bits: GCC's _mm512_reduce_add_ps adds
+  // the 256-bit halves, then the 128-bit halves, then lanes (0, 2) and (1, 3), then those two;
+  // here each level adds the same pairs of 16 rows at once (15 additions for the 16 sums
+  // instead of 64), and the last permutation puts row i in lane i.
+  static constexpr bool kHasLaneSums = true;
+  static void lane_sums(const VecF32* a, T* out) {
+    __m512 b[8], c[4], d[2];
+    for (int i = 0; i < 8; ++i) {  // rows 2i, 2i+1: lanes i and i + 8 (256-bit halves)
+      const __m512 p = a[2 * i].v, q = a[2 * i + 1].v;
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p, q, 0x44), _mm512_shuffle_f32x4(p, q, 0xEE));
+    }
+    for (int i = 0; i < 4; ++i)  // then lanes i and i + 4 (128-bit halves): block k, row 4i + k
+      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; ++i)  // then lanes (0, 2) and (1, 3) of each block
+      d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44),
+                           _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xEE));
+    // then those two: lane 4k + j holds row 4j + k
+    const __m512 e =
+        _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(rows, e));
+  }
   static VecF32 scalef(VecF32 p, VecF32 n) { return {_mm512_scalef_ps(p.v, n.v)}; }
   friend VecF32 pow2(VecF32 n) {
     const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
