@@ -76,10 +76,9 @@ class _CellMixin(_RecurrentMixin):
         return out
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        if not torch.is_grad_enabled():
-            out = self._plain_inference(input, hx)
-            if out is not None:
-                return out
+        out = self._plain_call(input, hx)
+        if out is not None:
+            return out
         if torch_runs_it():
             return self.torch_twin()(input, hx)
         if not isinstance(input, Tensor):
@@ -165,12 +164,13 @@ class _CellMixin(_RecurrentMixin):
             engine.cell_call = (key, last)
         return last
 
-    def _plain_inference(self, input: Any, hx: Any) -> Any:
-        """The common call without autograd, checked in a few tenths of a microsecond: float32
-        or float64 tensors of the cell's own dtype, contiguous and in the shapes torch's cells
-        take, no autocast, no tracing or transform. None for anything else, which the general
-        path then runs or refuses by name (a loop of B = 1 steps spent two thirds of its time
-        in that path's checks and conversions)."""
+    def _plain_call(self, input: Any, hx: Any) -> Any:
+        """The common call, checked in a few tenths of a microsecond: float32 or float64
+        tensors of the cell's own dtype, contiguous and in the shapes torch's cells take, no
+        autocast, no tracing or transform. None for anything else, which the general path then
+        runs or refuses by name (a loop of B = 1 steps spent two thirds of its time in that
+        path's checks and conversions without autograd; with autograd it cost a B = 8 RNNCell
+        training step 2.5 us of 35 before its backward)."""
         if (
             type(input) is not Tensor
             or torch.is_autocast_enabled("cpu")
@@ -186,9 +186,12 @@ class _CellMixin(_RecurrentMixin):
         dtype = input.dtype
         if dtype not in _PLAIN_DTYPES or not input.is_cpu or not input.is_contiguous():
             return None
+        grad = torch.is_grad_enabled()
+        needs_grad = grad and input.requires_grad
         for p in params:
             if type(p) is not torch.nn.Parameter or p.dtype != dtype:
                 return None
+            needs_grad = needs_grad or (grad and p.requires_grad)
         ndim = input.dim()
         shape = input.shape
         if ndim == 2:
@@ -198,12 +201,11 @@ class _CellMixin(_RecurrentMixin):
             batch, out_shape = 1, (self.hidden_size,)
         else:
             return None
-        if batch == 0 or shape[-1] != self.input_size or input.requires_grad:
+        if batch == 0 or shape[-1] != self.input_size or (input.requires_grad and not grad):
             return None
-        rows = (batch, self.hidden_size)  # the engine's shape of a state
+        lstm = self.mode == "LSTM"
         h0 = c0 = None
         if hx is not None:
-            lstm = self.mode == "LSTM"
             parts: Any = hx if lstm else (hx,)
             if type(parts) not in (tuple, list) or len(parts) != (2 if lstm else 1):
                 return None
@@ -212,27 +214,37 @@ class _CellMixin(_RecurrentMixin):
                     type(part) is not Tensor
                     or part.dtype != dtype
                     or not part.is_cpu
-                    or part.requires_grad
                     or part.shape != out_shape
                     or not part.is_contiguous()
                 ):
                     return None
-            # NumPy views of the caller's tensors, read and never written.
-            h0 = parts[0].numpy() if ndim == 2 else parts[0].numpy().reshape(rows)
-            if lstm:
-                c0 = parts[1].numpy() if ndim == 2 else parts[1].numpy().reshape(rows)
-        x = input.numpy() if ndim == 2 else input.numpy().reshape(batch, self.input_size)
+                if part.requires_grad:
+                    if not grad:
+                        return None
+                    needs_grad = True
+            h0 = parts[0]
+            c0 = parts[1] if lstm else None
         engine = self._rnnfast_engine()
         stack = engine.stack_for(self, params)  # type: ignore[arg-type]
         follow_torch_threads()
+        if needs_grad:
+            call = self._call_for(stack, "fp32", shape, out_shape, batch)
+            if _escaped_transform(input, h0, c0):
+                return CellFunction.apply(call, input, h0, c0, *params)
+            return _apply_cell(call, input, h0, c0, *params)
+        rows = (batch, self.hidden_size)  # the engine's shape of a state
+        # NumPy views of the caller's tensors, read and never written.
+        x = input.numpy() if ndim == 2 else input.numpy().reshape(batch, self.input_size)
+        h0a = None if h0 is None else (h0.numpy() if ndim == 2 else h0.numpy().reshape(rows))
+        c0a = None if c0 is None else (c0.numpy() if ndim == 2 else c0.numpy().reshape(rows))
         if batch <= _DIRECT_MAX_BATCH:
-            h, c = stack.direct_step(x, h0, c0)
+            h, c = stack.direct_step(x, h0a, c0a)
         else:
             state = (1, *rows)
             _, h, c, _ = stack.forward(
                 x.reshape(1, *x.shape),
-                None if h0 is None else h0.reshape(state),
-                None if c0 is None else c0.reshape(state),
+                None if h0a is None else h0a.reshape(state),
+                None if c0a is None else c0a.reshape(state),
                 None,
                 False,
                 engine.version,
@@ -306,7 +318,8 @@ def _needs_grad(x: Tensor, h0: Tensor | None, c0: Tensor | None, params: list[Te
 
 def _array(t: Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """A C-contiguous NumPy view (a copy only when `t` is strided) of `t` in `shape`."""
-    return np.ascontiguousarray(t.detach().numpy()).reshape(shape)
+    a = (t.detach() if t.requires_grad else t).numpy()  # (detach costs a microsecond)
+    return (a if t.is_contiguous() else np.ascontiguousarray(a)).reshape(shape)
 
 
 def _optional_array(t: Tensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -381,14 +394,19 @@ class CellFunction(torch.autograd.Function):
         c0: Tensor | None,
         *params: Tensor,
     ) -> Any:
+        arrays = None
         if call.direct:  # the tape keeps the weights this step ran with
-            h_n, c_n, tape = call.stack.direct_train_step(
+            arrays = (
                 _array(x, call.x_rows),
                 _optional_array(h0, call.rows),
                 _optional_array(c0, call.rows),
             )
+            h_n, c_n, tape = call.stack.direct_train_step(*arrays)
         else:
             h_n, c_n, tape = _step_with_tape(call, x, h0, c0, call.engine.version)
+        # The direct backward reads x, h0 and c0 again: their views (2 us a step to make), valid
+        # while the tensors are unchanged, which unpacking saved_tensors checks first.
+        ctx.arrays = arrays
         ctx.call, ctx.tape, ctx.dtype = call, tape, h_n.dtype
         ctx.param_dtype = params[0].dtype  # bfloat16 cells get bfloat16 gradients
         # Saved so that torch refuses a backward after any of them changed in place, and so that
@@ -408,9 +426,34 @@ class CellFunction(torch.autograd.Function):
                 call.spec, ctx.needs_input_grad[1:], (x, h0, c0, params), (dh, dc), call
             )
             return (None, *second)
+        if not create_graph:  # grad mode is off already (no_grad's context costs a microsecond)
+            return _cell_backward(ctx, dh, dc)
         with torch.no_grad():
             grads = _cell_backward(ctx, dh, dc)
         return once_differentiable(grads, create_graph)
+
+
+def _c_apply() -> Any:
+    """CellFunction's apply without torch's Python wrapper, or None where this torch lacks it.
+
+    torch.autograd.Function.apply is the C++ apply (torch._C._FunctionBase's) behind a wrapper
+    for functorch that unwraps tensors a finished transform left behind: 2.3 us of a cell's
+    ~35 us training step (2-core Sapphire Rapids). The plain path runs outside transforms
+    (torch_runs_it) and hands any such tensor to the wrapper (_escaped_transform)."""
+    method: Any = torch._C._FunctionBase.__dict__.get("apply")
+    return method.__get__(None, CellFunction) if hasattr(method, "__get__") else None
+
+
+def _escaped_transform(*tensors: Tensor | None) -> bool:
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return any(t is not None and wrapped(t) for t in tensors)
+
+
+_C_APPLY = _c_apply()
+
+
+def _apply_cell(*args: Any) -> Any:
+    return _C_APPLY(*args) if _C_APPLY is not None else CellFunction.apply(*args)
 
 
 def _step_with_tape(
@@ -436,7 +479,7 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
     x, h0, c0, *params = ctx.saved_tensors  # raises if any changed in place since forward
     call: _CellCall = ctx.call
     if call.direct:
-        return _direct_backward(ctx, call, dh, dc, x, h0, c0)
+        return _direct_backward(ctx, call, dh, dc)
     tape = ctx.tape
     if tape is None:  # a second backward through a retained graph: the same forward again
         with call.engine.lock, call.engine.bound_to(call.stack, params):
@@ -460,24 +503,17 @@ def _cell_backward(ctx: Any, dh: Tensor | None, dc: Tensor | None) -> tuple[Any,
 
 
 def _direct_backward(
-    ctx: Any,
-    call: _CellCall,
-    dh: Tensor | None,
-    dc: Tensor | None,
-    x: Tensor,
-    h0: Tensor | None,
-    c0: Tensor | None,
+    ctx: Any, call: _CellCall, dh: Tensor | None, dc: Tensor | None
 ) -> tuple[Any, ...]:
     """_cell_backward of a direct step, from its tape (the gates and the weights it ran with;
-    not used up: a retained graph's second backward runs the same)."""
+    not used up: a retained graph's second backward runs the same) and the views of x, h0 and
+    c0 its forward made (the caller has unpacked saved_tensors: they are unchanged)."""
     engine = call.engine
     grads = engine.new_grads(ctx.dtype)
     with engine.lock:
         call.stack.set_grads(grads, assign=True)
         dx, dh0, dc0 = call.stack.direct_backward(
-            _array(x, call.x_rows),
-            _optional_array(h0, call.rows),
-            _optional_array(c0, call.rows),
+            *ctx.arrays,
             ctx.tape,
             _optional_array(dh, call.rows),
             _optional_array(dc, call.rows),
