@@ -25,18 +25,27 @@ from ._modules import _check_construction, _float, _RecurrentMixin, twin_of
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _PLAIN_DTYPES = (torch.float32, torch.float64)
-# Up to this many batch rows a call without autograd reads the weights as they are
-# (Stack.direct_step, src/cpp/rnn/direct_step.h) instead of comparing them with the packed
-# copy's values and multiplying by the packs. A 2-core Sapphire Rapids, one LSTM step, us:
-# H = 128: B = 1 6.4 vs 12.0, B = 4 13.8 vs 19.0, B = 8 23.1 vs 21.2; H = 256: B = 4 40 vs 111
-# (the weights, their copy and the packs outgrow L2), B = 16 132 vs 150, B = 32 243 vs 196.
-_DIRECT_MAX_BATCH = 4
-# Training steps of an RNN cell (one product a step, no gates) run direct up to this many rows:
-# the packed path's T = 1 backward (five parallel regions, operands packed alone) costs more
-# there. A 100-step RNNCell(128) training loop, us a step, packed against direct: B = 16 97 vs
-# 89, B = 32 127 vs 111 (torch.nn: 89, 106); B = 64 was faster packed, and LSTM/GRU cells gained
-# nothing at B = 8 or 16.
-_DIRECT_MAX_TRAIN_BATCH_RNN = 32
+
+
+def _runs_direct(rnn: bool, hidden: int, batch: int, training: bool) -> bool:
+    """Whether a step (of an RNN cell with `rnn`, else of a gated cell) reads the weights as
+    they are (Stack.direct_step and direct_train_step, src/cpp/rnn/direct_step.h) rather than
+    comparing them with the packed copy's values and multiplying by the packs (whose T = 1
+    backward also runs five parallel regions, each operand packed alone). The direct product
+    loads each weight once per four batch rows (rows_dot); past a batch that depends on the
+    size, the packed GEMMs win.
+
+    A 2-core Sapphire Rapids, one step's C++ calls, us, packed against direct (inference;
+    training forward and backward): H = 128 LSTM B = 8 20.9 vs 18.2, 76.8 vs 67.4; B = 16 30.8
+    vs 30.6, 113.5 vs 98.7; B = 32 45.3 vs 57.7, 167.5 vs 181.8; RNN B = 32 16.6 vs 14.7, 63.4 vs
+    53.3; H = 256 LSTM B = 32 223 vs 146, 576 vs 651; H = 48 LSTM B = 16 8.5 vs 12.2, 27.4 vs
+    39.8. 100-step loops of LSTMCell(128) at B = 8 and 16 went from 1.32x and 1.56x torch.nn's
+    speed to 1.81x and 1.85x without autograd, 1.23x and 1.20x to 1.30x and 1.28x training."""
+    if batch <= 4:
+        return True
+    if hidden < 128:
+        return False
+    return batch <= (32 if rnn or (hidden >= 256 and not training) else 16)
 
 
 class _CellMixin(_RecurrentMixin):
@@ -237,7 +246,8 @@ class _CellMixin(_RecurrentMixin):
         x = input.numpy() if ndim == 2 else input.numpy().reshape(batch, self.input_size)
         h0a = None if h0 is None else (h0.numpy() if ndim == 2 else h0.numpy().reshape(rows))
         c0a = None if c0 is None else (c0.numpy() if ndim == 2 else c0.numpy().reshape(rows))
-        if batch <= _DIRECT_MAX_BATCH:
+        rnn = self.mode in ("RNN_TANH", "RNN_RELU")
+        if _runs_direct(rnn, self.hidden_size, batch, False):
             h, c = stack.direct_step(x, h0a, c0a)
         else:
             state = (1, *rows)
@@ -359,14 +369,12 @@ class _CellCall:
         self.x = (1, batch, input_shape[-1])
         self.state = (1, batch, shape[-1])
         self.x_rows, self.rows = (batch, input_shape[-1]), (batch, shape[-1])
-        # A few batch rows in the module's own precision train on the weights as they are
-        # (Stack.direct_train_step and direct_backward, src/cpp/rnn/direct_step.h), as they
-        # infer: the packed path's weight check and GEMMs one row deep cost more than the
-        # products. 2-core Sapphire Rapids, LSTM H = 128, us a step (forward, backward):
-        # B = 1 22 and 41 packed, 11 and 14 direct; B = 4 21 and 31, 19 and 20.
-        rnn = engine.spec["cell"] in ("rnn_tanh", "rnn_relu")
-        limit = _DIRECT_MAX_TRAIN_BATCH_RNN if rnn else _DIRECT_MAX_BATCH
-        self.direct = precision == "fp32" and batch <= limit
+        # Steps in the module's own precision train on the weights as they are where they infer
+        # so (_runs_direct; Stack.direct_train_step and direct_backward): at B = 1 (LSTM, H =
+        # 128) the packed path's forward and backward took 22 and 41 us, these 11 and 14.
+        spec = engine.spec
+        rnn = spec["cell"] in ("rnn_tanh", "rnn_relu")
+        self.direct = precision == "fp32" and _runs_direct(rnn, spec["hidden_size"], batch, True)
 
     # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
     def inputs(self, x: Tensor, h0: Tensor | None, c0: Tensor | None) -> tuple[Any, ...]:
