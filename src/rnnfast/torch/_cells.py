@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._runtime import isa
 from ._engine import (
     StackBinding,
     autocast_precision,
@@ -27,7 +28,12 @@ _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _PLAIN_DTYPES = (torch.float32, torch.float64)
 
 
-def _runs_direct(rnn: bool, hidden: int, batch: int, training: bool) -> bool:
+# rows_dot loads each weight once for four batch rows where its kernel has lane_sums (float32
+# on AVX-512), once a row elsewhere: the direct step's limits past four rows hold there only.
+_GROUPED_ISA = isa().startswith("avx512")
+
+
+def _runs_direct(rnn: bool, hidden: int, batch: int, training: bool, float32: bool) -> bool:
     """Whether a step (of an RNN cell with `rnn`, else of a gated cell) reads the weights as
     they are (Stack.direct_step and direct_train_step, src/cpp/rnn/direct_step.h) rather than
     comparing them with the packed copy's values and multiplying by the packs (whose T = 1
@@ -45,6 +51,8 @@ def _runs_direct(rnn: bool, hidden: int, batch: int, training: bool) -> bool:
         return True
     if hidden < 128:
         return False
+    if not (float32 and _GROUPED_ISA):  # measured before rows_dot grouped its batch rows
+        return rnn and training and batch <= 32
     return batch <= (32 if rnn or (hidden >= 256 and not training) else 16)
 
 
@@ -247,7 +255,7 @@ class _CellMixin(_RecurrentMixin):
         h0a = None if h0 is None else (h0.numpy() if ndim == 2 else h0.numpy().reshape(rows))
         c0a = None if c0 is None else (c0.numpy() if ndim == 2 else c0.numpy().reshape(rows))
         rnn = self.mode in ("RNN_TANH", "RNN_RELU")
-        if _runs_direct(rnn, self.hidden_size, batch, False):
+        if _runs_direct(rnn, self.hidden_size, batch, False, dtype == torch.float32):
             h, c = stack.direct_step(x, h0a, c0a)
         else:
             state = (1, *rows)
@@ -374,7 +382,10 @@ class _CellCall:
         # 128) the packed path's forward and backward took 22 and 41 us, these 11 and 14.
         spec = engine.spec
         rnn = spec["cell"] in ("rnn_tanh", "rnn_relu")
-        self.direct = precision == "fp32" and _runs_direct(rnn, spec["hidden_size"], batch, True)
+        float32 = spec["dtype"] == "float32"
+        self.direct = precision == "fp32" and _runs_direct(
+            rnn, spec["hidden_size"], batch, True, float32
+        )
 
     # For differentiable_grads (_engine.py): the cell's tensors as a T = 1 stack's, and back.
     def inputs(self, x: Tensor, h0: Tensor | None, c0: Tensor | None) -> tuple[Any, ...]:
