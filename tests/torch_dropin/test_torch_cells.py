@@ -472,3 +472,33 @@ def test_differentiating_a_bf16_cells_gradient_again_fails_loudly():
         (dx,) = torch.autograd.grad(ours(x).sum(), [x], create_graph=True)
     with pytest.raises(RuntimeError, match="double backward is not supported here"):
         dx.sum().backward()
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_a_tensor_left_behind_by_a_transform_and_a_torch_without_the_c_apply(kind, monkeypatch):
+    """A training step enters CellFunction through torch's C++ apply, or Function.apply where
+    torch lacks it: with either, a tensor a finished torch.func transform left behind (still a
+    functorch wrapper) and a plain one give torch's cell's outputs and gradients."""
+    from rnnfast.torch import _cells
+
+    native, ours = _pair(kind, dtype=torch.float64)
+    captured = []
+
+    def keep(x):
+        captured.append(x)
+        return x.sum()
+
+    torch.func.grad(keep)(torch.randn(3, 5, dtype=torch.float64))
+    left_behind = captured[0]
+    assert torch._C._functorch.is_functorch_wrapped_tensor(left_behind)
+    fresh = torch.randn(3, 5, dtype=torch.float64)
+    for c_apply in (_cells._C_APPLY, None):
+        monkeypatch.setattr(_cells, "_C_APPLY", c_apply)
+        for x in (left_behind, fresh):
+            want, got = _flat(native(x)), _flat(ours(x))
+            for w, g in zip(want, got):
+                torch.testing.assert_close(g, w, **TOL[torch.float64])
+            grads_want = torch.autograd.grad(sum(w.sum() for w in want), list(native.parameters()))
+            grads_got = torch.autograd.grad(sum(g.sum() for g in got), list(ours.parameters()))
+            for w, g in zip(grads_want, grads_got):
+                torch.testing.assert_close(g, w, **TOL[torch.float64])

@@ -246,8 +246,6 @@ class _CellMixin(_RecurrentMixin):
         follow_torch_threads()
         if needs_grad:
             call = self._call_for(stack, "fp32", shape, out_shape, batch)
-            if _escaped_transform(input, h0, c0):
-                return CellFunction.apply(call, input, h0, c0, *params)
             return _apply_cell(call, input, h0, c0, *params)
         rows = (batch, self.hidden_size)  # the engine's shape of a state
         # NumPy views of the caller's tensors, read and never written.
@@ -456,16 +454,12 @@ def _c_apply() -> Any:
     """CellFunction's apply without torch's Python wrapper, or None where this torch lacks it.
 
     torch.autograd.Function.apply is the C++ apply (torch._C._FunctionBase's) behind a wrapper
-    for functorch that unwraps tensors a finished transform left behind: 2.3 us of a cell's
-    ~35 us training step (2-core Sapphire Rapids). The plain path runs outside transforms
-    (torch_runs_it) and hands any such tensor to the wrapper (_escaped_transform)."""
-    method: Any = torch._C._FunctionBase.__dict__.get("apply")
+    for functorch transforms, which the plain path never runs in (torch_runs_it): 2.3 us of a
+    cell's ~35 us training step (2-core Sapphire Rapids). A tensor a finished transform left
+    behind works through either (tests/torch_dropin/test_torch_cells.py)."""
+    base = getattr(torch._C, "_FunctionBase", None)
+    method: Any = vars(base).get("apply") if base is not None else None
     return method.__get__(None, CellFunction) if hasattr(method, "__get__") else None
-
-
-def _escaped_transform(*tensors: Tensor | None) -> bool:
-    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    return any(t is not None and wrapped(t) for t in tensors)
 
 
 _C_APPLY = _c_apply()
