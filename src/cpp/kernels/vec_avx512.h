@@ -46,12 +46,20 @@ struct VecF32 {
   friend VecF32 select_ge(VecF32 a, VecF32 b, VecF32 then, VecF32 otherwise) {
     return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ), otherwise.v, then.v)};
   }
-  // The lanes' sum, in one fixed order (rows_dot).
-  friend T lane_sum(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
-  // out[i] = lane_sum(a[i]) for 16 vectors, with the same bits: GCC's _mm512_reduce_add_ps adds
-  // the 256-bit halves, then the 128-bit halves, then lanes (0, 2) and (1, 3), then those two;
-  // here each level adds the same pairs of 16 rows at once (15 additions for the 16 sums
-  // instead of 64), and the last permutation puts row i in lane i.
+  // The lanes' sum, in one fixed order (rows_dot): the 256-bit halves added, then the 128-bit
+  // halves, then lanes (0, 2) and (1, 3), then those two (GCC's _mm512_reduce_add_ps's tree,
+  // written out so that no compiler's choice changes it).
+  friend T lane_sum(VecF32 a) {
+    const __m256 h =
+        _mm256_add_ps(_mm512_castps512_ps256(a.v),
+                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));  // lanes 0 + 2, 1 + 3
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+  }
+  // out[i] = lane_sum(a[i]) for 16 vectors, with the same bits: each level of lane_sum's tree
+  // adds the same pairs of 16 rows at once (15 additions for the 16 sums instead of 64), and
+  // the last permutation puts row i in lane i.
   static constexpr bool kHasLaneSums = true;
   static void lane_sums(const VecF32* a, T* out) {
     __m512 b[8], c[4], d[2];
