@@ -50,8 +50,8 @@ def _state(kind, batch, dtype, requires_grad, hidden=7):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kind", list(PAIRS))
 def test_one_step_matches_torch_forward_and_backward(kind, bias, batch, with_hx, dtype):
-    """Every batch size's training path (in _cells.py: direct up to 4 rows, RNN cells up to
-    32, packed beyond) against torch's cell."""
+    """A small cell's step against torch's, forward and backward: direct up to 4 rows, packed
+    beyond (_cells._runs_direct; the larger sizes' limits have their own test below)."""
     native, ours = _pair(kind, bias, dtype)
     torch.manual_seed(1)
     x = torch.randn((batch, 5) if batch else (5,), dtype=dtype, requires_grad=True)
