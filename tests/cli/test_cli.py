@@ -161,6 +161,7 @@ def test_charrnn_in_bf16_learns_as_far_as_in_float32(tmp_path, capsys):
         _, meta = checkpoint.load(ckpt)
         assert meta["config"]["precision"] == precision
         history = meta["config"]["history"]
+        assert [h[1] for h in history] == [40, 80]  # the last evaluation recorded once
         assert history[-1][2] < 0.6 * history[0][2], history
         final[precision] = history[-1][2]
     assert abs(final["bf16"] - final["fp32"]) <= 0.05 * final["fp32"], final

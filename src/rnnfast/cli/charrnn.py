@@ -350,9 +350,12 @@ def train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return stop.exit_code
-    val = model.nats_per_char(val_ids)
+    if cfg.history and cfg.history[-1][1] == step:  # the loop's last evaluation was this step's
+        val = cfg.history[-1][2]
+    else:
+        val = model.nats_per_char(val_ids)
+        cfg.history.append([elapsed0 + time.perf_counter() - t0, step, val])
     elapsed = time.perf_counter() - t0
-    cfg.history.append([elapsed0 + elapsed, step, val])
     _save(args.checkpoint, model, opt, step, pos, state)
     print(
         json.dumps(
