@@ -68,6 +68,16 @@ class Stack:
         dc: _Arr | None,
         input_grad: bool,
     ) -> tuple[_Arr | None, _Arr | None, _Arr | None]: ...
+    def direct_gradients(
+        self,
+        x: _Arr,
+        h0: _Arr | None,
+        c0: _Arr | None,
+        tape: DirectTape,
+        dh: _Arr | None,
+        dc: _Arr | None,
+        input_grad: bool,
+    ) -> tuple[_Arr | None, _Arr | None, _Arr | None, list[_Arr]]: ...
     def backward(
         self,
         tape: Tape,

@@ -277,6 +277,36 @@ def test_direct_backward_adds_to_the_gradients_unless_told_to_assign():
         np.testing.assert_allclose(a, f + 1.0, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_gradients_are_direct_backward_into_new_arrays(cell, bias):
+    """Without any gradients bound: the same bits as direct_backward assigning to bound ones,
+    in arrays of the parameters' shapes that no later call writes."""
+    stack, params = _stack(cell, 7, 6, bias, "float32")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 7)).astype(np.float32)
+    h0 = rng.standard_normal((3, 6)).astype(np.float32)
+    c0 = h0[::-1].copy() if cell == "lstm" else None
+    dh = rng.standard_normal((3, 6)).astype(np.float32)
+    dc = dh[::-1].copy() if cell == "lstm" else None
+    _h, _c, tape = stack.direct_train_step(x, h0, c0)
+    dx, dh0, dc0, grads = stack.direct_gradients(x, h0, c0, tape, dh, dc, True)
+    kept = [g.copy() for g in grads]
+    bound = [np.full_like(p, np.nan) for p in params]
+    stack.set_grads(bound, assign=True)
+    want = stack.direct_backward(x, h0, c0, tape, dh, dc, True)
+    again = stack.direct_gradients(x, h0, c0, tape, 2 * dh, dc, False)
+    assert again[0] is None
+    assert [g.shape for g in grads] == [p.shape for p in params]
+    for got, exp in zip((dx, dh0, dc0, *grads), (*want, *bound)):
+        assert (got is None) == (exp is None)
+        if got is not None:
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, exp)
+    for g, k in zip(grads, kept):  # the second call wrote arrays of its own
+        np.testing.assert_array_equal(g, k)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("cell", list(GATES))
 def test_direct_training_bits_do_not_depend_on_the_thread_count(cell, batch):

@@ -18,6 +18,7 @@ constexpr int64_t kVerifyVersion = -2;
 
 template <typename T>
 struct Typed {
+  using Value = T;
   explicit Typed(const StackSpec& spec) : core(spec) {}
   Stack<T> core;
   StackParams<T> params;
@@ -145,8 +146,23 @@ class PyStack {
   py::tuple direct_backward(const py::array& x, const py::object& h0, const py::object& c0,
                             const PyDirectTape& saved, const py::object& dh, const py::object& dc,
                             bool input_grad) {
-    return visit(
-        [&](auto& t) { return direct_backward_typed(t, x, h0, c0, saved, dh, dc, input_grad); });
+    return visit([&](auto& t) {
+      using Grads = DirectGrads<typename std::decay_t<decltype(t)>::Value>;
+      return direct_backward_typed(t, x, h0, c0, saved, dh, dc, input_grad,
+                                   static_cast<const Grads*>(nullptr));
+    });
+  }
+  // The same writing the weights' gradients into new arrays from the stack's pool (back there
+  // when they die) rather than the bound ones: returns (dx, dh0, dc0, [w_ih, w_hh, b_ih, b_hh]
+  // in the parameters' shapes, the biases' with bias only). One call where binding a step's
+  // gradients first (set_grads) and guarding that binding cost a B = 8 RNNCell's training step
+  // several microseconds of 70.
+  py::tuple direct_gradients(const py::array& x, const py::object& h0, const py::object& c0,
+                             const PyDirectTape& saved, const py::object& dh,
+                             const py::object& dc, bool input_grad) {
+    return visit([&](auto& t) {
+      return direct_gradients_typed(t, x, h0, c0, saved, dh, dc, input_grad);
+    });
   }
 
   // "fp32" (the module's own dtype, float64 included) or "bf16" (float32 modules only).
@@ -354,11 +370,13 @@ class PyStack {
     return py::make_tuple(h, c, py::cast(PyDirectTape{copy, saved}));
   }
 
+  // `into`: where the weights' gradients go (written); null: the bound ones (set_grads).
   template <typename T>
   py::tuple direct_backward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
                                   const py::object& c0, const PyDirectTape& tape,
-                                  const py::object& dh, const py::object& dc, bool input_grad) {
-    check_bound(t, true);
+                                  const py::object& dh, const py::object& dc, bool input_grad,
+                                  const DirectGrads<T>* into) {
+    check_bound(t, into == nullptr);
     const auto* weights = std::get_if<std::shared_ptr<const WeightsCopy<T>>>(&tape.weights);
     if (!weights || !*weights)
       throw std::invalid_argument("tape: made by a stack of another dtype");
@@ -381,14 +399,46 @@ class PyStack {
     py::object dh0 = output_if(in.h0 != nullptr, hd, &pdh0);
     py::object dc0 = output_if(in.c0 != nullptr, hd, &pdc0);
     const StackGrads<T>& gr = t.grads;
-    const DirectGrads<T> g{gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
-                           spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
+    const DirectGrads<T> g =
+        into ? *into
+             : DirectGrads<T>{gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
+                              spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
     {
       py::gil_scoped_release release;
       rnnfast::direct_backward(spec_, (*weights)->weights(), batch, in.x, in.h0, in.c0, psaved, pdh,
                                pdc, pdx, pdh0, pdc0, g);
     }
     return py::make_tuple(dx, dh0, dc0);
+  }
+
+  template <typename T>
+  py::tuple direct_gradients_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                                   const py::object& c0, const PyDirectTape& tape,
+                                   const py::object& dh, const py::object& dc, bool input_grad) {
+    // Each gradient's rows and columns (0: a vector), one after the other in one buffer.
+    const index_t rows = cell_info(spec_.cell).gates * spec_.hidden;
+    const index_t count = spec_.bias ? 4 : 2;
+    const index_t cols[4] = {spec_.input, spec_.hidden, 0, 0};
+    const index_t total = rows * (spec_.input + spec_.hidden + (spec_.bias ? 2 : 0));
+    auto* buffer = new Buffer<T>(t.core.pool(), std::max<index_t>(total, 1));
+    const py::capsule owner(buffer, [](void* p) { delete static_cast<Buffer<T>*>(p); });
+    T* parts[4] = {nullptr, nullptr, nullptr, nullptr};
+    py::list grads;
+    T* next = buffer->data();
+    for (index_t i = 0; i < count; ++i) {
+      parts[i] = next;
+      const auto size = static_cast<py::ssize_t>(sizeof(T));
+      if (cols[i] > 0) {
+        grads.append(py::array_t<T>({rows, cols[i]}, {cols[i] * size, size}, next, owner));
+        next += rows * cols[i];
+      } else {
+        grads.append(py::array_t<T>({rows}, {size}, next, owner));
+        next += rows;
+      }
+    }
+    const DirectGrads<T> into{parts[0], parts[1], parts[2], parts[3], false};
+    const py::tuple d = direct_backward_typed(t, x, h0, c0, tape, dh, dc, input_grad, &into);
+    return py::make_tuple(d[0], d[1], d[2], grads);
   }
 
   template <typename T>
@@ -540,6 +590,13 @@ void init_rnn(py::module_& m) {
            "which may serve again) given dh and dc (None: zeros), with the weights that step "
            "ran with: writes (assign) or adds to the bound gradients; returns (dx or None, dh0 "
            "or None, dc0 or None).")
+      .def("direct_gradients", &PyStack::direct_gradients, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true), py::arg("tape"), py::arg("dh").none(true),
+           py::arg("dc").none(true), py::arg("input_grad"),
+           "direct_backward with the weights' gradients written into new arrays (from the "
+           "stack's memory pool) instead of the bound ones: returns (dx or None, dh0 or None, "
+           "dc0 or None, [w_ih, w_hh, b_ih, b_hh] in the parameters' shapes, the biases' with "
+           "bias only).")
       .def("pooled_empty", &PyStack::pooled_empty, py::arg("n"),
            "n values of the stack's dtype (not zeroed) from its memory pool, back to it when the "
            "array dies.")

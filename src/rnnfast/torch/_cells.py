@@ -520,18 +520,15 @@ def _direct_backward(
 ) -> tuple[Any, ...]:
     """_cell_backward of a direct step, from its tape (the gates and the weights it ran with;
     not used up: a retained graph's second backward runs the same) and the views of x, h0 and
-    c0 its forward made (the caller has unpacked saved_tensors: they are unchanged)."""
-    engine = call.engine
-    grads = engine.new_grads(ctx.dtype)
-    with engine.lock:
-        call.stack.set_grads(grads, assign=True)
-        dx, dh0, dc0 = call.stack.direct_backward(
-            *ctx.arrays,
-            ctx.tape,
-            _optional_array(dh, call.rows),
-            _optional_array(dc, call.rows),
-            ctx.needs_input_grad[1],
-        )
+    c0 its forward made (the caller has unpacked saved_tensors: they are unchanged). The
+    gradients come back in new arrays: nothing of the stack is bound, so no lock is taken."""
+    dx, dh0, dc0, grads = call.stack.direct_gradients(
+        *ctx.arrays,
+        ctx.tape,
+        _optional_array(dh, call.rows),
+        _optional_array(dc, call.rows),
+        ctx.needs_input_grad[1],
+    )
     return _step_grads(ctx, call, dx, dh0, dc0, grads)
 
 
