@@ -158,11 +158,10 @@ class PyStack {
   // gradients first (set_grads) and guarding that binding cost a B = 8 RNNCell's training step
   // several microseconds of 70.
   py::tuple direct_gradients(const py::array& x, const py::object& h0, const py::object& c0,
-                             const PyDirectTape& saved, const py::object& dh,
-                             const py::object& dc, bool input_grad) {
-    return visit([&](auto& t) {
-      return direct_gradients_typed(t, x, h0, c0, saved, dh, dc, input_grad);
-    });
+                             const PyDirectTape& saved, const py::object& dh, const py::object& dc,
+                             bool input_grad) {
+    return visit(
+        [&](auto& t) { return direct_gradients_typed(t, x, h0, c0, saved, dh, dc, input_grad); });
   }
 
   // "fp32" (the module's own dtype, float64 included) or "bf16" (float32 modules only).
