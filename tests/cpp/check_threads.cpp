@@ -13,6 +13,11 @@
 
 #include "rnn/stack.h"
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 using namespace rnnfast;
 
 namespace {
@@ -191,6 +196,45 @@ int check_region_learning() {
   return expect.failures;
 }
 
+// AwayFromCpu moves the thread off its CPU and gives back its affinity; with one CPU allowed it
+// stays. (Linux only; elsewhere it does nothing.)
+int check_away_from_cpu() {
+  Expect expect{"away from cpu"};
+#if defined(__linux__)
+  cpu_set_t before;
+  if (pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0) return 0;
+  const int cpu = current_cpu();
+  {
+    const AwayFromCpu away(cpu);
+    if (CPU_COUNT(&before) > 1) {
+      expect(away.moved() && current_cpu() != cpu, "the thread stayed on the CPU it was to leave");
+    } else {
+      expect(!away.moved(), "the only CPU allowed was taken away");
+    }
+    if (away.moved()) {  // the thread can no longer be on `cpu`
+      const AwayFromCpu again(cpu);
+      expect(!again.moved(), "moved off a CPU it was not on");
+    }
+  }
+  cpu_set_t after;
+  pthread_getaffinity_np(pthread_self(), sizeof after, &after);
+  expect(CPU_EQUAL(&before, &after), "the affinity was not given back");
+  if (CPU_COUNT(&before) > 1) {  // one CPU allowed: nothing to move to
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(current_cpu(), &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    {
+      const AwayFromCpu away(current_cpu());
+      expect(!away.moved(), "left its only CPU");
+    }
+    pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+  }
+#endif
+  if (!expect.failures) std::printf("away from cpu ok\n");
+  return expect.failures;
+}
+
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -198,7 +242,7 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-  int failures = check_solo() + check_patience() + check_region_learning();
+  int failures = check_solo() + check_patience() + check_region_learning() + check_away_from_cpu();
   const Cell cells[] = {Cell::RnnTanh, Cell::Lstm, Cell::Gru, Cell::GruResetBefore};
   for (Cell cell : cells) {
     // Hidden units split among threads (small batch), and rows split (large batch).

@@ -371,6 +371,38 @@ void StepBarrier::finish(int member, void (*while_waiting)(void*), void* context
 
 // ---- contention history ---------------------------------------------------------------------
 
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+AwayFromCpu::AwayFromCpu(int cpu) {
+#if defined(__linux__)
+  static_assert(sizeof(cpu_set_t) <= sizeof(saved_), "AwayFromCpu::saved_ holds a cpu_set_t");
+  if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu) return;
+  auto* saved = reinterpret_cast<cpu_set_t*>(saved_);
+  if (pthread_getaffinity_np(pthread_self(), sizeof(cpu_set_t), saved) != 0) return;
+  cpu_set_t away = *saved;
+  CPU_CLR(cpu, &away);
+  if (CPU_COUNT(&away) == 0) return;
+  moved_ = pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &away) == 0;
+#else
+  (void)cpu;
+  (void)saved_;
+#endif
+}
+
+AwayFromCpu::~AwayFromCpu() {
+#if defined(__linux__)
+  if (moved_)
+    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t),
+                           reinterpret_cast<const cpu_set_t*>(saved_));
+#endif
+}
+
 namespace contention {
 namespace {
 std::atomic<int> g_skip{0};     // step-synchronised regions still to run on one thread

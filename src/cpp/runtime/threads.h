@@ -79,6 +79,30 @@ class CallTeam {
   bool capped_;
 };
 
+// The CPU the calling thread runs on now (-1 where that cannot be asked).
+int current_cpu();
+
+// For its lifetime, keeps the calling thread off CPU `cpu` when it finds itself on it: run_team's
+// members move off the master's CPU (their affinity narrowed for the region, then restored).
+// Linux wakes a sleeping thread on its waker's CPU when it judges them cache-affine, and left
+// there a step-synchronised pair shares one core for the whole call: on a 2-vCPU VM, 4 of 5
+// processes ran a B = 1 LSTM(128) sequence at 5 us a step on one CPU before going solo (3.1),
+// the fifth at 2.4 on two; with OMP_PROC_BIND=spread every process ran at 2.4. Nothing is done
+// when the thread is elsewhere already, where the affinity cannot be read, or when `cpu` is the
+// only one it may use.
+class AwayFromCpu {
+ public:
+  explicit AwayFromCpu(int cpu);
+  ~AwayFromCpu();
+  AwayFromCpu(const AwayFromCpu&) = delete;
+  AwayFromCpu& operator=(const AwayFromCpu&) = delete;
+  bool moved() const { return moved_; }
+
+ private:
+  bool moved_ = false;
+  alignas(8) unsigned char saved_[128];  // the affinity to restore (a cpu_set_t)
+};
+
 // Runs body(thread, team) on a team of at most `wanted` threads, each thread with denormals
 // flushed. `team` is the size OpenMP granted, which may be anything from 1 to `wanted`. A busy
 // machine's history (see contention below) may make it 1. With `learn`, how long the master
@@ -97,9 +121,11 @@ bool run_team(int wanted, const Body& body, bool learn = true) {
     using Clock = std::chrono::steady_clock;
     const Clock::time_point start = Clock::now();
     Clock::time_point master_done = start;
+    const int master_cpu = current_cpu();
 #pragma omp parallel num_threads(n)
     {
       const FlushDenormals flush;
+      const AwayFromCpu apart(omp_get_thread_num() == 0 ? -1 : master_cpu);
       body(omp_get_thread_num(), omp_get_num_threads());
       if (learn && omp_get_thread_num() == 0) master_done = Clock::now();
     }
