@@ -39,12 +39,11 @@ constexpr index_t kRowsInL2Half = 8;     // within half of it
 // A product on AMX tiles (bf16 under avx512_amx) costs about the same for 1 to 16 rows: a tile is
 // 16 rows high whatever the batch fills. Splitting its units between threads pays when each
 // thread gets this much work of whole tiles (G H^2 multiply-adds a step per tile of rows).
-// Measured on a 2-core Sapphire Rapids (bf16 inference, T = 50, us a step, 1 vs 2 threads,
-// units split): LSTM H=96 B=1 1.48 vs 2.38, H=128 B=1 2.10 vs 2.31, B=4 3.81 vs 3.90, H=160 B=1
-// 2.90 vs 3.10, H=192 B=1 3.88 vs 3.44, H=256 B=1 6.36 vs 4.75; GRU H=128 B=1 1.51 vs 1.91,
-// H=192 B=1 2.81 vs 2.77, H=256 B=1 4.45 vs 3.64; RNN H=256 B=1 1.69 vs 2.03, H=384 B=1 3.61
-// vs 3.15. (Owning rows, from 8 rows, won everywhere: 1.3-2.0x.)
-constexpr index_t kMinTileStepWorkPerThread = 56'000;
+// Measured on a 2-core Sapphire Rapids with the team on two CPUs (run_team's AwayFromCpu; bf16
+// inference, T = 1000, B = 1, us a step, 1 vs 2 threads, units split): LSTM H=96 1.34 vs 1.56,
+// H=128 1.95 vs 2.13, H=160 2.92 vs 2.51; GRU H=128 1.55 vs 1.74, H=192 3.02 vs 2.57; RNN
+// H=256 1.94 vs 1.98. (Owning rows, from 8 rows, won everywhere: 1.3-2.0x.)
+constexpr index_t kMinTileStepWorkPerThread = 48'000;
 
 }  // namespace
 
