@@ -108,7 +108,7 @@ def test_rows_from_fewer_rows_when_w_hh_fits_in_l2(threads):
 
 def test_amx_bf16_splits_units_only_for_whole_tiles_of_work(threads):
     """rnn/plan.cpp: an AMX tile costs the same for 1 to 16 rows, so a bf16 recurrence under
-    avx512_amx splits units between threads only when each gets 56,000 multiply-adds of whole
+    avx512_amx splits units between threads only when each gets 48,000 multiply-adds of whole
     tiles a step; owning rows and every other ISA or precision plan as float32 does."""
     from rnnfast import _core
 
@@ -117,13 +117,13 @@ def test_amx_bf16_splits_units_only_for_whole_tiles_of_work(threads):
     def plan(batch, hidden, precision):
         return _core.recurrence_plan("lstm", 50, batch, hidden, hidden, "float32", precision)
 
-    for batch, hidden in [(1, 128), (1, 167), (4, 128), (1, 168), (3, 256), (8, 128), (40, 64)]:
+    for batch, hidden in [(1, 128), (1, 154), (4, 128), (1, 155), (3, 256), (8, 128), (40, 64)]:
         fp32 = plan(batch, hidden, "fp32")
         bf16 = plan(batch, hidden, "bf16")
         if rnnfast.isa() != "avx512_amx" or fp32[1] == "rows":
             assert bf16 == fp32, (batch, hidden)
-        else:  # 4 H^2 a tile of rows: two threads from 4 * 168^2 >= 2 * 56,000
-            assert bf16 == ((2, "units") if hidden >= 168 else (1, "rows")), (batch, hidden)
+        else:  # 4 H^2 a tile of rows: two threads from 4 * 155^2 >= 2 * 48,000
+            assert bf16 == ((2, "units") if hidden >= 155 else (1, "rows")), (batch, hidden)
     assert plan(1, 128, "fp32") == (2, "units")
     with pytest.raises(ValueError, match="precision"):
         _core.recurrence_plan("lstm", 50, 1, 128, 128, "float64", "bf16")
