@@ -28,8 +28,9 @@ constexpr index_t kMinMacsPerThread = index_t{1} << 15;
 constexpr index_t kTeamMinWeightBytes = index_t{192} << 10;
 constexpr index_t kTeamMinMacs = index_t{1} << 20;
 
-// The grain of a split of `units` whose whole costs `macs`, over weights of `weight_bytes`:
-// units / ... at least kMinMacsPerThread each, or all of them on one thread (above).
+// The grain of a split of `units` (of unit_macs each) in a step of `macs` over weights of
+// `weight_bytes`: chunks of at least kMinMacsPerThread multiply-adds and 16 units, or all of
+// `units` on one thread (above).
 index_t team_grain(index_t units, index_t unit_macs, index_t macs, index_t weight_bytes) {
   if (weight_bytes < kTeamMinWeightBytes && macs < kTeamMinMacs) return units;
   return std::max<index_t>(16, (kMinMacsPerThread + unit_macs - 1) / unit_macs);
