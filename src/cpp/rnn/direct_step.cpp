@@ -30,9 +30,10 @@ constexpr index_t kTeamMinMacs = index_t{1} << 20;
 
 // The grain of a split of `units` (of unit_macs each) in a step of `macs` over weights of
 // `weight_bytes`: chunks of at least kMinMacsPerThread multiply-adds and 16 units, or all of
-// `units` on one thread (above).
+// `units` on one thread (above; not with always_team(), so tests comparing thread counts still
+// split small steps).
 index_t team_grain(index_t units, index_t unit_macs, index_t macs, index_t weight_bytes) {
-  if (weight_bytes < kTeamMinWeightBytes && macs < kTeamMinMacs) return units;
+  if (!always_team() && weight_bytes < kTeamMinWeightBytes && macs < kTeamMinMacs) return units;
   return std::max<index_t>(16, (kMinMacsPerThread + unit_macs - 1) / unit_macs);
 }
 

@@ -202,14 +202,16 @@ void learn_from_region(std::chrono::steady_clock::time_point start,
 
 }  // namespace detail
 
-bool call_runs_alone(index_t macs) {
-  // RNNFAST_ALWAYS_TEAM=1: every call asks for the whole team (tests comparing thread counts,
-  // whose calls come after the reference's NumPy work, a pause here).
-  static const bool always_team = [] {
+bool always_team() {
+  static const bool always = [] {
     const char* v = std::getenv("RNNFAST_ALWAYS_TEAM");
     return v && *v && std::strcmp(v, "0") != 0;
   }();
-  if (always_team || macs >= kMinWorkToWakeTeam || get_num_threads() <= 1) return false;
+  return always;
+}
+
+bool call_runs_alone(index_t macs) {
+  if (always_team() || macs >= kMinWorkToWakeTeam || get_num_threads() <= 1) return false;
   if (t_small_calls_alone) return true;
   // Calls back to back (a loop) wake the team once and keep it awake: they use it.
   return std::chrono::steady_clock::now() - t_last_active > kTeamAwakeFor;

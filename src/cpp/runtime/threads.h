@@ -50,8 +50,13 @@ void learn_from_region(std::chrono::steady_clock::time_point start,
 void team_ended();
 }  // namespace detail
 
+// RNNFAST_ALWAYS_TEAM=1 in the environment: every call, however small or late, asks for the
+// whole team (tests comparing thread counts, whose calls come after the reference's NumPy work,
+// a pause here, and are small). Read once.
+bool always_team();
+
 // Whether a call of `macs` multiply-adds starting now on this thread runs alone (as CallTeam
-// below decides; RNNFAST_ALWAYS_TEAM=1 in the environment: never).
+// below decides; never with always_team()).
 bool call_runs_alone(index_t macs);
 
 // For the calling thread: whether its small calls (those CallTeam would run alone after a pause)
