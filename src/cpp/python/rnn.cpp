@@ -18,7 +18,6 @@ constexpr int64_t kVerifyVersion = -2;
 
 template <typename T>
 struct Typed {
-  using Value = T;
   explicit Typed(const StackSpec& spec) : core(spec) {}
   Stack<T> core;
   StackParams<T> params;
@@ -147,9 +146,7 @@ class PyStack {
                             const PyDirectTape& saved, const py::object& dh, const py::object& dc,
                             bool input_grad) {
     return visit([&](auto& t) {
-      using Grads = DirectGrads<typename std::decay_t<decltype(t)>::Value>;
-      return direct_backward_typed(t, x, h0, c0, saved, dh, dc, input_grad,
-                                   static_cast<const Grads*>(nullptr));
+      return direct_backward_typed(t, x, h0, c0, saved, dh, dc, input_grad, bound_direct_grads(t));
     });
   }
   // The same writing the weights' gradients into new arrays from the stack's pool (back there
@@ -369,13 +366,22 @@ class PyStack {
     return py::make_tuple(h, c, py::cast(PyDirectTape{copy, saved}));
   }
 
-  // `into`: where the weights' gradients go (written); null: the bound ones (set_grads).
+  // The bound gradients (set_grads) as a direct step's, written or added to as bound.
+  template <typename T>
+  DirectGrads<T> bound_direct_grads(const Typed<T>& t) const {
+    check_bound(t, true);
+    const StackGrads<T>& gr = t.grads;
+    return {gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
+            spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
+  }
+
+  // `g`: where the weights' gradients go.
   template <typename T>
   py::tuple direct_backward_typed(Typed<T>& t, const py::array& x, const py::object& h0,
                                   const py::object& c0, const PyDirectTape& tape,
                                   const py::object& dh, const py::object& dc, bool input_grad,
-                                  const DirectGrads<T>* into) {
-    check_bound(t, into == nullptr);
+                                  const DirectGrads<T>& g) {
+    check_bound(t, false);
     const auto* weights = std::get_if<std::shared_ptr<const WeightsCopy<T>>>(&tape.weights);
     if (!weights || !*weights)
       throw std::invalid_argument("tape: made by a stack of another dtype");
@@ -397,11 +403,6 @@ class PyStack {
     py::object dx = output_if(input_grad, spec_.input, &pdx);
     py::object dh0 = output_if(in.h0 != nullptr, hd, &pdh0);
     py::object dc0 = output_if(in.c0 != nullptr, hd, &pdc0);
-    const StackGrads<T>& gr = t.grads;
-    const DirectGrads<T> g =
-        into ? *into
-             : DirectGrads<T>{gr.w_ih[0], gr.w_hh[0], spec_.bias ? gr.b_ih[0] : nullptr,
-                              spec_.bias ? gr.b_hh[0] : nullptr, !gr.assign};
     {
       py::gil_scoped_release release;
       rnnfast::direct_backward(spec_, (*weights)->weights(), batch, in.x, in.h0, in.c0, psaved, pdh,
@@ -436,7 +437,7 @@ class PyStack {
       }
     }
     const DirectGrads<T> into{parts[0], parts[1], parts[2], parts[3], false};
-    const py::tuple d = direct_backward_typed(t, x, h0, c0, tape, dh, dc, input_grad, &into);
+    const py::tuple d = direct_backward_typed(t, x, h0, c0, tape, dh, dc, input_grad, into);
     return py::make_tuple(d[0], d[1], d[2], grads);
   }
 
