@@ -241,14 +241,15 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
   const index_t task_work = std::min(m, bl.mc) * std::min(n, bl.nc * bl.group) * k;
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(task_work, 1));
   parallel_for(bl.tasks(), grain, [&](index_t t0, index_t t1) {
-    // A line more than the workspace, used from a line boundary: tiles read A's rows of pairs
-    // there, and a row across two lines cost a tile load twice (runtime/aligned.h).
-    constexpr index_t kSlack = static_cast<index_t>(kCacheLine / sizeof(T));
+    // On a line boundary (tiles read A's rows of pairs there, and a row across two lines cost a
+    // tile load twice: runtime/aligned.h) and left uninitialised: gemm_blocks writes what it
+    // reads. Zeroing it (a std::vector) wrote 157 KB a task, a tenth of a B = 1 bf16 RNN(128)
+    // training call's time.
     const bool needed = rows_alias<T>(lda) || b.bf16();
-    std::vector<T> work(
-        static_cast<size_t>(needed ? gemm_workspace_size(b.kernels()) + kSlack : 0));
-    gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc,
-                needed ? line_aligned(work.data()) : nullptr);
+    const AlignedArray<T> work =
+        needed ? aligned_array<T>(static_cast<size_t>(gemm_workspace_size(b.kernels())))
+               : AlignedArray<T>();
+    gemm_blocks(bl, t0, t1, trans_a, m, n, k, a, lda, b, accumulate, c, ldc, work.get());
   });
 }
 

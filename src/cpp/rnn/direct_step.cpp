@@ -9,6 +9,7 @@
 
 #include "kernels/table.h"
 #include "rnn/cell.h"
+#include "runtime/aligned.h"
 #include "runtime/threads.h"
 
 namespace rnnfast {
@@ -303,8 +304,8 @@ void direct_step(const StackSpec& spec, const LayerWeights<T>& w, index_t batch,
   const index_t weight_bytes = gates * hd * (in + hd) * index_t{sizeof(T)};
   const index_t grain = team_grain(hd, unit_macs, spec.macs(1, batch), weight_bytes);
   // Scratch for every unit's pre-activations, taken before the team starts (an exception
-  // cannot leave a parallel region).
-  std::vector<T> scratch(static_cast<size_t>(2 * gates * hd * batch));
+  // cannot leave a parallel region); unit_products writes all of it.
+  const AlignedArray<T> scratch = aligned_array<T>(static_cast<size_t>(2 * gates * hd * batch));
   // Whether the weights still equal *copy, each thread looking at its own rows as its product
   // reads them.
   const WeightsCopy<T>* last = copy ? copy->get() : nullptr;
@@ -314,7 +315,7 @@ void direct_step(const StackSpec& spec, const LayerWeights<T>& w, index_t batch,
   // (from its own L2 when called again).
   parallel_for(hd, grain, [&](index_t lo, index_t hi) {
     const index_t n = hi - lo, ld = gates * n;
-    T* gx = scratch.data() + 2 * gates * lo * batch;
+    T* gx = scratch.get() + 2 * gates * lo * batch;
     T* gh = gx + ld * batch;
     if (!unit_products(k, spec, w, lo, n, batch, x, h0, gx, gh, last ? &last->weights() : nullptr))
       changed.store(true, std::memory_order_relaxed);
@@ -347,9 +348,10 @@ void direct_backward(const StackSpec& spec, const LayerWeights<T>& w, index_t ba
     return;
   }
   const kernels::KernelTable<T>& k = kernels::active_kernels<T>();
-  // The pre-activations' gradients [B, G*H], recurrent side and (GRU) input side.
-  std::vector<T> scratch(static_cast<size_t>((gru ? 2 : 1) * batch * gh));
-  T* da_h = scratch.data();
+  // The pre-activations' gradients [B, G*H], recurrent side and (GRU) input side, every value
+  // written by unit_gradients.
+  const AlignedArray<T> scratch = aligned_array<T>(static_cast<size_t>((gru ? 2 : 1) * batch * gh));
+  T* da_h = scratch.get();
   T* da_x = gru ? da_h + batch * gh : da_h;
   const CallTeam team(2 * spec.macs(1, batch));
   const index_t unit_macs = gates * (in + hd) * batch;
