@@ -205,6 +205,7 @@ void gemm_blocks(const Blocking<T>& bl, index_t t0, index_t t1, Trans trans_a, i
   for (index_t t = t0; t < t1; ++t) {
     const index_t i0 = (t / groups) * bl.mc, mlen = std::min(bl.mc, m - i0);
     const index_t nb0 = (t % groups) * bl.group, nb1 = std::min(bl.n_blocks, nb0 + bl.group);
+    const bool copy = copies_a<T>(trans_a, lda, std::min(n, nb1 * bl.nc) - nb0 * bl.nc, kt.nr);
     for (index_t p0 = 0; p0 < k; p0 += kKc) {
       const index_t kc = std::min(kKc, k - p0);
       // op(A)'s block: row i, depth p at a[i*lda + p] (Trans::No) or a[p*lda + i] (Trans::Yes).
@@ -218,7 +219,7 @@ void gemm_blocks(const Blocking<T>& bl, index_t t0, index_t t1, Trans trans_a, i
           continue;
         }
       }
-      if (copies_a<T>(trans_a, lda, std::min(n, nb1 * bl.nc) - nb0 * bl.nc, kt.nr)) {
+      if (copy) {
         const index_t count = rows ? mlen : kc, length = rows ? kc : mlen;
         const index_t padded = length + kPanelPad;
         for (index_t i = 0; i < count; ++i)
@@ -260,7 +261,8 @@ void gemm(Trans trans_a, index_t m, index_t n, index_t k, const T* a, index_t ld
     // tile load twice: runtime/aligned.h) and left uninitialised: gemm_blocks writes what it
     // reads. Zeroing it (a std::vector) wrote 157 KB a task, a tenth of a B = 1 bf16 RNN(128)
     // training call's time.
-    const bool needed = trans_a == Trans::Yes || rows_alias<T>(lda) || b.bf16();  // copies_a
+    // (A task's columns are at most n: none copies A when the whole width would not.)
+    const bool needed = copies_a<T>(trans_a, lda, n, b.kernels().nr) || b.bf16();
     const AlignedArray<T> work =
         needed ? aligned_array<T>(static_cast<size_t>(gemm_workspace_size(b.kernels())))
                : AlignedArray<T>();
