@@ -7,8 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "rnn/stack.h"
@@ -117,6 +120,86 @@ struct Expect {
     }
   }
 };
+
+// Joins t0 and t1, or ends the process with a failure if they are not done within 20 s (a hang
+// is what these checks are about).
+void join_or_fail(std::thread& t0, std::thread& t1, const std::atomic<int>& done,
+                  const char* what) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (done.load() < 2) {
+    if (std::chrono::steady_clock::now() > until) {
+      std::printf("FAIL %s: a member never finished\n", what);
+      std::fflush(stdout);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  t0.join();
+  t1.join();
+}
+
+// PairFlags (a team of two meeting mid-step in rnn/layer_forward.cpp): a member that waits past
+// its patience asks for the barrier, and both members leave the flags at the same meeting, then
+// meet at a StepBarrier to the end; a stop decided by one member never leaves the other waiting.
+int check_pair_flags() {
+  Expect expect{"pair flags"};
+  {
+    PairFlags flags;
+    StepBarrier barrier(2);
+    const std::atomic<index_t> never{std::numeric_limits<index_t>::max()};
+    std::atomic<int> from[2] = {-1, -1}, apart{0}, done{0};
+    auto member = [&](int id) {
+      bool by_flags = true;
+      for (int step = 0; step < 200; ++step) {
+        if (id == 1 && step == 50) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        if (by_flags) {  // the meeting of this step
+          const auto outcome = flags.await(id, step, never, std::chrono::milliseconds(1));
+          if (outcome == PairFlags::Outcome::kSwitch) by_flags = false;
+          if (outcome == PairFlags::Outcome::kStop) apart.fetch_add(1);
+        }
+        if (!by_flags) {
+          if (from[id] < 0) from[id] = step;
+          if (barrier.arrive(id, std::chrono::seconds(5)) != StepBarrier::After::kTogether)
+            apart.fetch_add(1);
+        }
+        if (by_flags) by_flags = flags.publish(id, step + 1);
+      }
+      done.fetch_add(1);
+    };
+    std::thread t0(member, 0), t1(member, 1);
+    join_or_fail(t0, t1, done, "pair flags switching");
+    expect(from[0] == 51 && from[1] == 51, "the members did not switch at the same meeting");
+    expect(apart == 0, "a meeting went solo or stopped");
+    if (from[0] != 51 || from[1] != 51)
+      std::printf("  (switched at %d and %d)\n", from[0].load(), from[1].load());
+  }
+  {
+    PairFlags flags;
+    std::atomic<index_t> stop_at{std::numeric_limits<index_t>::max()};
+    std::atomic<int> done{0}, left_at[2] = {-1, -1};
+    auto member = [&](int id) {
+      for (int step = 0; step < 100000; ++step) {
+        if (step >= stop_at.load()) {  // the top of an iteration (Team::stopping)
+          left_at[id] = step;
+          break;
+        }
+        if (id == 0 && step == 300) stop_at.store(301);  // member 0 is interrupted
+        if (flags.await(id, step, stop_at, std::chrono::seconds(5)) == PairFlags::Outcome::kStop) {
+          left_at[id] = step;
+          break;
+        }
+        flags.publish(id, step + 1);
+      }
+      done.fetch_add(1);
+    };
+    std::thread t0(member, 0), t1(member, 1);
+    join_or_fail(t0, t1, done, "pair flags stopping");
+    expect(left_at[0] == 301 && left_at[1] >= 300 && left_at[1] <= 301,
+           "the members did not leave at the stop");
+  }
+  if (!expect.failures) std::printf("pair flags ok\n");
+  return expect.failures;
+}
 
 // The patience rules on a synthetic clock (real threads on a shared machine see pauses of their
 // own): a balanced team's waits never run out of patience; a long wait does, at 10x the step's
@@ -242,7 +325,8 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 int main() {
-  int failures = check_solo() + check_patience() + check_region_learning() + check_away_from_cpu();
+  int failures = check_solo() + check_pair_flags() + check_patience() + check_region_learning() +
+                 check_away_from_cpu();
   const Cell cells[] = {Cell::RnnTanh, Cell::Lstm, Cell::Gru, Cell::GruResetBefore};
   for (Cell cell : cells) {
     // Hidden units split among threads (small batch), and rows split (large batch).

@@ -37,9 +37,12 @@ def test_bitwise_identical_across_runs_and_thread_counts(cls, kw, threads):
 
 # Sizes that put the recurrence in each threading mode on 2 threads (asserted below, so a change
 # of heuristic cannot silently leave a mode untested). H = 130 gives uneven unit slices (72, 58).
-# T spans more than one chunk of the input projection (256 // B steps) in both modes.
+# T spans more than one chunk of the input projection (256 // B steps) in every mode. A team
+# owning units meets mid-step by flags and sums each product in two blocks
+# (src/cpp/rnn/layer_forward.cpp, forward_in_parts): "one row" is the B = 1 case it is for.
 MODES = {
     "units": dict(batch=3, hidden=130, steps=90),
+    "one row": dict(batch=1, hidden=200, steps=300, mode="units"),
     "rows": dict(batch=40, hidden=64, steps=9),
 }
 
@@ -65,19 +68,24 @@ def test_each_threading_mode_matches_reference_and_one_thread(cls, kw, mode, thr
     plan = _core.recurrence_plan(
         fast.cell, size["steps"], size["batch"], 24, size["hidden"], "float64"
     )
-    assert plan == (2, mode)
+    assert plan == (2, size.get("mode", mode))
     rng = np.random.default_rng(2)
     steps = size["steps"]
     assert steps > 256 // size["batch"]
     x = rng.standard_normal((steps, size["batch"], 24))
     dy = rng.standard_normal((steps, size["batch"], 2 * size["hidden"]))
     lengths = [steps - (i % 4) for i in range(size["batch"])]
-    two = _outputs(fast, x, lengths, dy)
+
+    def inference(m):  # no tape: the chunked projection and the states' two buffers
+        y, s_n, _ = m.forward(x, None, lengths, training=False)
+        return [y, *state_arrays(s_n)]
+
+    two = _outputs(fast, x, lengths, dy) + inference(fast)
     threads(1)
-    one = _outputs(fast, x, lengths, dy)
+    one = _outputs(fast, x, lengths, dy) + inference(fast)
     for a, b in zip(two, one):
         assert a.tobytes() == b.tobytes()
-    want = _outputs(ref, x, lengths, dy)
+    want = _outputs(ref, x, lengths, dy) + inference(ref)
     for i, (a, b) in enumerate(zip(two, want)):
         assert_close(a, b, 1e-10, f"output {i}")
 

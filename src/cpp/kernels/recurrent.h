@@ -27,6 +27,13 @@
 
 namespace rnnfast::kernels {
 
+// Which part of a product split in depth (Product::split) a call sums.
+enum class SumPart : uint8_t {
+  kWhole,  // both blocks, then the epilogue
+  kOwn,    // only block `own_low`, into `partial`; no epilogue
+  kRest,   // the other block plus `partial` (a kOwn call's), then the epilogue
+};
+
 // The recurrent product's operands.
 template <typename T>
 struct Product {
@@ -41,6 +48,15 @@ struct Product {
   index_t w_stride = 0;  // between groups' panels (in values, or words for pairs)
   index_t g0 = 0, g1 = 0;
   index_t hidden = 0;  // H: the last group stops there
+  // Float panels only: each output summed as two blocks of depth, [0, split) and [split, depth),
+  // each from zero in ascending order, then added (0: one block). A member of a team owning units
+  // sums the block of its own units' states (kOwn) before its teammate's are ready, then the rest
+  // (kRest): the same bits as kWhole, since a sum of two terms does not depend on their order.
+  index_t split = 0;
+  SumPart part = SumPart::kWhole;
+  bool own_low = true;   // kOwn sums [0, split), else [split, depth); kRest the other
+  T* partial = nullptr;  // kOwn, kRest: row r's sums of group g at r*ld_partial + (g-g0)*G*W
+  index_t ld_partial = 0;
 };
 
 // Forward step. `gates` holds the input projection x W_ih^T on entry and the gate activations on

@@ -48,6 +48,48 @@ RNNFAST_INLINE void rec_accumulate(V (&acc)[R][G * M], const typename Op::A* a, 
   }
 }
 
+// A tile's sums over a depth split in two blocks (kernels::Product::split), as p.part asks: true
+// when acc holds the whole sums (kWhole, kRest), false when they went to p.partial (kOwn).
+template <typename V, typename Op, int G, int R, int M>
+RNNFAST_INLINE bool rec_split_sums(V (&acc)[R][G * M], const kernels::Product<typename V::T>& p,
+                                   const typename V::T* a, const typename V::T* w, index_t row,
+                                   index_t group) {
+  using T = typename V::T;
+  constexpr index_t W = V::kWidth;
+  constexpr int N = G * M;
+  const index_t split = p.split, high = p.depth - split;
+  const T* a_high = a + split;
+  const T* w_high = w + split * G * W;
+  if (p.part == kernels::SumPart::kWhole) {
+    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, split);
+    alignas(64) T low[R][N][W];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < N; ++j) acc[r][j].store(low[r][j]), acc[r][j] = V::set1(T(0));
+    rec_accumulate<V, Op, G, R, M>(acc, a_high, p.lda, w_high, p.w_stride, high);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < N; ++j) acc[r][j] = acc[r][j] + V::load(low[r][j]);
+    return true;
+  }
+  T* partial = p.partial + row * p.ld_partial + (group - p.g0) * G * W;
+  const bool low = p.own_low == (p.part == kernels::SumPart::kOwn);  // this call's block
+  if (low) {
+    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, split);
+  } else {
+    rec_accumulate<V, Op, G, R, M>(acc, a_high, p.lda, w_high, p.w_stride, high);
+  }
+  for (int r = 0; r < R; ++r) {
+    T* sums = partial + r * p.ld_partial;
+    for (int j = 0; j < N; ++j) {
+      if (p.part == kernels::SumPart::kOwn) {
+        acc[r][j].store(sums + j * W);
+      } else {
+        acc[r][j] = acc[r][j] + V::load(sums + j * W);
+      }
+    }
+  }
+  return p.part != kernels::SumPart::kOwn;
+}
+
 template <typename V, typename Op, int G, int R, int M, typename Ep>
 void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t group, const Ep& ep) {
   using T = typename V::T;
@@ -57,7 +99,12 @@ void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t gro
     for (int j = 0; j < G * M; ++j) acc[r][j] = V::set1(T(0));
   const T* a = p.a + row * p.lda;
   if constexpr (Op::kDepth == 1) {
-    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, p.w + group * p.w_stride, p.w_stride, p.depth);
+    const T* w = p.w + group * p.w_stride;
+    if (p.split <= 0 || p.split >= p.depth) {
+      rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, p.depth);
+    } else if (!rec_split_sums<V, Op, G, R, M>(acc, p, a, w, row, group)) {
+      return;  // a kOwn part: its sums wait in p.partial
+    }
   } else {  // bf16 pairs: A rounded to pairs a chunk of depth at a time, on the stack
     constexpr index_t kChunk = 64;
     uint32_t pairs[R][kChunk];

@@ -15,6 +15,51 @@ void project_one_hot(const PackedB<T>& w_ih_t, const int64_t* ids, index_t r0, i
   for (index_t r = r0; r < r1; ++r) w_ih_t.copy_row(ids[r], out + (r - r0) * ld);
 }
 
+// Asks for the cache lines of values [lo, hi) of `row`.
+template <typename T>
+void prefetch_values(const T* row, index_t lo, index_t hi) {
+  constexpr index_t kLine = static_cast<index_t>(kCacheLine / sizeof(T));
+  for (index_t i = lo; i < hi; i += kLine) __builtin_prefetch(row + i);
+  if (hi > lo) __builtin_prefetch(row + hi - 1);
+}
+
+// One step of member m's units in two parts (kernels::SumPart): its own block of the product,
+// the team's meeting (every member's previous step done: its state may be read, and what that
+// step read may be written), then the rest and the epilogue. A member that goes solo there
+// also runs the units of the member that left, whole. False when m must leave.
+template <typename T>
+bool forward_in_parts(const CellOps<T>& ops, Team& team, Member& m, kernels::ForwardStep<T>& st,
+                      T* partial, index_t gates, index_t width, index_t step) {
+  const index_t g0 = m.g0, g1 = m.g1, hd = st.p.hidden, split = st.p.split;
+  const index_t lo = g0 * width, hi = std::min(g1 * width, hd);
+  // The epilogue's input projection, fetched before the product: the rows of a chunk another
+  // core projected came in only after the product, a cross-core miss a step.
+  for (index_t r = 0; r < st.p.rows; ++r)
+    for (index_t k = 0; k < gates; ++k)
+      prefetch_values(st.gates + r * st.ld_gates + k * hd, lo, hi);
+  st.p.partial = partial;
+  st.p.ld_partial = (g1 - g0) * gates * width;
+  st.p.own_low = g0 == 0;
+  st.p.part = kernels::SumPart::kOwn;
+  ops.forward(st);
+  if (!m.meet_after(team, step)) return false;
+  // The teammate's state, all at once rather than a miss at each line the product reaches.
+  for (index_t r = 0; r < st.p.rows; ++r)
+    prefetch_values(st.p.a + r * st.p.lda, lo == 0 ? split : 0, lo == 0 ? hd : split);
+  st.p.part = kernels::SumPart::kRest;
+  ops.forward(st);
+  st.p.part = kernels::SumPart::kWhole;
+  m.publish(team, step + 1);
+  if (!m.solo) return true;
+  for (const Share others : {Share{0, g0}, Share{g1, team.groups}}) {
+    if (others.first == others.last) continue;
+    st.p.g0 = others.first;
+    st.p.g1 = others.last;
+    ops.forward(st);
+  }
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -61,14 +106,25 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t extra_size = !training && (two_part || proj) ? bh : 0;  // r*h_prev, or m
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
   const index_t pack_size = kernels::gemm_workspace_size(kt);
+  // A team of two owning units sums each step's product in two parts (kernels::Product::split):
+  // the block of its own units' states, then, after meeting (which now stands between the parts
+  // instead of after the step), the teammate's block, so that the state crossing between cores
+  // travels while the first part runs. Cells whose step has a second product keep one block.
+  const bool one_product = !proj && !two_part;
+  const index_t split = one_product ? depth_split(team.groups, kt.width) : 0;
+  const bool in_parts =
+      split > 0 && !rows_mode && team.plan.threads == 2 && pk.precision == Precision::Native;
+  const index_t partial_size =
+      in_parts ? batch * info.gates * ceil_div(team.groups, 2) * kt.width : 0;
   Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, extra_size,
-                           team.plan.threads * pack_size, active_size});
+                           team.plan.threads * pack_size, active_size, 2 * partial_size});
   T* pre = ws.take(pre_size);
   T* states = ws.take(states_size);
   T* cells = ws.take(cells_size);
   T* extra_space = ws.take(extra_size);
   T* pack_space = ws.take(team.plan.threads * pack_size);
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
+  T* partials = ws.take(2 * partial_size);
 
   T* h_states = training ? a.hs : states;
   T* c_states = lstm ? (training ? a.cs : cells) : nullptr;
@@ -78,6 +134,7 @@ void layer_forward(const LayerForward<T>& a) {
   if (lstm) initial(a.c0, c_states + first * bh, bh);
 
   run_layer_team(team, [&](Member& m) {
+    m.by_flags = in_parts && m.meet;
     uint8_t* act = active + m.id * batch;
     T* pack = pack_space + m.id * pack_size;
     // Inference: where step t's projection of this member's rows lives. Members owning rows keep
@@ -109,6 +166,8 @@ void layer_forward(const LayerForward<T>& a) {
           gemm_on_this_thread(Trans::No, n * rows, gh, in, xg, in, pk.w_ih_t, false, pre_row(t_lo),
                               gh, pack);
         } else {
+          // In parts, members meet mid-step: the previous step may still read the chunk's rows.
+          if (in_parts && m.meet && s > 0 && !m.meet_after(team, s)) return;
           const Share r = m.meet ? share_of(n * batch, m.id, m.team) : Share{0, n * batch};
           if (a.ids) {
             project_one_hot(pk.w_ih_t, a.ids, t_lo * batch + r.first, t_lo * batch + r.last,
@@ -152,10 +211,18 @@ void layer_forward(const LayerForward<T>& a) {
       st.relu = ops.relu;
       st.keep_gates = training;
       st.project = proj;
+      st.p.split = split;
+      if (in_parts && m.meet) {  // (a member gone solo, at any meeting, runs whole steps)
+        if (!forward_in_parts(ops, team, m, st, partials + m.id * partial_size, info.gates,
+                              kt.width, s))
+          return;
+        continue;
+      }
       ops.forward(st);
       if (ops.forward_part2 || proj) {  // a second product needs every unit of the first's
         if (!m.sync(team)) return;
         kernels::ForwardStep<T> st2 = st;
+        st2.p.split = 0;
         if (proj) {  // h = m W_hr^T
           st2.p.depth = hd;
           st2.p.a = extra_rows;

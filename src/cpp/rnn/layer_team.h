@@ -82,6 +82,7 @@ struct Team {
     if (t.interrupt && t.interrupt->check()) t.stop_at.store(0, std::memory_order_relaxed);
   }
   Interrupt* interrupt = nullptr;
+  PairFlags flags;  // how a team of two in parts meets (Member::meet_after)
 
   // At the top of iteration i: whether to leave now.
   bool stopping(index_t i) {
@@ -101,6 +102,7 @@ struct Member {
   index_t s0, s1;  // groups of the state's units (a projected LSTM's P; else g0, g1)
   bool meet;       // units are shared: meet the others after every phase
   bool solo = false;
+  bool by_flags = false;  // meets by Team::flags (a team of two in parts) rather than the barrier
   Patience patience;
 
   Member(Team& t, int id_, int team_) : id(id_), team(team_) {
@@ -110,6 +112,29 @@ struct Member {
     const Share sg = rows ? Share{0, t.state_groups} : share_of(t.state_groups, id, team);
     b0 = r.first, b1 = r.last, g0 = g.first, g1 = g.last, s0 = sg.first, s1 = sg.last;
     meet = !rows;
+  }
+
+  // In parts (a team of two, rnn/layer_forward.cpp): this member has done `steps` steps.
+  void publish(Team& t, index_t steps) {
+    if (by_flags) by_flags = t.flags.publish(id, steps);
+  }
+  // Meets the teammate once it has done `steps` steps: by flags while the team uses them, else at
+  // the barrier (sync). False when this member must leave.
+  bool meet_after(Team& t, index_t steps) {
+    if (by_flags) {
+      // Clocks are read only past a brief wait: three reads a step cost a B = 1 LSTM step 5%.
+      // (Brief waits count as work then, which only lengthens the patience a little.)
+      PairFlags::Outcome outcome = t.flags.await_briefly(id, steps, t.stop_at);
+      if (outcome == PairFlags::Outcome::kPending) {
+        outcome = t.flags.await(id, steps, t.stop_at, patience.before_wait());
+        patience.after_wait();
+        patience.working();
+      }
+      if (outcome == PairFlags::Outcome::kGo) return true;
+      if (outcome == PairFlags::Outcome::kStop) return false;
+      by_flags = false;
+    }
+    return sync(t);
   }
 
   // After the work that others read: wait for them. False when this member must leave.
@@ -131,6 +156,13 @@ struct Member {
     return false;
   }
 };
+
+// Where a layer's forward product splits its depth (kernels::Product::split): between the unit
+// groups of the two members of a team of two, whatever the team (one thread included), so that
+// the bits never depend on it; 0 (one block) for a single group.
+inline index_t depth_split(index_t groups, index_t width) {
+  return share_of(groups, 1, 2).first * width;
+}
 
 // One workspace buffer from the pool, carved into pieces (each 64-byte aligned): one pool
 // transaction a call instead of one per array (they cost as much as a small step's work).

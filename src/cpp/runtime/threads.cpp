@@ -357,6 +357,50 @@ StepBarrier::After StepBarrier::arrive(int member, std::chrono::nanoseconds pati
   return outcome(member);
 }
 
+bool PairFlags::publish(int member, index_t steps) {
+  const bool switching = asked_.load(std::memory_order_relaxed);
+  done_[member].value.store(switching ? steps | kSwitchBit : steps, std::memory_order_release);
+  return !switching;
+}
+
+PairFlags::Outcome PairFlags::look(int member, index_t steps,
+                                   const std::atomic<index_t>& stop_at) const {
+  const index_t count = done_[1 - member].value.load(std::memory_order_acquire);
+  // (After the acquire: a stop the teammate decided before publishing is seen here.)
+  if (stop_at.load(std::memory_order_relaxed) <= steps) return Outcome::kStop;
+  if ((count & ~kSwitchBit) < steps) return Outcome::kPending;
+  return count & kSwitchBit ? Outcome::kSwitch : Outcome::kGo;
+}
+
+PairFlags::Outcome PairFlags::await_briefly(int member, index_t steps,
+                                            const std::atomic<index_t>& stop_at) {
+  for (int spins = 0; spins < 256; ++spins) {
+    const Outcome outcome = look(member, steps, stop_at);
+    if (outcome != Outcome::kPending) return outcome;
+    cpu_relax();
+  }
+  return Outcome::kPending;
+}
+
+PairFlags::Outcome PairFlags::await(int member, index_t steps, const std::atomic<index_t>& stop_at,
+                                    std::chrono::nanoseconds patience) {
+  Clock::time_point start;
+  for (unsigned spins = 0;; ++spins) {
+    const Outcome outcome = look(member, steps, stop_at);
+    if (outcome != Outcome::kPending) return outcome;
+    if (spins % 64 != 0) {
+      cpu_relax();
+      continue;
+    }
+    const auto now = Clock::now();
+    if (spins == 0) start = now;
+    const auto waited = now - start;
+    if (waited > patience && !asked_.load(std::memory_order_relaxed))
+      asked_.store(true, std::memory_order_relaxed);
+    if (waited > kSpinFor) yield_core();
+  }
+}
+
 void StepBarrier::finish(int member, void (*while_waiting)(void*), void* context) {
   const int soloist = soloist_.load(std::memory_order_acquire);
   if (soloist < 0) return;

@@ -199,6 +199,39 @@ class StepBarrier {
   std::atomic<uint32_t> finished_{0};
 };
 
+// How a team of exactly two meets in a step loop without a shared counter: each member publishes
+// the steps it has done on its own cache line and the other reads it, one line crossing the cores
+// a meeting where StepBarrier's counter takes two or three, and the reader may do work that does
+// not need its teammate between the publication and its wait. There is no going solo here: a
+// member that waits past its patience asks for the barrier instead, and the next count published
+// carries the switch, so that both members leave the flags at the same meeting (the first count
+// carrying it is the one the other waits for next) and meet at a StepBarrier from then on.
+class PairFlags {
+ public:
+  enum class Outcome { kGo, kSwitch, kStop, kPending };
+
+  // Member `member` (0 or 1) has done `steps` steps. False when the count carried the switch
+  // (asked for by either member): this member meets at the barrier from its next meeting on.
+  bool publish(int member, index_t steps);
+  // Waits until the other member has done `steps` steps (kGo), or its count carries the switch
+  // (kSwitch). kStop when `stop_at` (the iteration at whose top a team leaves, Team::stop_at in
+  // rnn/layer_team.h) is `steps` or less: the teammate may have left without publishing.
+  Outcome await(int member, index_t steps, const std::atomic<index_t>& stop_at,
+                std::chrono::nanoseconds patience);
+  // await's first few hundred spins, with no clock read (a balanced pair meets within them):
+  // kPending when they were not enough.
+  Outcome await_briefly(int member, index_t steps, const std::atomic<index_t>& stop_at);
+
+ private:
+  static constexpr index_t kSwitchBit = index_t{1} << 62;
+  Outcome look(int member, index_t steps, const std::atomic<index_t>& stop_at) const;
+  struct alignas(64) Count {
+    std::atomic<index_t> value{0};
+  };
+  Count done_[2];
+  alignas(64) std::atomic<bool> asked_{false};  // written at most once: read from cache a step
+};
+
 // When a member of a team should go alone: when this wait is much longer than its own work for
 // the step (a teammate descheduled for a time slice), or when its waiting in the region adds up to
 // three times its work (teammates descheduled often, briefly: on 2 cores beside 2 busy processes a
