@@ -48,6 +48,26 @@ RNNFAST_INLINE void rec_accumulate(V (&acc)[R][G * M], const typename Op::A* a, 
   }
 }
 
+// acc += the low or high block of a split product (kernels::Product::split): its piece of every
+// period, periods in ascending order.
+template <typename V, typename Op, int G, int R, int M>
+RNNFAST_INLINE void rec_block(V (&acc)[R][G * M], const kernels::Product<typename V::T>& p,
+                              const typename V::T* a, const typename V::T* w, bool low) {
+  constexpr index_t W = V::kWidth;
+  const index_t split = p.split;
+  if constexpr (G == 1) {  // periods are the backward's (one gate a panel); G > 1 has one
+    if (p.period > 0 && p.period < p.depth) {
+      for (index_t k0 = 0; k0 < p.depth; k0 += p.period) {
+        const index_t from = low ? k0 : k0 + split, to = low ? k0 + split : k0 + p.period;
+        rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * W, p.w_stride, to - from);
+      }
+      return;
+    }
+  }
+  const index_t from = low ? 0 : split, steps = low ? split : p.depth - split;
+  rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * G * W, p.w_stride, steps);
+}
+
 // A tile's sums over a depth split in two blocks (kernels::Product::split), as p.part asks: true
 // when acc holds the whole sums (kWhole, kRest), false when they went to p.partial (kOwn).
 template <typename V, typename Op, int G, int R, int M>
@@ -57,26 +77,19 @@ RNNFAST_INLINE bool rec_split_sums(V (&acc)[R][G * M], const kernels::Product<ty
   using T = typename V::T;
   constexpr index_t W = V::kWidth;
   constexpr int N = G * M;
-  const index_t split = p.split, high = p.depth - split;
-  const T* a_high = a + split;
-  const T* w_high = w + split * G * W;
   if (p.part == kernels::SumPart::kWhole) {
-    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, split);
+    rec_block<V, Op, G, R, M>(acc, p, a, w, true);
     alignas(64) T low[R][N][W];
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < N; ++j) acc[r][j].store(low[r][j]), acc[r][j] = V::set1(T(0));
-    rec_accumulate<V, Op, G, R, M>(acc, a_high, p.lda, w_high, p.w_stride, high);
+    rec_block<V, Op, G, R, M>(acc, p, a, w, false);
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < N; ++j) acc[r][j] = acc[r][j] + V::load(low[r][j]);
     return true;
   }
   T* partial = p.partial + row * p.ld_partial + (group - p.g0) * G * W;
-  const bool low = p.own_low == (p.part == kernels::SumPart::kOwn);  // this call's block
-  if (low) {
-    rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, split);
-  } else {
-    rec_accumulate<V, Op, G, R, M>(acc, a_high, p.lda, w_high, p.w_stride, high);
-  }
+  // This call's block.
+  rec_block<V, Op, G, R, M>(acc, p, a, w, p.own_low == (p.part == kernels::SumPart::kOwn));
   for (int r = 0; r < R; ++r) {
     T* sums = partial + r * p.ld_partial;
     for (int j = 0; j < N; ++j) {

@@ -15,51 +15,6 @@ void project_one_hot(const PackedB<T>& w_ih_t, const int64_t* ids, index_t r0, i
   for (index_t r = r0; r < r1; ++r) w_ih_t.copy_row(ids[r], out + (r - r0) * ld);
 }
 
-// Asks for the cache lines of values [lo, hi) of `row`.
-template <typename T>
-void prefetch_values(const T* row, index_t lo, index_t hi) {
-  constexpr index_t kLine = static_cast<index_t>(kCacheLine / sizeof(T));
-  for (index_t i = lo; i < hi; i += kLine) __builtin_prefetch(row + i);
-  if (hi > lo) __builtin_prefetch(row + hi - 1);
-}
-
-// One step of member m's units in two parts (kernels::SumPart): its own block of the product,
-// the team's meeting (every member's previous step done: its state may be read, and what that
-// step read may be written), then the rest and the epilogue. A member that goes solo there
-// also runs the units of the member that left, whole. False when m must leave.
-template <typename T>
-bool forward_in_parts(const CellOps<T>& ops, Team& team, Member& m, kernels::ForwardStep<T>& st,
-                      T* partial, index_t gates, index_t width, index_t step) {
-  const index_t g0 = m.g0, g1 = m.g1, hd = st.p.hidden, split = st.p.split;
-  const index_t lo = g0 * width, hi = std::min(g1 * width, hd);
-  // The epilogue's input projection, fetched before the product: the rows of a chunk another
-  // core projected came in only after the product, a cross-core miss a step.
-  for (index_t r = 0; r < st.p.rows; ++r)
-    for (index_t k = 0; k < gates; ++k)
-      prefetch_values(st.gates + r * st.ld_gates + k * hd, lo, hi);
-  st.p.partial = partial;
-  st.p.ld_partial = (g1 - g0) * gates * width;
-  st.p.own_low = g0 == 0;
-  st.p.part = kernels::SumPart::kOwn;
-  ops.forward(st);
-  if (!m.meet_after(team, step)) return false;
-  // The teammate's state, all at once rather than a miss at each line the product reaches.
-  for (index_t r = 0; r < st.p.rows; ++r)
-    prefetch_values(st.p.a + r * st.p.lda, lo == 0 ? split : 0, lo == 0 ? hd : split);
-  st.p.part = kernels::SumPart::kRest;
-  ops.forward(st);
-  st.p.part = kernels::SumPart::kWhole;
-  m.publish(team, step + 1);
-  if (!m.solo) return true;
-  for (const Share others : {Share{0, g0}, Share{g1, team.groups}}) {
-    if (others.first == others.last) continue;
-    st.p.g0 = others.first;
-    st.p.g1 = others.last;
-    ops.forward(st);
-  }
-  return true;
-}
-
 }  // namespace
 
 template <typename T>
@@ -213,9 +168,26 @@ void layer_forward(const LayerForward<T>& a) {
       st.project = proj;
       st.p.split = split;
       if (in_parts && m.meet) {  // (a member gone solo, at any meeting, runs whole steps)
-        if (!forward_in_parts(ops, team, m, st, partials + m.id * partial_size, info.gates,
-                              kt.width, s))
-          return;
+        const index_t lo = m.g0 * kt.width, hi = std::min(m.g1 * kt.width, hd);
+        // The epilogue's input projection, fetched before the product: the rows of a chunk
+        // another core projected came in only after the product, a cross-core miss a step.
+        for (index_t r = 0; r < st.p.rows; ++r)
+          for (index_t k = 0; k < info.gates; ++k)
+            prefetch_values(st.gates + r * st.ld_gates + k * hd, lo, hi);
+        st.p.partial = partials + m.id * partial_size;
+        st.p.ld_partial = (m.g1 - m.g0) * info.gates * kt.width;
+        st.p.own_low = m.g0 == 0;
+        const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
+          st.p.part = part;
+          st.p.g0 = g0;
+          st.p.g1 = g1;
+          ops.forward(st);
+        };
+        const auto fetch_rest = [&] {  // the teammate's state, all at once
+          for (index_t r = 0; r < st.p.rows; ++r)
+            prefetch_values(st.p.a + r * st.p.lda, lo == 0 ? split : 0, lo == 0 ? hd : split);
+        };
+        if (!step_in_parts(team, m, s, run, fetch_rest)) return;
         continue;
       }
       ops.forward(st);

@@ -164,6 +164,35 @@ inline index_t depth_split(index_t groups, index_t width) {
   return share_of(groups, 1, 2).first * width;
 }
 
+// Asks for the cache lines of values [lo, hi) of `row`.
+template <typename T>
+void prefetch_values(const T* row, index_t lo, index_t hi) {
+  constexpr index_t kLine = static_cast<index_t>(kCacheLine / sizeof(T));
+  for (index_t i = lo; i < hi; i += kLine) __builtin_prefetch(row + i);
+  if (hi > lo) __builtin_prefetch(row + hi - 1);
+}
+
+// One step of member m's units in two parts (kernels::SumPart), as a team of two in parts runs
+// it: run(part, g0, g1) computes the step for groups [g0, g1) with the product's part `part`.
+// Its own block of the product; the team's meeting (the teammate's previous step done: what it
+// wrote may be read, and what it read may be written); fetch_rest(), then the rest of the
+// product and the epilogue; then the step is published. A member that goes solo at the meeting
+// also runs, whole, the groups of the member that left (which had written nothing of the step).
+// False when m must leave.
+template <typename Run, typename Fetch>
+bool step_in_parts(Team& team, Member& m, index_t step, const Run& run, const Fetch& fetch_rest) {
+  const index_t g0 = m.g0, g1 = m.g1;
+  run(kernels::SumPart::kOwn, g0, g1);
+  if (!m.meet_after(team, step)) return false;
+  fetch_rest();
+  run(kernels::SumPart::kRest, g0, g1);
+  m.publish(team, step + 1);
+  if (!m.solo) return true;
+  for (const Share others : {Share{0, g0}, Share{g1, team.groups}})
+    if (others.first < others.last) run(kernels::SumPart::kWhole, others.first, others.last);
+  return true;
+}
+
 // One workspace buffer from the pool, carved into pieces (each 64-byte aligned): one pool
 // transaction a call instead of one per array (they cost as much as a small step's work).
 template <typename T>
