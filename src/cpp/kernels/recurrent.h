@@ -6,7 +6,8 @@
 //   acc[row][gate][unit] = sum over k of a[row*lda + k] * W(gate, unit, k),
 // with W read from panels packed by rnn/packing (group g's panel at w + g*w_stride: for each k,
 // the G gates' `width` values, one after the other), each output one accumulator summed over k in
-// ascending order with fused multiply-adds; then, while the accumulators are still in registers,
+// ascending order with fused multiply-adds (or two, one a block of k, added: Product::split);
+// then, while the accumulators are still in registers,
 // the cell's epilogue: the nonlinearities, the state update, and the writes to the state, the
 // output and the tape. Which rows or groups a call covers never changes how an element is
 // computed, so the split among threads never changes a result.
