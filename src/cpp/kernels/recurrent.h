@@ -49,12 +49,13 @@ struct Product {
   index_t w_stride = 0;  // between groups' panels (in values, or words for pairs)
   index_t g0 = 0, g1 = 0;
   index_t hidden = 0;  // H: the last group stops there
-  // Float panels only: each output summed as two blocks of depth, each from zero in ascending
-  // order, then added (split 0: one block). The low block is [0, split) of every period of
-  // `period` values of depth (0: one period, the whole depth; the backward's depth is G periods of
-  // H, a gate's units each; single-gate products only), the high block the rest. A member of a team
-  // owning units sums the block of its own units (kOwn) before its teammate's are ready, then the
-  // rest (kRest): the same bits as kWhole, since a sum of two terms does not depend on their order.
+  // Float panels and one-row products only: each output summed as two blocks of depth, each from
+  // zero in ascending order, then added (split 0: one block). The low block is [0, split) of every
+  // period of `period` values of depth (0: one period, the whole depth; the backward's depth is G
+  // periods of H, a gate's units each; single-gate products only), the high block the rest. A
+  // member of a team owning units sums the block of its own units (kOwn) before its teammate's are
+  // ready, then the rest (kRest): the same bits as kWhole, since a sum of two terms does not depend
+  // on their order.
   index_t split = 0;
   index_t period = 0;
   SumPart part = SumPart::kWhole;

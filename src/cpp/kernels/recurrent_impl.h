@@ -48,59 +48,50 @@ RNNFAST_INLINE void rec_accumulate(V (&acc)[R][G * M], const typename Op::A* a, 
   }
 }
 
-// acc += the low or high block of a split product (kernels::Product::split): its piece of every
-// period, periods in ascending order.
+// acc = the sums of a one-row tile over the depth, as p asks (kernels::Product::split and part):
+// true when acc holds the whole sums (one block, kWhole, kRest), false when they went to
+// p.partial (kOwn). One call of rec_accumulate in a loop over the pieces of depth: a call for
+// each piece had tripled the kernels' compile time and object size. (One-row tiles only: the
+// layers split products of one batch row only, and so the tiles of more rows stay as they were.)
 template <typename V, typename Op, int G, int R, int M>
-RNNFAST_INLINE void rec_block(V (&acc)[R][G * M], const kernels::Product<typename V::T>& p,
-                              const typename V::T* a, const typename V::T* w, bool low) {
-  constexpr index_t W = V::kWidth;
-  const index_t split = p.split;
-  if constexpr (G == 1) {  // periods are the backward's (one gate a panel); G > 1 has one
-    if (p.period > 0 && p.period < p.depth) {
-      for (index_t k0 = 0; k0 < p.depth; k0 += p.period) {
-        const index_t from = low ? k0 : k0 + split, to = low ? k0 + split : k0 + p.period;
-        rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * W, p.w_stride, to - from);
-      }
-      return;
-    }
-  }
-  const index_t from = low ? 0 : split, steps = low ? split : p.depth - split;
-  rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * G * W, p.w_stride, steps);
-}
-
-// A tile's sums over a depth split in two blocks (kernels::Product::split), as p.part asks: true
-// when acc holds the whole sums (kWhole, kRest), false when they went to p.partial (kOwn).
-template <typename V, typename Op, int G, int R, int M>
-RNNFAST_INLINE bool rec_split_sums(V (&acc)[R][G * M], const kernels::Product<typename V::T>& p,
-                                   const typename V::T* a, const typename V::T* w, index_t row,
-                                   index_t group) {
+RNNFAST_INLINE bool rec_sums(V (&acc)[R][G * M], const kernels::Product<typename V::T>& p,
+                             const typename V::T* a, const typename V::T* w, index_t row,
+                             index_t group) {
   using T = typename V::T;
   constexpr index_t W = V::kWidth;
   constexpr int N = G * M;
-  if (p.part == kernels::SumPart::kWhole) {
-    rec_block<V, Op, G, R, M>(acc, p, a, w, true);
-    alignas(64) T low[R][N][W];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < N; ++j) acc[r][j].store(low[r][j]), acc[r][j] = V::set1(T(0));
-    rec_block<V, Op, G, R, M>(acc, p, a, w, false);
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < N; ++j) acc[r][j] = acc[r][j] + V::load(low[r][j]);
-    return true;
+  const index_t depth = p.depth, split = p.split;
+  const bool two = split > 0 && split < depth, whole = p.part == kernels::SumPart::kWhole;
+  // Periods are the backward's (single-gate panels, a gate's units each); else one period.
+  const index_t period = G == 1 && two && p.period > 0 && p.period < depth ? p.period : depth;
+  const int passes = two && whole ? 2 : 1;  // kWhole: the low block, then the high one
+  bool low = whole || p.own_low == (p.part == kernels::SumPart::kOwn);
+  alignas(64) T kept[R][N][W];  // kWhole: the low block's sums
+  for (int pass = 0; pass < passes; ++pass, low = false) {
+    for (index_t k0 = 0; k0 < depth; k0 += period) {
+      const index_t from = !two ? 0 : (low ? k0 : k0 + split);
+      const index_t to = !two ? depth : (low ? k0 + split : k0 + period);
+      rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * G * W, p.w_stride, to - from);
+    }
+    if (pass + 1 < passes)
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < N; ++j) acc[r][j].store(kept[r][j]), acc[r][j] = V::set1(T(0));
   }
-  T* partial = p.partial + row * p.ld_partial + (group - p.g0) * G * W;
-  // This call's block.
-  rec_block<V, Op, G, R, M>(acc, p, a, w, p.own_low == (p.part == kernels::SumPart::kOwn));
+  if (!two) return true;
+  const bool own = p.part == kernels::SumPart::kOwn;
   for (int r = 0; r < R; ++r) {
-    T* sums = partial + r * p.ld_partial;
+    T* sums = whole ? nullptr : p.partial + (row + r) * p.ld_partial + (group - p.g0) * G * W;
     for (int j = 0; j < N; ++j) {
-      if (p.part == kernels::SumPart::kOwn) {
+      if (whole) {
+        acc[r][j] = acc[r][j] + V::load(kept[r][j]);
+      } else if (own) {
         acc[r][j].store(sums + j * W);
       } else {
         acc[r][j] = acc[r][j] + V::load(sums + j * W);
       }
     }
   }
-  return p.part != kernels::SumPart::kOwn;
+  return !own;
 }
 
 template <typename V, typename Op, int G, int R, int M, typename Ep>
@@ -113,10 +104,11 @@ void rec_tile(const kernels::Product<typename V::T>& p, index_t row, index_t gro
   const T* a = p.a + row * p.lda;
   if constexpr (Op::kDepth == 1) {
     const T* w = p.w + group * p.w_stride;
-    if (p.split <= 0 || p.split >= p.depth) {
+    if constexpr (R == 1) {
+      if (!rec_sums<V, Op, G, R, M>(acc, p, a, w, row, group))
+        return;  // a kOwn part: its sums wait in p.partial
+    } else {
       rec_accumulate<V, Op, G, R, M>(acc, a, p.lda, w, p.w_stride, p.depth);
-    } else if (!rec_split_sums<V, Op, G, R, M>(acc, p, a, w, row, group)) {
-      return;  // a kOwn part: its sums wait in p.partial
     }
   } else {  // bf16 pairs: A rounded to pairs a chunk of depth at a time, on the stack
     constexpr index_t kChunk = 64;

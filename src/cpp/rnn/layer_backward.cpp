@@ -153,10 +153,10 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   const index_t active_size = Workspace<T>::bytes_as_values(team.plan.threads * batch);
   // A team of two owning units runs each step in parts, as the forward (rnn/layer_forward.cpp):
   // the product dG_{t+1} W_hh sums the block of its own units' gradients (a piece of each gate's
-  // H) first, meets, then sums the rest. Cells whose step has a second product keep one block.
-  // (Training steps, forward and backward, 2-core Sapphire Rapids: B = 1 LSTM(128) 7.3 -> 6.7
-  // us, GRU 6.0 -> 5.4; B = 2 GRU 10.5 -> 10.3; B = 4 LSTM the same, 20.8 -> 20.9.)
-  const index_t split = !proj && !two_part ? depth_split(team.groups, kt.width) : 0;
+  // H) first, meets, then sums the rest: one batch row only, as the forward, and cells whose
+  // step has a second product keep one block. (Training steps, forward and backward, 2-core
+  // Sapphire Rapids, B = 1: LSTM(128) 7.3 -> 6.7 us, GRU(128) 6.0 -> 5.4.)
+  const index_t split = batch == 1 && !proj && !two_part ? depth_split(team.groups, kt.width) : 0;
   const bool in_parts = split > 0 && !team.plan.by_rows && team.plan.threads == 2 &&
                         pk.precision == Precision::Native;
   const index_t partial_size = in_parts ? batch * ceil_div(team.groups, 2) * kt.width : 0;
