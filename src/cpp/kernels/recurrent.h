@@ -60,7 +60,7 @@ struct Product {
   index_t period = 0;
   SumPart part = SumPart::kWhole;
   bool own_low = true;   // kOwn sums the low block, else the high one; kRest the other
-  T* partial = nullptr;  // kOwn, kRest: row r's sums of group g at r*ld_partial + (g-g0)*G*W
+  T* partial = nullptr;  // with a split: row r's sums of group g at r*ld_partial + (g-g0)*G*W
   index_t ld_partial = 0;
 };
 

@@ -62,32 +62,31 @@ RNNFAST_INLINE bool rec_sums(V (&acc)[R][G * M], const kernels::Product<typename
   constexpr int N = G * M;
   const index_t depth = p.depth, split = p.split;
   const bool two = split > 0 && split < depth, whole = p.part == kernels::SumPart::kWhole;
+  const bool own = p.part == kernels::SumPart::kOwn;
   // Periods are the backward's (single-gate panels, a gate's units each); else one period.
   const index_t period = G == 1 && two && p.period > 0 && p.period < depth ? p.period : depth;
   const int passes = two && whole ? 2 : 1;  // kWhole: the low block, then the high one
-  bool low = whole || p.own_low == (p.part == kernels::SumPart::kOwn);
-  alignas(64) T kept[R][N][W];  // kWhole: the low block's sums
+  bool low = whole || p.own_low == own;
+  // The sums of one block wait in p.partial: a kOwn call's for kRest, kWhole's low block for its
+  // high one.
+  T* sums = two ? p.partial + row * p.ld_partial + (group - p.g0) * G * W : nullptr;
   for (int pass = 0; pass < passes; ++pass, low = false) {
     for (index_t k0 = 0; k0 < depth; k0 += period) {
       const index_t from = !two ? 0 : (low ? k0 : k0 + split);
       const index_t to = !two ? depth : (low ? k0 + split : k0 + period);
       rec_accumulate<V, Op, G, R, M>(acc, a + from, p.lda, w + from * G * W, p.w_stride, to - from);
     }
-    if (pass + 1 < passes)
-      for (int r = 0; r < R; ++r)
-        for (int j = 0; j < N; ++j) acc[r][j].store(kept[r][j]), acc[r][j] = V::set1(T(0));
-  }
-  if (!two) return true;
-  const bool own = p.part == kernels::SumPart::kOwn;
-  for (int r = 0; r < R; ++r) {
-    T* sums = whole ? nullptr : p.partial + (row + r) * p.ld_partial + (group - p.g0) * G * W;
-    for (int j = 0; j < N; ++j) {
-      if (whole) {
-        acc[r][j] = acc[r][j] + V::load(kept[r][j]);
-      } else if (own) {
-        acc[r][j].store(sums + j * W);
-      } else {
-        acc[r][j] = acc[r][j] + V::load(sums + j * W);
+    if (!two) break;
+    const bool keep = own || (whole && pass == 0);
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < N; ++j) {
+        T* at = sums + r * p.ld_partial + j * W;
+        if (keep) {
+          acc[r][j].store(at);
+          acc[r][j] = V::set1(T(0));
+        } else {
+          acc[r][j] = acc[r][j] + V::load(at);
+        }
       }
     }
   }

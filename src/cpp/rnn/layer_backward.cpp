@@ -159,13 +159,14 @@ void layer_backward_steps(const LayerBackward<T>& a) {
   const index_t split = batch == 1 && !proj && !two_part ? depth_split(team.groups, kt.width) : 0;
   const bool in_parts = split > 0 && !team.plan.by_rows && team.plan.threads == 2 &&
                         pk.precision == Precision::Native;
-  const index_t partial_size = in_parts ? batch * ceil_div(team.groups, 2) * kt.width : 0;
-  Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, active_size, 2 * partial_size});
+  // A member's room for one block's sums (kernels::Product::partial), any groups it may run.
+  const index_t partial_size = split > 0 ? batch * team.groups * kt.width : 0;
+  Workspace<T> ws(a.pool, {bs, lstm ? bh : 0, active_size, team.plan.threads * partial_size});
   T* direct = ws.take(bs);
   T* dc = ws.take(lstm ? bh : 0);
   T* dhs = a.dh_all;  // dL/dh of every step, for W_hr's gradient
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
-  T* partials = ws.take(2 * partial_size);
+  T* partials = ws.take(team.plan.threads * partial_size);
   team.set_poll_interval(batch * gh * sd);
   team.interrupt = a.interrupt;
   initial(a.dh_n, direct, bs);
@@ -236,10 +237,10 @@ void layer_backward_steps(const LayerBackward<T>& a) {
       st.peep = pk.peep.empty() ? nullptr : pk.peep.data();
       st.p.split = split;  // (every team and one thread: the bits never depend on the team)
       st.p.period = hd;
+      st.p.partial = partials + m.id * partial_size;
+      st.p.ld_partial = (m.g1 - m.g0) * kt.width;
       const bool parts = in_parts && m.meet;  // (a member gone solo runs whole steps)
       if (parts && st.product) {
-        st.p.partial = partials + m.id * partial_size;
-        st.p.ld_partial = (m.g1 - m.g0) * kt.width;
         st.p.own_low = m.g0 == 0;
         const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
           st.p.part = part;

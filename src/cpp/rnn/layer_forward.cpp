@@ -71,17 +71,18 @@ void layer_forward(const LayerForward<T>& a) {
   const index_t split = batch == 1 && one_product ? depth_split(team.groups, kt.width) : 0;
   const bool in_parts =
       split > 0 && !rows_mode && team.plan.threads == 2 && pk.precision == Precision::Native;
-  const index_t partial_size =
-      in_parts ? batch * info.gates * ceil_div(team.groups, 2) * kt.width : 0;
-  Workspace<T> ws(a.pool, {pre_size, states_size, cells_size, extra_size,
-                           team.plan.threads * pack_size, active_size, 2 * partial_size});
+  // A member's room for one block's sums (kernels::Product::partial), any groups it may run.
+  const index_t partial_size = split > 0 ? batch * info.gates * team.groups * kt.width : 0;
+  Workspace<T> ws(a.pool,
+                  {pre_size, states_size, cells_size, extra_size, team.plan.threads * pack_size,
+                   active_size, team.plan.threads * partial_size});
   T* pre = ws.take(pre_size);
   T* states = ws.take(states_size);
   T* cells = ws.take(cells_size);
   T* extra_space = ws.take(extra_size);
   T* pack_space = ws.take(team.plan.threads * pack_size);
   uint8_t* active = ws.take_bytes(team.plan.threads * batch);
-  T* partials = ws.take(2 * partial_size);
+  T* partials = ws.take(team.plan.threads * partial_size);
 
   T* h_states = training ? a.hs : states;
   T* c_states = lstm ? (training ? a.cs : cells) : nullptr;
@@ -169,6 +170,8 @@ void layer_forward(const LayerForward<T>& a) {
       st.keep_gates = training;
       st.project = proj;
       st.p.split = split;
+      st.p.partial = partials + m.id * partial_size;
+      st.p.ld_partial = (m.g1 - m.g0) * info.gates * kt.width;
       if (in_parts && m.meet) {  // (a member gone solo, at any meeting, runs whole steps)
         const index_t lo = m.g0 * kt.width, hi = std::min(m.g1 * kt.width, hd);
         // The epilogue's input projection, fetched before the product: the rows of a chunk
@@ -176,8 +179,6 @@ void layer_forward(const LayerForward<T>& a) {
         for (index_t r = 0; r < st.p.rows; ++r)
           for (index_t k = 0; k < info.gates; ++k)
             prefetch_values(st.gates + r * st.ld_gates + k * hd, lo, hi);
-        st.p.partial = partials + m.id * partial_size;
-        st.p.ld_partial = (m.g1 - m.g0) * info.gates * kt.width;
         st.p.own_low = m.g0 == 0;
         const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
           st.p.part = part;
