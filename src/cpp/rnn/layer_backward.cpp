@@ -241,20 +241,13 @@ void layer_backward_steps(const LayerBackward<T>& a) {
       st.p.ld_partial = (m.g1 - m.g0) * kt.width;
       const bool parts = in_parts && m.meet;  // (a member gone solo runs whole steps)
       if (parts && st.product) {
-        st.p.own_low = m.g0 == 0;
-        const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
-          st.p.part = part;
-          st.p.g0 = g0;
-          st.p.g1 = g1;
-          ops.backward(st);
-        };
         const index_t lo = m.g0 == 0 ? split : 0, hi = m.g0 == 0 ? hd : split;
         const auto fetch_rest = [&] {  // the teammate's gradients of step t_next, all at once
           for (index_t r = 0; r < st.p.rows; ++r)
             for (index_t k = 0; k < info.gates; ++k)
               prefetch_values(st.p.a + r * st.p.lda + k * hd, lo, hi);
         };
-        if (!step_in_parts(team, m, i, run, fetch_rest)) return;
+        if (!step_in_parts(team, m, i, st, ops.backward, fetch_rest)) return;
         t_next = t;
         continue;
       }

@@ -179,18 +179,11 @@ void layer_forward(const LayerForward<T>& a) {
         for (index_t r = 0; r < st.p.rows; ++r)
           for (index_t k = 0; k < info.gates; ++k)
             prefetch_values(st.gates + r * st.ld_gates + k * hd, lo, hi);
-        st.p.own_low = m.g0 == 0;
-        const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
-          st.p.part = part;
-          st.p.g0 = g0;
-          st.p.g1 = g1;
-          ops.forward(st);
-        };
         const auto fetch_rest = [&] {  // the teammate's state, all at once
           for (index_t r = 0; r < st.p.rows; ++r)
             prefetch_values(st.p.a + r * st.p.lda, lo == 0 ? split : 0, lo == 0 ? hd : split);
         };
-        if (!step_in_parts(team, m, s, run, fetch_rest)) return;
+        if (!step_in_parts(team, m, s, st, ops.forward, fetch_rest)) return;
         continue;
       }
       ops.forward(st);

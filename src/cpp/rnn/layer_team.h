@@ -173,15 +173,23 @@ void prefetch_values(const T* row, index_t lo, index_t hi) {
 }
 
 // One step of member m's units in two parts (kernels::SumPart), as a team of two in parts runs
-// it: run(part, g0, g1) computes the step for groups [g0, g1) with the product's part `part`.
-// Its own block of the product; the team's meeting (the teammate's previous step done: what it
-// wrote may be read, and what it read may be written); fetch_rest(), then the rest of the
-// product and the epilogue; then the step is published. A member that goes solo at the meeting
-// also runs, whole, the groups of the member that left (which had written nothing of the step).
-// False when m must leave.
-template <typename Run, typename Fetch>
-bool step_in_parts(Team& team, Member& m, index_t step, const Run& run, const Fetch& fetch_rest) {
+// it: `kernel(st)` (ops.forward or ops.backward) with st.p set to the product's part and to a
+// range of unit groups. Its own block of the product; the team's meeting (the teammate's
+// previous step done: what it wrote may be read, and what it read may be written);
+// fetch_rest(), then the rest of the product and the epilogue; then the step is published. A
+// member that goes solo at the meeting also runs, whole, the groups of the member that left
+// (which had written nothing of the step). False when m must leave.
+template <typename Step, typename Kernel, typename Fetch>
+bool step_in_parts(Team& team, Member& m, index_t step, Step& st, Kernel kernel,
+                   const Fetch& fetch_rest) {
+  const auto run = [&](kernels::SumPart part, index_t g0, index_t g1) {
+    st.p.part = part;
+    st.p.g0 = g0;
+    st.p.g1 = g1;
+    kernel(st);
+  };
   const index_t g0 = m.g0, g1 = m.g1;
+  st.p.own_low = g0 == 0;
   run(kernels::SumPart::kOwn, g0, g1);
   if (!m.meet_after(team, step)) return false;
   fetch_rest();
