@@ -1,9 +1,10 @@
 """Stack.direct_step (src/cpp/rnn/direct_step.h): one step of a one-layer, one-direction stack
 straight from the parameters as they are, against the NumPy reference; the same bits for one
-thread and two; the weights read at every call; what it does not run is refused by name. And its
-training form, Stack.direct_train_step with direct_backward: the step's gradients against the
-reference's backward, the same bits for one thread and two, the gradient of the weights the
-forward ran with whatever is written to them before backward."""
+thread and two; the weights read at every call; what it does not run is refused by name; the
+same bits from direct_step_at, its form on memory given by address. And its training form,
+Stack.direct_train_step with direct_backward: the step's gradients against the reference's
+backward, the same bits for one thread and two, the gradient of the weights the forward ran with
+whatever is written to them before backward."""
 
 from __future__ import annotations
 
@@ -174,6 +175,50 @@ def test_direct_step_refuses_bad_arrays_by_name(x, h0, message):
     stack, _ = _stack("gru", 4, 3, True, "float32")
     with pytest.raises((ValueError, TypeError), match=message):
         stack.direct_step(x, h0, None)
+
+
+@pytest.mark.parametrize("state", ["given", "none"])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_step_at_reads_the_arrays_at_those_addresses(cell, state):
+    """direct_step_at (the torch cells' common call) is direct_step on memory given by address:
+    the same bits, and the arrays at those addresses left as they were."""
+    stack, _ = _stack(cell, 9, 6, True, "float32")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 9)).astype(np.float32)
+    h0 = c0 = None
+    if state == "given":
+        h0 = rng.standard_normal((3, 6)).astype(np.float32)
+        c0 = rng.standard_normal((3, 6)).astype(np.float32) if cell == "lstm" else None
+    before = [a.copy() for a in (x, h0, c0) if a is not None]
+    want = stack.direct_step(x, h0, c0)
+    got = stack.direct_step_at(
+        3, x.ctypes.data, 0 if h0 is None else h0.ctypes.data, 0 if c0 is None else c0.ctypes.data
+    )
+    for w, g in zip(want, got):
+        assert (w is None and g is None) or np.array_equal(w, g)
+    for b, a in zip(before, (a for a in (x, h0, c0) if a is not None)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "batch, where, message",
+    [
+        (0, "x", "batch: expected 1 or more rows"),
+        (-2, "x", "batch: expected 1 or more rows"),
+        (1 << 61, "x", "batch: expected 1 or more rows of a size that fits"),
+        (1, "null x", "x: expected an address, got 0"),
+        (1, "odd x", "x: expected an address aligned to 4 bytes"),
+        (1, "odd h0", "h0: expected an address aligned to 4 bytes"),
+    ],
+)
+def test_direct_step_at_refuses_what_an_address_cannot_be(batch, where, message):
+    stack, _ = _stack("lstm", 4, 3, True, "float32")
+    x = np.zeros((2, 8), np.float32)
+    h = np.zeros((2, 8), np.float32)
+    address = {"null x": 0, "odd x": x.ctypes.data + 1}.get(where, x.ctypes.data)
+    h_address = h.ctypes.data + (1 if where == "odd h0" else 0)
+    with pytest.raises(ValueError, match=message):
+        stack.direct_step_at(batch, address, h_address, 0)
 
 
 def test_direct_step_before_any_parameters_is_refused():

@@ -109,6 +109,27 @@ def test_matches_torch(variant, layers, bidirectional, batch_first, bias, kind, 
         _close(a, b, tol, f"{name}.grad")
 
 
+@pytest.mark.parametrize("variant", ["lstm", "gru", "lstm_proj"])
+def test_lazily_negated_inputs_and_states_are_read_as_torch_reads_them(variant):
+    """A tensor with torch's neg bit (a real view of a conjugated complex tensor is one; its
+    memory holds the values' negatives, and NumPy refuses it) gives torch's outputs and
+    gradients, with and without autograd."""
+    native, ours = _pair(variant)
+    torch.manual_seed(2)
+    x = torch.randn(6, 2, 3, dtype=torch.complex128).conj().imag.requires_grad_()
+    h0 = torch._neg_view(torch.randn(1, 2, 2 if variant == "lstm_proj" else 4, dtype=x.dtype))
+    hx = (h0, torch._neg_view(torch.randn(1, 2, 4, dtype=x.dtype))) if "lstm" in variant else h0
+    assert x.is_neg() and h0.is_neg()
+    with torch.no_grad():
+        for a, b, what in zip(_flat(ours(x, hx)), _flat(native(x, hx)), "yhc"):
+            _close(a, b, TOL[x.dtype], what)
+    outs = [_flat(m(x, hx)) for m in (ours, native)]
+    for a, b, what in zip(*outs, "yhc"):
+        _close(a.detach(), b.detach(), TOL[x.dtype], what)
+    dx = [torch.autograd.grad(sum((o * o).sum() for o in out), x)[0] for out in outs]
+    _close(dx[0], dx[1], TOL[x.dtype], "dx")
+
+
 @pytest.mark.parametrize("variant", [*VARIANTS, "gru_reset_before"])
 def test_gradcheck(variant):
     torch.manual_seed(0)

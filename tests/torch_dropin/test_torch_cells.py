@@ -151,6 +151,37 @@ def test_strided_input_and_state_are_read_as_torch_reads_them():
             torch.testing.assert_close(g, w, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+@pytest.mark.parametrize("batch", [0, 3, 24], ids=lambda b: f"b{b}" if b else "unbatched")
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_views_at_an_offset_and_lazily_negated_tensors_are_read_as_torch_reads_them(
+    kind, batch, grad
+):
+    """The common call hands the engine its tensors' addresses (Stack.direct_step_at): a
+    contiguous view at an offset into a larger tensor starts at its own first value, and a
+    tensor with torch's neg bit (its memory holds the values' negatives; a real view of a
+    conjugated complex tensor is one) is resolved, never read raw and never refused."""
+    native, ours = _pair(kind, dtype=torch.float32)
+    torch.manual_seed(5)
+    shape = (batch, 5) if batch else (5,)
+    state = (batch, 7) if batch else (7,)
+    parts = 2 if kind == "lstm" else 1
+    offset_x = torch.randn(4, *shape)[2]  # contiguous, at an offset into its storage
+    offset_h = [torch.randn(3, *state)[1] for _ in range(parts)]
+    negated_x = torch._neg_view(torch.randn(shape))
+    negated_h = [torch._neg_view(torch.randn(state)) for _ in range(parts)]
+    conj_x = torch.randn(*shape, dtype=torch.complex64).conj().imag  # strided, neg bit
+    assert offset_x.storage_offset() > 0 and offset_x.is_contiguous()
+    assert negated_x.is_neg() and negated_x.is_contiguous() and conj_x.is_neg()
+    cases = [(offset_x, offset_h), (negated_x, negated_h), (conj_x, None), (offset_x, negated_h)]
+    for x, h in cases:
+        hx = None if h is None else (tuple(h) if kind == "lstm" else h[0])
+        with torch.set_grad_enabled(grad):
+            want, got = _flat(native(x, hx)), _flat(ours(x, hx))
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("kind", list(PAIRS))
 def test_patch_swaps_cells_keeping_parameters_and_unpatch_restores(kind):
     native_cls, _, kwargs = PAIRS[kind]

@@ -1,5 +1,7 @@
 // _core.Stack and _core.Tape: a module's C++ stack driver, one call per forward and backward.
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -18,6 +20,7 @@ constexpr int64_t kVerifyVersion = -2;
 
 template <typename T>
 struct Typed {
+  using Value = T;
   explicit Typed(const StackSpec& spec) : core(spec) {}
   Stack<T> core;
   StackParams<T> params;
@@ -133,11 +136,26 @@ class PyStack {
   // packed copy (rnn/direct_step.h): x [B, I], h0 and c0 [B, H] or None; returns (h, c or None),
   // new arrays.
   py::tuple direct_step(const py::array& x, const py::object& h0, const py::object& c0) {
-    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0, false); });
+    return visit([&](auto& t) {
+      using T = typename std::decay_t<decltype(t)>::Value;
+      return direct_step_typed(t, direct_inputs<T>(x, h0, c0), false);
+    });
+  }
+  // direct_step on memory given by address (a torch tensor's data_ptr()) that the caller has
+  // checked: x [B, I], h0 and c0 [B, H] (0: zeros), C-contiguous, of the stack's dtype and alive
+  // for the call. A Python cell loop's step spent a sixth of its time making NumPy views.
+  py::tuple direct_step_at(index_t batch, std::uintptr_t x, std::uintptr_t h0, std::uintptr_t c0) {
+    return visit([&](auto& t) {
+      using T = typename std::decay_t<decltype(t)>::Value;
+      return direct_step_typed(t, inputs_at<T>(batch, x, h0, c0), false);
+    });
   }
   // The same keeping what direct_backward needs: returns (h, c or None, DirectTape).
   py::tuple direct_train_step(const py::array& x, const py::object& h0, const py::object& c0) {
-    return visit([&](auto& t) { return direct_step_typed(t, x, h0, c0, true); });
+    return visit([&](auto& t) {
+      using T = typename std::decay_t<decltype(t)>::Value;
+      return direct_step_typed(t, direct_inputs<T>(x, h0, c0), true);
+    });
   }
   // The gradients of a direct_train_step from its x, h0, c0 (as they were) and tape, given dh
   // and dc (None: zeros): the bound gradients written or added to (set_grads); returns (dx or
@@ -336,11 +354,30 @@ class PyStack {
             lstm ? input_or_null<T>("c0", c0, {batch, hd}) : nullptr};
   }
 
+  // A direct step's inputs given by address (direct_step_at), their addresses checked as far
+  // as an address can be: x not null, each aligned for T, a batch the outputs can hold.
   template <typename T>
-  py::tuple direct_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
-                              const py::object& c0, bool keep) {
+  DirectInputs<T> inputs_at(index_t batch, std::uintptr_t x, std::uintptr_t h0,
+                            std::uintptr_t c0) const {
+    const index_t widest = std::max(spec_.input, spec_.hidden);
+    if (batch < 1 || batch > std::numeric_limits<index_t>::max() / 8 / widest)
+      throw std::invalid_argument("batch: expected 1 or more rows of a size that fits, got " +
+                                  std::to_string(batch));
+    if (x == 0) throw std::invalid_argument("x: expected an address, got 0");
+    const auto at = [](const char* name, std::uintptr_t a) -> const T* {
+      if (a % alignof(T) != 0)
+        throw std::invalid_argument(std::string(name) + ": expected an address aligned to " +
+                                    std::to_string(alignof(T)) + " bytes, got " +
+                                    std::to_string(a));
+      return reinterpret_cast<const T*>(a);
+    };
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    return {batch, at("x", x), at("h0", h0), lstm ? at("c0", c0) : nullptr};
+  }
+
+  template <typename T>
+  py::tuple direct_step_typed(Typed<T>& t, const DirectInputs<T>& in, bool keep) {
     check_bound(t, false);
-    const DirectInputs<T> in = direct_inputs<T>(x, h0, c0);
     const index_t batch = in.batch, hd = spec_.hidden;
     const bool lstm = cell_info(spec_.cell).cell_state;
     auto h = new_array<T>({batch, hd});
@@ -580,6 +617,10 @@ void init_rnn(py::module_& m) {
            "One step of a one-layer, one-direction stack from the bound parameters as they are "
            "now, with no packed copy: x (B, I), h0 and c0 (B, H) or None; returns (h, c or "
            "None). For a few batch rows: reads the weights once a row.")
+      .def("direct_step_at", &PyStack::direct_step_at, py::arg("batch"), py::arg("x"),
+           py::arg("h0"), py::arg("c0"),
+           "direct_step on memory given by address (torch's data_ptr()), checked by the caller: "
+           "x (B, I), h0 and c0 (B, H) or 0, C-contiguous, of the stack's dtype.")
       .def("direct_train_step", &PyStack::direct_train_step, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true),
            "direct_step keeping what direct_backward needs: returns (h, c or None, DirectTape).")

@@ -201,7 +201,7 @@ class _CellMixin(_RecurrentMixin):
         found = self._parameters  # type: ignore[attr-defined]  # a mixin of RNNCellBase
         params = [found.get(name) for name in self._names()]
         dtype = input.dtype
-        if dtype not in _PLAIN_DTYPES or not input.is_cpu or not input.is_contiguous():
+        if dtype not in _PLAIN_DTYPES or not _dense(input):
             return None
         grad = torch.is_grad_enabled()
         needs_grad = grad and input.requires_grad
@@ -230,9 +230,8 @@ class _CellMixin(_RecurrentMixin):
                 if (
                     type(part) is not Tensor
                     or part.dtype != dtype
-                    or not part.is_cpu
                     or part.shape != out_shape
-                    or not part.is_contiguous()
+                    or not _dense(part)
                 ):
                     return None
                 if part.requires_grad:
@@ -247,20 +246,24 @@ class _CellMixin(_RecurrentMixin):
         if needs_grad:
             call = self._call_for(stack, "fp32", shape, out_shape, batch)
             return _apply_cell(call, input, h0, c0, *params)
-        rows = (batch, self.hidden_size)  # the engine's shape of a state
-        # NumPy views of the caller's tensors, read and never written.
-        x = input.numpy() if ndim == 2 else input.numpy().reshape(batch, self.input_size)
-        h0a = None if h0 is None else (h0.numpy() if ndim == 2 else h0.numpy().reshape(rows))
-        c0a = None if c0 is None else (c0.numpy() if ndim == 2 else c0.numpy().reshape(rows))
         rnn = self.mode in ("RNN_TANH", "RNN_RELU")
         if _runs_direct(rnn, self.hidden_size, batch, False, dtype == torch.float32):
-            h, c = stack.direct_step(x, h0a, c0a)
+            # The caller's tensors by address, read and never written: each is checked above as
+            # direct_step_at needs (dtype, shape, dense and contiguous). NumPy views of them
+            # were a sixth of a B = 1 step of a Python loop.
+            h, c = stack.direct_step_at(
+                batch,
+                input.data_ptr(),
+                0 if h0 is None else h0.data_ptr(),
+                0 if c0 is None else c0.data_ptr(),
+            )
         else:
-            state = (1, *rows)
+            state = (1, batch, self.hidden_size)  # the engine's shape of a state
+            # NumPy views of the caller's tensors, read and never written.
             _, h, c, _ = stack.forward(
-                x.reshape(1, *x.shape),
-                None if h0a is None else h0a.reshape(state),
-                None if c0a is None else c0a.reshape(state),
+                input.numpy().reshape(1, batch, self.input_size),
+                None if h0 is None else h0.numpy().reshape(state),
+                None if c0 is None else c0.numpy().reshape(state),
                 None,
                 False,
                 engine.version,
@@ -324,6 +327,12 @@ class _CellMixin(_RecurrentMixin):
         return (parts[0], parts[1]) if lstm else (parts[0], None)
 
 
+def _dense(t: Tensor) -> bool:
+    """Whether `t`'s values are its memory as a C array: on the CPU, strided (not sparse or
+    oneDNN's layout), contiguous, and no lazy negation (torch's neg bit)."""
+    return t.is_cpu and t.layout is torch.strided and t.is_contiguous() and not t.is_neg()
+
+
 def _needs_grad(x: Tensor, h0: Tensor | None, c0: Tensor | None, params: list[Tensor]) -> bool:
     if not torch.is_grad_enabled():
         return False
@@ -334,6 +343,8 @@ def _needs_grad(x: Tensor, h0: Tensor | None, c0: Tensor | None, params: list[Te
 
 def _array(t: Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """A C-contiguous NumPy view (a copy only when `t` is strided) of `t` in `shape`."""
+    if t.is_neg():  # torch's lazy negation (a real view of a conjugated complex tensor)
+        t = t.resolve_neg()
     a = (t.detach() if t.requires_grad else t).numpy()  # (detach costs a microsecond)
     return (a if t.is_contiguous() else np.ascontiguousarray(a)).reshape(shape)
 

@@ -159,7 +159,7 @@ class _RecurrentMixin:
             if tuple(part.shape) != want:
                 raise ValueError(f"{name}: expected shape {want}, got {tuple(part.shape)}")
             part = part.unsqueeze(1) if unbatched else part
-            out.append(part.contiguous())
+            out.append(part.resolve_neg().contiguous())
         return (out[0], out[1]) if lstm else (out[0], None)
 
     def torch_twin(self) -> torch.nn.RNNBase:
@@ -220,7 +220,7 @@ class _RecurrentMixin:
             raise TypeError(
                 f"input: expected dtype {params[0].dtype} (the parameters'), got {x.dtype}"
             )
-        x = x.contiguous()
+        x = x.resolve_neg().contiguous()  # (NumPy refuses torch's lazily negated views)
         h0, c0 = self._check_hx(hx, x.shape[1], unbatched, x.dtype)
         lengths = None if packing is None else packing.lengths
         y, h_n, c_n = self._run(x, h0, c0, lengths, params, stack, precision)
