@@ -109,6 +109,43 @@ def test_matches_torch(variant, layers, bidirectional, batch_first, bias, kind, 
         _close(a, b, tol, f"{name}.grad")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    ("batch", "layout"),
+    [(0, "seq_first"), (1, "seq_first"), (1, "unbatched"), (3, "batch_first"), (8, "seq_first")]
+    + [(8, "batch_first"), (40, "seq_first"), (40, "batch_first")],
+)
+@pytest.mark.parametrize("variant", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_one_step_calls_of_a_one_layer_module_follow_torch(variant, batch, layout, dtype):
+    """A decoder steps a one-layer module one input at a time (T = 1) without autograd: such a
+    call runs as a cell's step (Stack.direct_step) for a few batch rows, the packed path
+    beyond. Both give torch's outputs step after step, y and the state in memory of their own,
+    and the next call sees a write through .data."""
+    cls, kw = VARIANTS[variant]
+    native = getattr(torch.nn, cls)(24, 160, batch_first=layout == "batch_first", **kw)
+    ours = getattr(rt, cls)(24, 160, batch_first=layout == "batch_first", **kw)
+    native, ours = native.to(dtype), ours.to(dtype)
+    ours.load_state_dict(native.state_dict())
+    torch.manual_seed(6)
+    shape = {"seq_first": (1, batch, 24), "batch_first": (batch, 1, 24), "unbatched": (1, 24)}
+    hx_n = hx_o = None
+    with torch.no_grad():
+        for step in range(4):
+            x = torch.randn(shape[layout], dtype=dtype)
+            if step == 2:  # an update the engine is not told of
+                for a, b in zip(native.parameters(), ours.parameters()):
+                    a.data.mul_(0.5)
+                    b.data.mul_(0.5)
+            (y_n, hx_n), (y_o, hx_o) = native(x, hx_n), ours(x, hx_o)
+            for a, b, what in zip(_flat((y_o, hx_o)), _flat((y_n, hx_n)), "yhc"):
+                assert a.shape == b.shape, what
+                _close(a, b, 1e-12 if dtype == torch.float64 else 2e-5, f"step {step} {what}")
+        h_o = hx_o[0] if isinstance(hx_o, tuple) else hx_o
+        kept = h_o.clone()
+        y_o.add_(1.0)
+        assert torch.equal(h_o, kept)
+
+
 @pytest.mark.parametrize("variant", ["lstm", "gru", "lstm_proj"])
 def test_lazily_negated_inputs_and_states_are_read_as_torch_reads_them(variant):
     """A tensor with torch's neg bit (a real view of a conjugated complex tensor is one; its

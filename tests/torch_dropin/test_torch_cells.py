@@ -51,7 +51,7 @@ def _state(kind, batch, dtype, requires_grad, hidden=7):
 @pytest.mark.parametrize("kind", list(PAIRS))
 def test_one_step_matches_torch_forward_and_backward(kind, bias, batch, with_hx, dtype):
     """A small cell's step against torch's, forward and backward: direct up to 4 rows, packed
-    beyond (_cells._runs_direct; the larger sizes' limits have their own test below)."""
+    beyond (_engine.runs_direct; the larger sizes' limits have their own test below)."""
     native, ours = _pair(kind, bias, dtype)
     torch.manual_seed(1)
     x = torch.randn((batch, 5) if batch else (5,), dtype=dtype, requires_grad=True)
@@ -288,7 +288,7 @@ def test_torch_compile_runs_a_cell_loop_without_grad():
 )
 @pytest.mark.parametrize("kind", list(PAIRS))
 def test_sizes_either_side_of_the_direct_paths_limits_follow_torch(kind, hidden, batch, dtype):
-    """_runs_direct picks the direct or the packed step by dtype, hidden size and batch, with
+    """runs_direct picks the direct or the packed step by dtype, hidden size and batch, with
     and without autograd: steps on each side of its limits equal torch's cells, outputs and
     every gradient (float32: the limits past four rows on AVX-512; float64: below them)."""
     native, ours = _pair(kind, dtype=dtype, size=(24, hidden))

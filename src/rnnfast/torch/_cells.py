@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._runtime import isa
 from ._engine import (
     StackBinding,
     autocast_precision,
@@ -20,40 +19,13 @@ from ._engine import (
     follow_torch_threads,
     once_differentiable,
     param_grads,
+    runs_direct,
     torch_runs_it,
 )
 from ._modules import _check_construction, _float, _RecurrentMixin, twin_of
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _PLAIN_DTYPES = (torch.float32, torch.float64)
-
-
-# rows_dot loads each weight once for four batch rows where its kernel has lane_sums (float32
-# on AVX-512), once a row elsewhere: the direct step's limits past four rows hold there only.
-_GROUPED_ISA = isa().startswith("avx512")
-
-
-def _runs_direct(rnn: bool, hidden: int, batch: int, training: bool, float32: bool) -> bool:
-    """Whether a step (of an RNN cell with `rnn`, else of a gated cell) reads the weights as
-    they are (Stack.direct_step and direct_train_step, src/cpp/rnn/direct_step.h) rather than
-    comparing them with the packed copy's values and multiplying by the packs (whose T = 1
-    backward also runs five parallel regions, each operand packed alone). The direct product
-    loads each weight once per four batch rows (rows_dot); past a batch that depends on the
-    size, the packed GEMMs win.
-
-    A 2-core Sapphire Rapids, one step's C++ calls, us, packed against direct (inference;
-    training forward and backward): H = 128 LSTM B = 8 20.9 vs 18.2, 76.8 vs 67.4; B = 16 30.8
-    vs 30.6, 113.5 vs 98.7; B = 32 45.3 vs 57.7, 167.5 vs 181.8; RNN B = 32 16.6 vs 14.7, 63.4 vs
-    53.3; H = 256 LSTM B = 32 223 vs 146, 576 vs 651; H = 48 LSTM B = 16 8.5 vs 12.2, 27.4 vs
-    39.8. 100-step loops of LSTMCell(128) at B = 8 and 16 went from 1.32x and 1.56x torch.nn's
-    speed to 1.81x and 1.85x without autograd, 1.23x and 1.20x to 1.30x and 1.28x training."""
-    if batch <= 4:
-        return True
-    if hidden < 128:
-        return False
-    if not (float32 and _GROUPED_ISA):  # measured before rows_dot grouped its batch rows
-        return rnn and training and batch <= 32
-    return batch <= (32 if rnn or (hidden >= 256 and not training) else 16)
 
 
 class _CellMixin(_RecurrentMixin):
@@ -247,7 +219,7 @@ class _CellMixin(_RecurrentMixin):
             call = self._call_for(stack, "fp32", shape, out_shape, batch)
             return _apply_cell(call, input, h0, c0, *params)
         rnn = self.mode in ("RNN_TANH", "RNN_RELU")
-        if _runs_direct(rnn, self.hidden_size, batch, False, dtype == torch.float32):
+        if runs_direct(rnn, self.hidden_size, batch, False, dtype == torch.float32):
             # The caller's tensors by address, read and never written: each is checked above as
             # direct_step_at needs (dtype, shape, dense and contiguous). NumPy views of them
             # were a sixth of a B = 1 step of a Python loop.
@@ -387,12 +359,12 @@ class _CellCall:
         self.state = (1, batch, shape[-1])
         self.x_rows, self.rows = (batch, input_shape[-1]), (batch, shape[-1])
         # Steps in the module's own precision train on the weights as they are where they infer
-        # so (_runs_direct; Stack.direct_train_step and direct_backward): at B = 1 (LSTM, H =
+        # so (runs_direct; Stack.direct_train_step and direct_backward): at B = 1 (LSTM, H =
         # 128) the packed path's forward and backward took 22 and 41 us, these 11 and 14.
         spec = engine.spec
         rnn = spec["cell"] in ("rnn_tanh", "rnn_relu")
         float32 = spec["dtype"] == "float32"
-        self.direct = precision == "fp32" and _runs_direct(
+        self.direct = precision == "fp32" and runs_direct(
             rnn, spec["hidden_size"], batch, True, float32
         )
 

@@ -58,6 +58,34 @@ def module_cell(module: torch.nn.RNNBase) -> str:
     return of_torch_mode(mode, lbr).name
 
 
+# rows_dot loads each weight once for four batch rows where its kernel has lane_sums (float32
+# on AVX-512), once a row elsewhere: the direct step's limits past four rows hold there only.
+_GROUPED_ISA = _runtime.isa().startswith("avx512")
+
+
+def runs_direct(rnn: bool, hidden: int, batch: int, training: bool, float32: bool) -> bool:
+    """Whether a step (of an RNN cell with `rnn`, else of a gated cell) reads the weights as
+    they are (Stack.direct_step and direct_train_step, src/cpp/rnn/direct_step.h) rather than
+    comparing them with the packed copy's values and multiplying by the packs (whose T = 1
+    backward also runs five parallel regions, each operand packed alone). The direct product
+    loads each weight once per four batch rows (rows_dot); past a batch that depends on the
+    size, the packed GEMMs win.
+
+    A 2-core Sapphire Rapids, one step's C++ calls, us, packed against direct (inference;
+    training forward and backward): H = 128 LSTM B = 8 20.9 vs 18.2, 76.8 vs 67.4; B = 16 30.8
+    vs 30.6, 113.5 vs 98.7; B = 32 45.3 vs 57.7, 167.5 vs 181.8; RNN B = 32 16.6 vs 14.7, 63.4 vs
+    53.3; H = 256 LSTM B = 32 223 vs 146, 576 vs 651; H = 48 LSTM B = 16 8.5 vs 12.2, 27.4 vs
+    39.8. 100-step loops of LSTMCell(128) at B = 8 and 16 went from 1.32x and 1.56x torch.nn's
+    speed to 1.81x and 1.85x without autograd, 1.23x and 1.20x to 1.30x and 1.28x training."""
+    if batch <= 4:
+        return True
+    if hidden < 128:
+        return False
+    if not (float32 and _GROUPED_ISA):  # measured before rows_dot grouped its batch rows
+        return rnn and training and batch <= 32
+    return batch <= (32 if rnn or (hidden >= 256 and not training) else 16)
+
+
 def follow_torch_threads() -> None:
     """Unless the user chose rnnfast's thread count, use torch's (its intra-op pool and rnnfast's
     team then never ask for more cores than torch was told it has)."""
