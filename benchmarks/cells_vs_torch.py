@@ -1,14 +1,16 @@
 """A 100-step Python loop of torch.nn's RNNCell/LSTMCell/GRUCell against the same loop of
 rnnfast.torch's cells, under torch.no_grad() and training (backward through the loop), and the
 same computation as one sequence call (torch.nn.LSTM vs rnnfast.torch.LSTM), which is what a
-teacher-forced loop can be rewritten into.
+teacher-forced loop can be rewritten into. With --modules, a second table: the same loop
+stepping torch.nn.RNN/LSTM/GRU (1 and 2 layers) one input at a time, as decoders built on the
+modules do: y, hx = module(x[t:t+1], hx).
 
 Each loop is what a decoder written with cells runs: hx = cell(x[t], hx) for t in range(T). The
 engines are timed in interleaved rounds (rnnfast._timing); "vs torch" is torch's median over
 rnnfast's.
 
     python benchmarks/cells_vs_torch.py [--hidden 128] [--batch 1 32] [--steps 100]
-                                        [--rounds 5] [--seconds 6]
+                                        [--rounds 5] [--seconds 6] [--modules]
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ def cell_loop(cell: torch.nn.Module, x: torch.Tensor, train: bool) -> Callable[[
     return run
 
 
+def module_loop(module: torch.nn.Module, x: torch.Tensor, train: bool) -> Callable[[], None]:
+    def run() -> None:
+        with torch.set_grad_enabled(train):
+            hx, ys = None, []
+            for t in range(x.shape[0]):
+                y, hx = module(x[t : t + 1], hx)
+                ys.append(y)
+            if train:
+                torch.cat(ys).sum().backward()
+
+    return run
+
+
 def sequence(module: torch.nn.Module, x: torch.Tensor, train: bool) -> Callable[[], None]:
     def run() -> None:
         with torch.set_grad_enabled(train):
@@ -59,6 +74,7 @@ def main() -> None:
     p.add_argument("--cells", nargs="+", choices=sorted(PAIRS), default=list(PAIRS))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=6.0, help="time per loop kind")
+    p.add_argument("--modules", action="store_true", help="also time T = 1 module loops")
     a = p.parse_args()
     torch.set_num_threads(rnnfast.get_num_threads())
     print(
@@ -96,6 +112,40 @@ def main() -> None:
                     f"{per['torch'] / per['rnnfast']:8.2f}x {per['torch seq']:10.1f} "
                     f"{per['rnnfast seq']:12.1f}{'  ~' if noisy else ''}"
                 )
+
+    if a.modules:
+        module_table(a)
+
+
+def module_table(a: argparse.Namespace) -> None:
+    print(f"\n{a.steps}-step loops of one-step module calls (y, hx = m(x[t:t+1], hx)), us a step")
+    print(
+        f"{'module':9s} {'L':>2s} {'B':>3s} {'mode':8s} {'torch':>8s} {'rnnfast':>8s} "
+        f"{'vs torch':>9s}"
+    )
+    for name in a.cells:
+        torch_seq, our_seq = PAIRS[name][2:]
+        for layers in (1, 2):
+            torch.manual_seed(0)
+            native = torch_seq(a.hidden, a.hidden, layers)
+            ours = our_seq(a.hidden, a.hidden, layers)
+            ours.load_state_dict(native.state_dict())
+            for batch in a.batch:
+                x = torch.randn(a.steps, batch, a.hidden)
+                for train in (False, True):
+                    fns = {
+                        "torch": module_loop(native, x, train),
+                        "rnnfast": module_loop(ours, x, train),
+                    }
+                    t = interleaved(fns, rounds=a.rounds, min_time=a.seconds)
+                    per = {k: 1e3 * v.median / a.steps for k, v in t.items()}
+                    noisy = max(v.spread for v in t.values()) > SPREAD_FLAG
+                    mode = "train" if train else "no_grad"
+                    print(
+                        f"{name[:-4]:9s} {layers:2d} {batch:3d} {mode:8s} "
+                        f"{per['torch']:8.1f} {per['rnnfast']:8.1f} "
+                        f"{per['torch'] / per['rnnfast']:8.2f}x{'  ~' if noisy else ''}"
+                    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_cell_loop_benchmark_prints_every_row():
     out = _run(
         "cells_vs_torch.py",
         *("--hidden", "8", "--batch", "1", "3", "--steps", "4", "--seconds", "0.2"),
-        *("--rounds", "1"),
+        *("--rounds", "1", "--modules"),
     )
     rows = [
         ln.split()
@@ -77,6 +77,12 @@ def test_cell_loop_benchmark_prints_every_row():
     assert len(rows) == 3 * 2 * 2  # cells x batches x (no_grad, train)
     for r in rows:
         assert r[5].endswith("x") and float(r[5][:-1]) > 0
+    modules = [
+        ln.split() for ln in out.splitlines() if ln.split()[:1] in (["LSTM"], ["GRU"], ["RNN"])
+    ]
+    assert len(modules) == 3 * 2 * 2 * 2  # modules x layers x batches x (no_grad, train)
+    for r in modules:
+        assert r[6].endswith("x") and float(r[6][:-1]) > 0
 
 
 def test_calls_after_a_pause_benchmark_prints_every_row():

@@ -221,6 +221,81 @@ def test_direct_step_at_refuses_what_an_address_cannot_be(batch, where, message)
         stack.direct_step_at(batch, address, h_address, 0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("state", ["given", "none"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_direct_stack_step_is_direct_step_layer_after_layer(cell, layers, state, dtype):
+    """direct_stack_step (a stacked module stepped one input at a time) gives, bit for bit,
+    each layer's direct_step fed the new h of the layer below, which follows the reference."""
+    inp, hid, batch = 7, 6, 3
+    rng = np.random.default_rng(layers)
+    per_layer = [
+        _stack(cell, inp if k == 0 else hid, hid, True, dtype, seed=k) for k in range(layers)
+    ]
+    stack = _core.Stack(cell, inp, hid, layers, False, True, dtype)
+    stack.set_params([p for _, params in per_layer for p in params])
+    x = rng.standard_normal((batch, inp)).astype(dtype)
+    lstm = cell == "lstm"
+    h0 = c0 = None
+    if state == "given":
+        h0 = rng.standard_normal((layers, batch, hid)).astype(dtype)
+        c0 = rng.standard_normal((layers, batch, hid)).astype(dtype) if lstm else None
+    h_n, c_n = stack.direct_stack_step(x, h0, c0)
+    assert h_n.shape == (layers, batch, hid) and (c_n is None) == (not lstm)
+    below = x
+    for k, (one, params) in enumerate(per_layer):
+        h_k0 = None if h0 is None else h0[k]
+        c_k0 = None if c0 is None else c0[k]
+        h, c = one.direct_step(below, h_k0, c_k0)
+        assert np.array_equal(h_n[k], h) and (c is None or np.array_equal(c_n[k], c))
+        want_h, want_c = _reference(cell, params, below, h_k0, c_k0)
+        np.testing.assert_allclose(h, want_h, **TOL[dtype])
+        if lstm:
+            np.testing.assert_allclose(c, want_c, **TOL[dtype])
+        below = h
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("lstm", 4, 3, 2, True), "2 direction"),
+        (("lstm", 4, 3, 2, False, 2), "a projection"),
+        (("gru_reset_before", 4, 3, 2), "gru_reset_before"),
+    ],
+)
+def test_direct_stack_step_refuses_what_it_does_not_run(args, message):
+    with pytest.raises(ValueError, match=message):
+        _zero_stack(*args).direct_stack_step(np.zeros((1, 4), np.float32), None, None)
+
+
+def test_direct_stack_step_refuses_bad_arrays_by_name():
+    stack = _zero_stack("lstm", 4, 3, 2)
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"h0: expected shape \(2, 2, 3\)"):
+        stack.direct_stack_step(x, np.zeros((2, 3), np.float32), None)
+    with pytest.raises(ValueError, match=r"c0: expected shape \(2, 2, 3\)"):
+        stack.direct_stack_step(x, None, np.zeros((1, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="x: expected 2 dimensions"):
+        stack.direct_stack_step(np.zeros((1, 2, 4), np.float32), None, None)
+
+
+def _zero_stack(cell, inp, hid, layers, bidi=False, proj=0):
+    """A float32 stack of zero parameters in the engine's order (layer, direction)."""
+    stack = _core.Stack(cell, inp, hid, layers, bidi, True, "float32", proj)
+    dirs, state, g = 2 if bidi else 1, proj or hid, GATES.get(cell, 3) * hid
+    params = []
+    for layer in range(layers):
+        for _ in range(dirs):
+            params += [np.zeros((g, inp if layer == 0 else dirs * state), np.float32)]
+            params += [np.zeros((g, state), np.float32), np.zeros(g, np.float32)]
+            params += [np.zeros(g, np.float32)] + (
+                [np.zeros((proj, hid), np.float32)] if proj else []
+            )
+    stack.set_params(params)
+    return stack
+
+
 def test_direct_step_before_any_parameters_is_refused():
     with pytest.raises(RuntimeError, match="set_params"):
         _core.Stack("lstm", 4, 3, 1, False, True, "float32").direct_step(

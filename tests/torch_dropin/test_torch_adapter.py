@@ -112,18 +112,27 @@ def test_matches_torch(variant, layers, bidirectional, batch_first, bias, kind, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
     ("batch", "layout"),
-    [(0, "seq_first"), (1, "seq_first"), (1, "unbatched"), (3, "batch_first"), (8, "seq_first")]
-    + [(8, "batch_first"), (40, "seq_first"), (40, "batch_first")],
+    [
+        (0, "seq_first"),
+        (1, "seq_first"),
+        (1, "unbatched"),
+        (3, "batch_first"),
+        (8, "seq_first"),
+        (8, "batch_first"),
+        (40, "seq_first"),
+        (40, "batch_first"),
+    ],
 )
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("variant", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
-def test_one_step_calls_of_a_one_layer_module_follow_torch(variant, batch, layout, dtype):
-    """A decoder steps a one-layer module one input at a time (T = 1) without autograd: such a
-    call runs as a cell's step (Stack.direct_step) for a few batch rows, the packed path
-    beyond. Both give torch's outputs step after step, y and the state in memory of their own,
-    and the next call sees a write through .data."""
+def test_one_step_calls_of_a_module_follow_torch(variant, layers, batch, layout, dtype):
+    """A decoder steps a module one input at a time (T = 1) without autograd: such a call runs
+    as a cell's step, layer after layer (Stack.direct_stack_step), for a few batch rows, the
+    packed path beyond. Both give torch's outputs step after step, y and the state in memory
+    of their own, and the next call sees a write through .data."""
     cls, kw = VARIANTS[variant]
-    native = getattr(torch.nn, cls)(24, 160, batch_first=layout == "batch_first", **kw)
-    ours = getattr(rt, cls)(24, 160, batch_first=layout == "batch_first", **kw)
+    opts = {"num_layers": layers, "batch_first": layout == "batch_first", **kw}
+    native, ours = getattr(torch.nn, cls)(24, 160, **opts), getattr(rt, cls)(24, 160, **opts)
     native, ours = native.to(dtype), ours.to(dtype)
     ours.load_state_dict(native.state_dict())
     torch.manual_seed(6)

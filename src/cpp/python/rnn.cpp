@@ -150,6 +150,12 @@ class PyStack {
       return direct_step_typed(t, inputs_at<T>(batch, x, h0, c0), false);
     });
   }
+  // One step of every layer of a one-direction stack from the bound parameters as they are now
+  // (rnn/direct_step.h direct_stack_step): x [B, I], h0 and c0 [L, B, H] or None; returns
+  // (h_n, c_n or None), new arrays [L, B, H].
+  py::tuple direct_stack_step(const py::array& x, const py::object& h0, const py::object& c0) {
+    return visit([&](auto& t) { return direct_stack_step_typed(t, x, h0, c0); });
+  }
   // The same keeping what direct_backward needs: returns (h, c or None, DirectTape).
   py::tuple direct_train_step(const py::array& x, const py::object& h0, const py::object& c0) {
     return visit([&](auto& t) {
@@ -403,6 +409,34 @@ class PyStack {
     return py::make_tuple(h, c, py::cast(PyDirectTape{copy, saved}));
   }
 
+  template <typename T>
+  py::tuple direct_stack_step_typed(Typed<T>& t, const py::array& x, const py::object& h0,
+                                    const py::object& c0) {
+    check_bound(t, false);
+    if (x.ndim() != 2)
+      throw std::invalid_argument("x: expected 2 dimensions (B, I), got " +
+                                  std::to_string(x.ndim()));
+    const index_t batch = x.shape(0);
+    const bool lstm = cell_info(spec_.cell).cell_state;
+    const T* px = input<T>("x", x, {batch, spec_.input});
+    const T* ph0 = input_or_null<T>("h0", h0, state_shape(batch));
+    const T* pc0 = lstm ? input_or_null<T>("c0", c0, cell_shape(batch)) : nullptr;
+    auto h = new_array<T>(state_shape(batch));
+    py::object c = py::none();
+    T* pc = nullptr;
+    if (lstm) {
+      auto ca = new_array<T>(cell_shape(batch));
+      pc = ca.mutable_data();
+      c = ca;
+    }
+    T* ph = h.mutable_data();
+    {
+      py::gil_scoped_release release;
+      rnnfast::direct_stack_step(spec_, t.params, batch, px, ph0, pc0, ph, pc);
+    }
+    return py::make_tuple(h, c);
+  }
+
   // The bound gradients (set_grads) as a direct step's, written or added to as bound.
   template <typename T>
   DirectGrads<T> bound_direct_grads(const Typed<T>& t) const {
@@ -621,6 +655,11 @@ void init_rnn(py::module_& m) {
            py::arg("h0"), py::arg("c0"),
            "direct_step on memory given by address (torch's data_ptr()), checked by the caller: "
            "x (B, I), h0 and c0 (B, H) or 0, C-contiguous, of the stack's dtype.")
+      .def("direct_stack_step", &PyStack::direct_stack_step, py::arg("x"), py::arg("h0").none(true),
+           py::arg("c0").none(true),
+           "One step of every layer of a one-direction stack from the bound parameters as they "
+           "are now, with no packed copy, each layer's input the new h of the one below: x (B, "
+           "I), h0 and c0 (L, B, H) or None; returns (h_n, c_n or None), (L, B, H).")
       .def("direct_train_step", &PyStack::direct_train_step, py::arg("x"), py::arg("h0").none(true),
            py::arg("c0").none(true),
            "direct_step keeping what direct_backward needs: returns (h, c or None, DirectTape).")

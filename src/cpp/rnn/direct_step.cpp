@@ -243,6 +243,22 @@ void require_direct_step(const StackSpec& spec) {
 
 namespace {
 
+// `spec`'s layer `layer` as a one-layer stack of its own.
+StackSpec layer_alone(const StackSpec& spec, index_t layer) {
+  StackSpec one = spec;
+  one.input = spec.layer_input(layer);
+  one.layers = 1;
+  return one;
+}
+
+}  // namespace
+
+bool direct_stack_runs(const StackSpec& spec) {
+  return spec.layers >= 1 && direct_step_runs(layer_alone(spec, 0));
+}
+
+namespace {
+
 void check_runs(const StackSpec& spec, index_t batch) {
   require_direct_step(spec);
   if (batch < 0) throw std::invalid_argument("batch: expected >= 0, got " + std::to_string(batch));
@@ -410,6 +426,27 @@ void direct_backward(const StackSpec& spec, const LayerWeights<T>& w, index_t ba
   });
 }
 
+template <typename T>
+void direct_stack_step(const StackSpec& spec, const StackParams<T>& params, index_t batch,
+                       const T* x, const T* h0, const T* c0, T* h, T* c) {
+  if (!direct_stack_runs(spec)) {
+    throw std::invalid_argument(
+        std::string("direct stack step: runs one direction without projection or peepholes, of "
+                    "a cell with one product a step; got ") +
+        cell_info(spec.cell).name + " with " + std::to_string(spec.directions) + " direction(s)" +
+        (spec.proj ? ", a projection" : "") + (spec.peepholes ? ", peepholes" : ""));
+  }
+  check_runs(layer_alone(spec, 0), batch);
+  const bool lstm = spec.cell == Cell::Lstm;
+  const index_t rows = batch * spec.hidden;  // one layer's state
+  for (index_t l = 0; l < spec.layers; ++l) {
+    const index_t at = l * rows;
+    direct_step(layer_alone(spec, l), params.layers[static_cast<size_t>(l)], batch,
+                l == 0 ? x : h + at - rows, h0 ? h0 + at : nullptr, lstm && c0 ? c0 + at : nullptr,
+                h + at, lstm ? c + at : nullptr);
+  }
+}
+
 template class WeightsCopy<float>;
 template class WeightsCopy<double>;
 template void direct_step<float>(const StackSpec&, const LayerWeights<float>&, index_t,
@@ -418,6 +455,11 @@ template void direct_step<float>(const StackSpec&, const LayerWeights<float>&, i
 template void direct_step<double>(const StackSpec&, const LayerWeights<double>&, index_t,
                                   const double*, const double*, const double*, double*, double*,
                                   double*, std::shared_ptr<const WeightsCopy<double>>*);
+template void direct_stack_step<float>(const StackSpec&, const StackParams<float>&, index_t,
+                                       const float*, const float*, const float*, float*, float*);
+template void direct_stack_step<double>(const StackSpec&, const StackParams<double>&, index_t,
+                                        const double*, const double*, const double*, double*,
+                                        double*);
 template void direct_backward<float>(const StackSpec&, const LayerWeights<float>&, index_t,
                                      const float*, const float*, const float*, const float*,
                                      const float*, const float*, float*, float*, float*,

@@ -59,6 +59,20 @@ void direct_step(const StackSpec& spec, const LayerWeights<T>& w, index_t batch,
                  const T* h0, const T* c0, T* h, T* c, T* saved = nullptr,
                  std::shared_ptr<const WeightsCopy<T>>* copy = nullptr);
 
+// Whether direct_stack_step runs `spec`: layers direct_step runs, stacked (one direction).
+bool direct_stack_runs(const StackSpec& spec);
+
+// One timestep of every layer of a one-direction stack without projection or peepholes, each
+// layer a direct_step whose input is the new h of the layer below (inference: no dropout,
+// nothing kept): x [B, I], h0 and c0 [L, B, H] (null: zeros), h and c [L, B, H] written. A
+// decoder stepping a stacked module one input at a time: the packed path compares every
+// layer's weights with a copy at each call, and two LSTM(128) layers' weights, copy and packs
+// outgrow a core's L2 (a B = 1 call took 58 us there, 11 of them without the comparison).
+// Throws std::invalid_argument naming what it does not run and for batch < 0.
+template <typename T>
+void direct_stack_step(const StackSpec& spec, const StackParams<T>& params, index_t batch,
+                       const T* x, const T* h0, const T* c0, T* h, T* c);
+
 // Where direct_backward puts the weights' gradients ([4H, I], [4H, H], [4H], [4H] for an LSTM;
 // biases null without bias): written, or with `add` added to.
 template <typename T>
