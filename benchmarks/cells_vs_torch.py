@@ -66,6 +66,21 @@ def sequence(module: torch.nn.Module, x: torch.Tensor, train: bool) -> Callable[
     return run
 
 
+def twins(torch_cls: type, our_cls: type, *args: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """torch.nn's module and rnnfast's with the same weights."""
+    native, ours = torch_cls(*args), our_cls(*args)
+    ours.load_state_dict(native.state_dict())
+    return native, ours
+
+
+def timed(fns: dict[str, Callable[[], None]], a: argparse.Namespace) -> tuple[dict, str]:
+    """Microseconds a step of each loop (medians of interleaved rounds), and "  ~" when a
+    spread is above rnnfast._timing's flag."""
+    t = interleaved(fns, rounds=a.rounds, min_time=a.seconds)
+    per = {k: 1e3 * v.median / a.steps for k, v in t.items()}
+    return per, "  ~" if max(v.spread for v in t.values()) > SPREAD_FLAG else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=128)
@@ -88,29 +103,25 @@ def main() -> None:
     for name in a.cells:
         torch_cell, our_cell, torch_seq, our_seq = PAIRS[name]
         torch.manual_seed(0)
-        native = torch_cell(a.hidden, a.hidden)
-        ours = our_cell(a.hidden, a.hidden)
-        ours.load_state_dict(native.state_dict())
-        seq_native = torch_seq(a.hidden, a.hidden)
-        seq_ours = our_seq(a.hidden, a.hidden)
-        seq_ours.load_state_dict(seq_native.state_dict())
+        native, ours = twins(torch_cell, our_cell, a.hidden, a.hidden)
+        seq_native, seq_ours = twins(torch_seq, our_seq, a.hidden, a.hidden)
         for batch in a.batch:
             x = torch.randn(a.steps, batch, a.hidden)
             for train in (False, True):
-                fns = {
-                    "torch": cell_loop(native, x, train),
-                    "rnnfast": cell_loop(ours, x, train),
-                    "torch seq": sequence(seq_native, x, train),
-                    "rnnfast seq": sequence(seq_ours, x, train),
-                }
-                t = interleaved(fns, rounds=a.rounds, min_time=a.seconds)
-                per = {k: 1e3 * v.median / a.steps for k, v in t.items()}
-                noisy = max(v.spread for v in t.values()) > SPREAD_FLAG
+                per, noisy = timed(
+                    {
+                        "torch": cell_loop(native, x, train),
+                        "rnnfast": cell_loop(ours, x, train),
+                        "torch seq": sequence(seq_native, x, train),
+                        "rnnfast seq": sequence(seq_ours, x, train),
+                    },
+                    a,
+                )
                 print(
                     f"{name:9s} {batch:3d} {'train' if train else 'no_grad':8s} "
                     f"{per['torch']:11.1f} {per['rnnfast']:13.1f} "
                     f"{per['torch'] / per['rnnfast']:8.2f}x {per['torch seq']:10.1f} "
-                    f"{per['rnnfast seq']:12.1f}{'  ~' if noisy else ''}"
+                    f"{per['rnnfast seq']:12.1f}{noisy}"
                 )
 
     if a.modules:
@@ -127,24 +138,17 @@ def module_table(a: argparse.Namespace) -> None:
         torch_seq, our_seq = PAIRS[name][2:]
         for layers in (1, 2):
             torch.manual_seed(0)
-            native = torch_seq(a.hidden, a.hidden, layers)
-            ours = our_seq(a.hidden, a.hidden, layers)
-            ours.load_state_dict(native.state_dict())
+            native, ours = twins(torch_seq, our_seq, a.hidden, a.hidden, layers)
             for batch in a.batch:
                 x = torch.randn(a.steps, batch, a.hidden)
                 for train in (False, True):
-                    fns = {
-                        "torch": module_loop(native, x, train),
-                        "rnnfast": module_loop(ours, x, train),
-                    }
-                    t = interleaved(fns, rounds=a.rounds, min_time=a.seconds)
-                    per = {k: 1e3 * v.median / a.steps for k, v in t.items()}
-                    noisy = max(v.spread for v in t.values()) > SPREAD_FLAG
+                    fns = {"torch": module_loop(native, x, train)}
+                    per, noisy = timed({**fns, "rnnfast": module_loop(ours, x, train)}, a)
                     mode = "train" if train else "no_grad"
                     print(
                         f"{name[:-4]:9s} {layers:2d} {batch:3d} {mode:8s} "
                         f"{per['torch']:8.1f} {per['rnnfast']:8.1f} "
-                        f"{per['torch'] / per['rnnfast']:8.2f}x{'  ~' if noisy else ''}"
+                        f"{per['torch'] / per['rnnfast']:8.2f}x{noisy}"
                     )
 
 

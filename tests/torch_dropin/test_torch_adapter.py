@@ -155,6 +155,41 @@ def test_one_step_calls_of_a_module_follow_torch(variant, layers, batch, layout,
         assert torch.equal(h_o, kept)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["seq_first", "batch_first"])
+@pytest.mark.parametrize("batch", [1, 3, 24])
+@pytest.mark.parametrize("variant", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_one_step_training_calls_of_a_module_follow_torch(variant, batch, batch_first, dtype):
+    """A decoder trained by stepping a one-layer module (T = 1 calls under autograd): the
+    loss's gradients through every step, to the input, the initial state and the weights, are
+    torch's."""
+    cls, kw = VARIANTS[variant]
+    native = getattr(torch.nn, cls)(6, 130, batch_first=batch_first, **kw).to(dtype)
+    ours = getattr(rt, cls)(6, 130, batch_first=batch_first, **kw).to(dtype)
+    ours.load_state_dict(native.state_dict())
+    torch.manual_seed(3)
+    x = torch.randn(4, batch, 6, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(1, batch, 130, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(1, batch, 130, dtype=dtype, requires_grad=True)
+
+    def run(module):
+        hx = (h0, c0) if variant == "lstm" else h0
+        loss = 0
+        for t in range(4):
+            step = x[t : t + 1].transpose(0, 1) if batch_first else x[t : t + 1]
+            y, hx = module(step, hx)
+            loss = loss + (y * y).sum()
+        loss = loss + sum(s.sum() for s in (hx if isinstance(hx, tuple) else (hx,)))
+        wrt = [x, h0, *([c0] if variant == "lstm" else []), *module.parameters()]
+        return loss, torch.autograd.grad(loss, wrt)
+
+    (loss_n, grads_n), (loss_o, grads_o) = run(native), run(ours)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    _close(loss_o.detach(), loss_n.detach(), tol, "loss")
+    for i, (a, b) in enumerate(zip(grads_o, grads_n)):
+        _close(a, b, tol, f"gradient {i}")
+
+
 @pytest.mark.parametrize("variant", ["lstm", "gru", "lstm_proj"])
 def test_lazily_negated_inputs_and_states_are_read_as_torch_reads_them(variant):
     """A tensor with torch's neg bit (a real view of a conjugated complex tensor is one; its

@@ -122,6 +122,16 @@ py::array_t<T> new_array(Shape shape) {
   return py::array_t<T>(shape.to_vector());
 }
 
+// A new array of `shape` when `wanted`, its values at *data; else None, *data null.
+template <typename T>
+py::object new_array_if(bool wanted, Shape shape, T** data) {
+  *data = nullptr;
+  if (!wanted) return py::none();
+  auto a = new_array<T>(shape);
+  *data = a.mutable_data();
+  return std::move(a);
+}
+
 // float32 or float64, from a name.
 enum class Dtype { F32, F64 };
 inline Dtype parse_dtype(const std::string& name) {

@@ -319,13 +319,8 @@ class PyStack {
     }
     auto y = new_array<T>({steps, batch, spec_.directions * spec_.state()});
     auto h_n = new_array<T>(state_shape(batch));
-    py::object c_n = py::none();
-    T* pc_n = nullptr;
-    if (lstm) {
-      auto c = new_array<T>(cell_shape(batch));
-      pc_n = c.mutable_data();
-      c_n = c;
-    }
+    T* pc_n;
+    py::object c_n = new_array_if<T>(lstm, cell_shape(batch), &pc_n);
     std::unique_ptr<Tape<T>> tape = training ? std::make_unique<Tape<T>>() : nullptr;
     T* py_ = y.mutable_data();
     T* ph_n = h_n.mutable_data();
@@ -387,13 +382,8 @@ class PyStack {
     const index_t batch = in.batch, hd = spec_.hidden;
     const bool lstm = cell_info(spec_.cell).cell_state;
     auto h = new_array<T>({batch, hd});
-    py::object c = py::none();
-    T* pc = nullptr;
-    if (lstm) {
-      auto ca = new_array<T>({batch, hd});
-      pc = ca.mutable_data();
-      c = ca;
-    }
+    T* pc;
+    py::object c = new_array_if<T>(lstm, {batch, hd}, &pc);
     T* ph = h.mutable_data();
     py::array_t<T> saved;
     if (keep) saved = new_array<T>({batch, direct_saved_per_row(spec_)});
@@ -422,13 +412,8 @@ class PyStack {
     const T* ph0 = input_or_null<T>("h0", h0, state_shape(batch));
     const T* pc0 = lstm ? input_or_null<T>("c0", c0, cell_shape(batch)) : nullptr;
     auto h = new_array<T>(state_shape(batch));
-    py::object c = py::none();
-    T* pc = nullptr;
-    if (lstm) {
-      auto ca = new_array<T>(cell_shape(batch));
-      pc = ca.mutable_data();
-      c = ca;
-    }
+    T* pc;
+    py::object c = new_array_if<T>(lstm, cell_shape(batch), &pc);
     T* ph = h.mutable_data();
     {
       py::gil_scoped_release release;
@@ -463,17 +448,10 @@ class PyStack {
     const T* psaved = input<T>("tape", tape.saved, {batch, direct_saved_per_row(spec_)});
     const T* pdh = input_or_null<T>("dh", dh, {batch, hd});
     const T* pdc = lstm ? input_or_null<T>("dc", dc, {batch, hd}) : nullptr;
-    // An output array of `width` columns when wanted (its pointer set), else None.
-    const auto output_if = [&](bool wanted, index_t width, T** data) -> py::object {
-      if (!wanted) return py::none();
-      auto a = new_array<T>({batch, width});
-      *data = a.mutable_data();
-      return std::move(a);
-    };
-    T *pdx = nullptr, *pdh0 = nullptr, *pdc0 = nullptr;
-    py::object dx = output_if(input_grad, spec_.input, &pdx);
-    py::object dh0 = output_if(in.h0 != nullptr, hd, &pdh0);
-    py::object dc0 = output_if(in.c0 != nullptr, hd, &pdc0);
+    T *pdx, *pdh0, *pdc0;
+    py::object dx = new_array_if<T>(input_grad, {batch, spec_.input}, &pdx);
+    py::object dh0 = new_array_if<T>(in.h0 != nullptr, {batch, hd}, &pdh0);
+    py::object dc0 = new_array_if<T>(in.c0 != nullptr, {batch, hd}, &pdc0);
     {
       py::gil_scoped_release release;
       rnnfast::direct_backward(spec_, (*weights)->weights(), batch, in.x, in.h0, in.c0, psaved, pdh,
@@ -563,36 +541,17 @@ class PyStack {
     const T* pdy = input_or_null<T>("dy", dy, {steps, batch, spec_.directions * spec_.state()});
     const T* pdh = input_or_null<T>("dh_n", dh_n, state_shape(batch));
     const T* pdc = lstm ? input_or_null<T>("dc_n", dc_n, cell_shape(batch)) : nullptr;
-    py::object dx = py::none();
-    T* pdx = nullptr;
-    if (input_grad) {
-      auto a = new_array<T>({steps, batch, spec_.input});
-      pdx = a.mutable_data();
-      dx = a;
-    }
+    T *pdx, *pdc0;
+    py::object dx = new_array_if<T>(input_grad, {steps, batch, spec_.input}, &pdx);
     auto dh0 = new_array<T>(state_shape(batch));
-    py::object dc0 = py::none();
-    T* pdc0 = nullptr;
-    if (lstm) {
-      auto a = new_array<T>(cell_shape(batch));
-      pdc0 = a.mutable_data();
-      dc0 = a;
-    }
+    py::object dc0 = new_array_if<T>(lstm, cell_shape(batch), &pdc0);
     T* pdh0 = dh0.mutable_data();
     // dL/dh_t and dL/dc_t of every step: [L*D, T, B, S] and [L*D, T, B, H].
-    py::object dhs = py::none(), dcs = py::none();
-    T *pdhs = nullptr, *pdcs = nullptr;
-    if (state_grads) {
-      const index_t count = spec_.layers * spec_.directions;
-      auto a = new_array<T>({count, steps, batch, spec_.state()});
-      pdhs = a.mutable_data();
-      dhs = a;
-      if (lstm) {
-        auto c = new_array<T>({count, steps, batch, spec_.hidden});
-        pdcs = c.mutable_data();
-        dcs = c;
-      }
-    }
+    const index_t count = spec_.layers * spec_.directions;
+    T *pdhs, *pdcs;
+    py::object dhs = new_array_if<T>(state_grads, {count, steps, batch, spec_.state()}, &pdhs);
+    py::object dcs =
+        new_array_if<T>(state_grads && lstm, {count, steps, batch, spec_.hidden}, &pdcs);
     run_interruptible([&](Interrupt* interrupt) {
       t.core.backward(t.params, core_version(version), tape, pdy, pdh, pdc, pdx, pdh0, pdc0,
                       t.grads, pdhs, pdcs, interrupt);
