@@ -466,6 +466,11 @@ def test_dropout_follows_torch_seed_and_mode():
     m.train()
     with torch.no_grad():  # training mode without a tape still drops (as torch does)
         assert not torch.allclose(m(x)[0], native(x)[0])
+        # and so does a one-step call (a decoder's), which the direct path would not
+        torch.manual_seed(1)
+        first = m(x[:1])[0]
+        torch.manual_seed(2)
+        assert not torch.equal(m(x[:1])[0], first)
     native_p1 = torch.nn.GRU(3, 6, 2, dropout=1.0).train()
     ours_p1 = rt.GRU(3, 6, 2, dropout=1.0)
     ours_p1.load_state_dict(native_p1.state_dict())

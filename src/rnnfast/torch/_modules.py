@@ -323,7 +323,8 @@ class _RecurrentMixin:
         )
         if not needs_grad:  # inference: no tape
             steps, batch = x.shape[0], x.shape[1]
-            if steps == 1 and lens is None and self._steps_direct(batch, x.dtype, precision):
+            direct = steps == 1 and lens is None and not drop  # (dropout between layers)
+            if direct and self._steps_direct(batch, x.dtype, precision):
                 return self._direct_step(stack, x, h0, c0)
             y, h_n, c_n, _ = stack.forward(
                 x.detach().numpy(),
